@@ -1,0 +1,268 @@
+"""Tile folders: images, image-level labels (in file names or a CSV) and palette-PNG masks.
+
+Coordinate convention, stated once for the whole package: arrays are indexed ``(y, x)`` (row, column),
+images are ``(H, W, 3)`` uint8 RGB, class maps ``(H, W)`` uint8, and regions are ``(y0, x0, y1, x1)`` in
+level-0 pixels, end-exclusive.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..classes import ClassSchema
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# LUAD-HistoSeg: "...-[1 0 0 1].png"; BCSS-WSSS: "...-[0101].png". The bracket group is the last one.
+_LABEL_RE = re.compile(r"\[([01](?:\s*[01])*)\]")
+
+
+@dataclass(frozen=True)
+class LabelledTile:
+    """A training tile and its image-level multi-hot label (foreground classes only)."""
+
+    path: Path
+    labels: np.ndarray  # (n_foreground,) int64
+
+
+@dataclass(frozen=True)
+class MaskPair:
+    """An evaluation tile and its pixel mask (palette PNG, class-map values)."""
+
+    image: Path
+    mask: Path
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files (PNG/JPEG/TIFF) directly in ``folder``, sorted by name.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: it holds no image files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder. Give the folder that holds the tile images.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(
+            f"{folder} holds no images (looked for {', '.join(IMAGE_SUFFIXES)}). For a LUAD-HistoSeg style "
+            "dataset give its training/ folder, or val/ or test/ (with img/ and mask/)."
+        )
+    return files
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB.
+
+    Grayscale and RGBA are refused rather than guessed at: an H&E model given a converted grayscale image
+    predicts nonsense. 16-bit RGB is rescaled to 8 bits.
+
+    Raises:
+        ValueError: unreadable/truncated file, or not an RGB image — with the file name and what to do.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path, level=0) if _is_pyramidal(path) else tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                arr = np.asarray(im.convert("RGB") if im.mode in ("P", "CMYK", "YCbCr") else im)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"Cannot read {path}: {type(e).__name__}: {e}. The file is damaged or not an image; "
+                         "re-export it or remove it from the folder.") from e
+    return as_rgb_uint8(arr, str(path))
+
+
+def _is_pyramidal(path: Path) -> bool:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        return len(tf.series) > 0 and len(tf.series[0].levels) > 1
+
+
+def as_rgb_uint8(arr: np.ndarray, source: str = "image") -> np.ndarray:
+    """Check/convert an array to ``(H, W, 3)`` uint8 RGB, raising a clear ValueError otherwise."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        raise ValueError(f"{source} is grayscale (shape {arr.shape}); expected an RGB H&E image (H, W, 3). "
+                         "Use the original colour scan.")
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise ValueError(f"{source} has shape {arr.shape}; expected an RGB image (H, W, 3).")
+    if arr.shape[-1] == 4:
+        raise ValueError(f"{source} is RGBA; expected RGB. Save it without the alpha channel (e.g. "
+                         "`convert in.png -alpha off out.png`).")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr // 257).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.min() >= 0 and arr.max() <= 1:
+        return (arr * 255 + 0.5).astype(np.uint8)
+    raise ValueError(f"{source} has dtype {arr.dtype}; expected 8- or 16-bit RGB.")
+
+
+def parse_labels_from_name(name: str, n_classes: int) -> np.ndarray:
+    """Parse the image-level label from a LUAD-HistoSeg (``-[1 0 0 1]``) or BCSS-WSSS (``-[0101]``) name.
+
+    Returns:
+        (n_classes,) int64 multi-hot vector.
+
+    Raises:
+        ValueError: no bracketed label, or the wrong number of digits.
+    """
+    matches = _LABEL_RE.findall(Path(name).name)
+    if not matches:
+        raise ValueError(
+            f"{name}: no image-level label in the file name; expected e.g. 'tile-[1 0 0 1].png' (LUAD-HistoSeg) "
+            "or 'tile-[0101].png' (BCSS-WSSS), or give a labels CSV (filename,<class names>)."
+        )
+    digits = re.sub(r"\s+", "", matches[-1])
+    if len(digits) != n_classes:
+        raise ValueError(f"{name}: label [{matches[-1]}] has {len(digits)} digits; the class schema has "
+                         f"{n_classes} foreground classes. Choose the matching schema (LUAD/BCSS).")
+    return np.array([int(c) for c in digits], dtype=np.int64)
+
+
+def format_label_name(stem: str, labels: np.ndarray, style: str = "luad") -> str:
+    """File name carrying ``labels``: ``stem-[1 0 0 1].png`` (luad) or ``stem-[1001].png`` (bcss)."""
+    sep = " " if style == "luad" else ""
+    return f"{stem}-[{sep.join(str(int(v)) for v in labels)}].png"
+
+
+def read_labels_csv(csv_path: str | Path, schema: ClassSchema) -> dict[str, np.ndarray]:
+    """Read ``filename,<class names...>`` rows (0/1 values) into ``{filename: labels}``."""
+    csv_path = Path(csv_path)
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        names = schema.foreground_names
+        missing = [n for n in ["filename", *names] if n not in header]
+        if missing:
+            raise ValueError(f"{csv_path}: columns {missing} are missing; expected header "
+                             f"'filename,{','.join(names)}' (got {','.join(header)}).")
+        out = {}
+        for i, row in enumerate(reader, start=2):
+            try:
+                vals = [int(row[n]) for n in names]
+            except (TypeError, ValueError):
+                raise ValueError(f"{csv_path}, line {i}: class values must be 0 or 1, got "
+                                 f"{[row.get(n) for n in names]}.") from None
+            if any(v not in (0, 1) for v in vals):
+                raise ValueError(f"{csv_path}, line {i}: class values must be 0 or 1, got {vals}.")
+            out[row["filename"]] = np.array(vals, dtype=np.int64)
+    return out
+
+
+def list_training_tiles(folder: str | Path, schema: ClassSchema, labels_csv: str | Path | None = None
+                        ) -> list[LabelledTile]:
+    """Training tiles with image-level labels, from file names or from ``labels_csv``.
+
+    Raises:
+        ValueError: a file whose label cannot be parsed (named), or a CSV row for a missing file.
+    """
+    files = list_images(folder)
+    if labels_csv is not None:
+        table = read_labels_csv(labels_csv, schema)
+        by_name = {p.name: p for p in files}
+        unknown = sorted(set(table) - set(by_name))
+        if unknown:
+            raise ValueError(f"{labels_csv}: {len(unknown)} rows name files not in {folder}, e.g. {unknown[:3]}.")
+        return [LabelledTile(by_name[n], lab) for n, lab in table.items()]
+    return [LabelledTile(p, parse_labels_from_name(p.name, schema.n_foreground)) for p in files]
+
+
+def list_mask_pairs(folder: str | Path) -> list[MaskPair]:
+    """Evaluation pairs from ``folder/img`` and ``folder/mask`` (same file stems).
+
+    Raises:
+        FileNotFoundError / ValueError: missing sub-folders or images without a mask (named).
+    """
+    folder = Path(folder)
+    img_dir, mask_dir = folder / "img", folder / "mask"
+    if not img_dir.is_dir() or not mask_dir.is_dir():
+        raise FileNotFoundError(f"{folder} must contain img/ and mask/ folders (LUAD-HistoSeg val/test layout).")
+    masks = {p.stem: p for p in list_images(mask_dir)}
+    pairs, missing = [], []
+    for img in list_images(img_dir):
+        m = masks.get(img.stem)
+        (pairs.append(MaskPair(img, m)) if m is not None else missing.append(img.name))
+    if missing:
+        raise ValueError(f"{folder}: {len(missing)} images have no mask in mask/ (e.g. {missing[:3]}).")
+    return pairs
+
+
+def read_mask(path: str | Path, schema: ClassSchema) -> np.ndarray:
+    """Read a palette-PNG (or single-channel) mask as an ``(H, W)`` uint8 class map, checked against ``schema``.
+
+    Raises:
+        ValueError: an RGB mask, an unreadable file, or values outside the schema (named).
+    """
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L", "I", "I;16"):
+                raise ValueError(f"{path}: mask mode {im.mode}; expected a palette (P) or single-channel image "
+                                 "whose values are class indices.")
+            arr = np.asarray(im)
+    except ValueError:
+        raise
+    except Exception as e:
+        raise ValueError(f"Cannot read mask {path}: {type(e).__name__}: {e}.") from e
+    return schema.validate_class_map(arr, source=str(path))
+
+
+def write_mask(path: str | Path, class_map: np.ndarray, schema: ClassSchema) -> Path:
+    """Write a class map as a palette PNG (dataset convention), atomically."""
+    from PIL import Image
+
+    from ..atomic import atomic_save
+
+    cm = schema.validate_class_map(class_map, source=str(path))
+    im = Image.fromarray(cm, mode="P")
+    im.putpalette(schema.pil_palette())
+    with atomic_save(path) as tmp:
+        im.save(tmp, format="PNG")
+    return Path(path)
+
+
+def is_background(rgb: np.ndarray, threshold: int = 200, min_size: int = 64) -> np.ndarray:
+    """Near-white glass: grey level > ``threshold``, without specks smaller than ``min_size`` pixels.
+
+    Args:
+        rgb: (..., H, W, 3) uint8.
+    Returns:
+        (..., H, W) bool.
+    """
+    from skimage.morphology import remove_small_holes, remove_small_objects
+
+    rgb = np.asarray(rgb)
+    grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    white = grey > threshold
+    if white.ndim == 2:
+        return _clean(white, min_size, remove_small_objects, remove_small_holes)
+    flat = white.reshape(-1, *white.shape[-2:])
+    return np.stack([_clean(w, min_size, remove_small_objects, remove_small_holes) for w in flat]).reshape(white.shape)
+
+
+def _clean(mask: np.ndarray, min_size: int, rso, rsh) -> np.ndarray:
+    # Pale stroma has white specks and glass has dust: drop both kinds of small islands.
+    try:
+        mask = rso(mask, max_size=min_size - 1)
+        return rsh(mask, max_size=min_size - 1)
+    except TypeError:  # scikit-image < 0.26 names it min_size / area_threshold
+        mask = rso(mask, min_size=min_size)
+        return rsh(mask, area_threshold=min_size)

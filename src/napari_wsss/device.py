@@ -1,0 +1,44 @@
+"""Device choice, made once and passed down (no ``.cuda()`` elsewhere)."""
+
+from __future__ import annotations
+
+import os
+
+
+def available_devices() -> list[str]:
+    """Devices usable on this machine, best first (``cuda`` > ``mps`` > ``cpu``)."""
+    import torch
+
+    out = []
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    out.append("cpu")
+    return out
+
+
+def select_device(requested: str | None = None):
+    """Return a ``torch.device``.
+
+    ``requested`` (or the ``NAPARI_WSSS_DEVICE`` environment variable) overrides the automatic choice;
+    ``None``/``"auto"`` picks the best available one.
+
+    Raises:
+        ValueError: when the requested device is not available here.
+    """
+    import torch
+
+    requested = requested or os.environ.get("NAPARI_WSSS_DEVICE") or "auto"
+    if requested == "auto":
+        return torch.device(available_devices()[0])
+    kind = requested.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unknown device {requested!r}; expected 'auto', 'cpu', 'cuda[:N]' or 'mps'.")
+    if kind not in available_devices():
+        raise ValueError(
+            f"Device {requested!r} is not available on this machine (available: {available_devices()}). "
+            "Choose one of those or 'auto'."
+        )
+    return torch.device(requested)

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny tiles, folders and slides written to tmp_path; fixed seeds; CPU only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Tests never touch a GPU or the user's settings.
+os.environ.setdefault("NAPARI_WSSS_DEVICE", "cpu")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_HE = REPO.parent / "shared" / "data" / "real-he"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def write_pyramid(path: Path, image: np.ndarray, n_levels: int = 3, tile: int = 64) -> Path:
+    """A small pyramidal tiled RGB TIFF (subIFDs), the way scanners' exports look to tifffile."""
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(image, tile=(tile, tile), subifds=n_levels - 1, photometric="rgb", compression="zlib")
+        lv = image
+        for _ in range(n_levels - 1):
+            lv = lv[::2, ::2]
+            tw.write(lv, tile=(tile, tile), subfiletype=1, photometric="rgb", compression="zlib")
+    return path
+
+
+@pytest.fixture
+def pyramid_tiff(tmp_path: Path, rng: np.random.Generator) -> Path:
+    img = rng.integers(0, 255, size=(512, 384, 3), dtype=np.uint8)
+    return write_pyramid(tmp_path / "slide.tif", img)
