@@ -1,0 +1,99 @@
+"""torch Datasets over tile folders. Tiles are read once into memory (uint8) so epochs cost no disk I/O.
+
+Items are ``(image, target)`` with image (3, S, S) float32 normalised by ``mean``/``std`` (images scaled to
+0..1 first) and S = ``size`` (tiles are resized when their size differs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .tiles import LabelledTile, read_rgb
+
+
+def resize_rgb(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8, bilinear (area-like when shrinking)."""
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR, reducing_gap=2.0))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) uint8 class map -> (size, size), nearest neighbour."""
+    if mask.shape[0] == size and mask.shape[1] == size:
+        return mask
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+
+
+def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 normalised tensor."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    return (t - m) / s
+
+
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator, flips: bool, rotate: bool) -> list[np.ndarray]:
+    # Tissue has no preferred orientation: flips (and 90-degree turns) are free, label-preserving data.
+    if flips and rng.random() < 0.5:
+        arrays = [a[:, ::-1] for a in arrays]
+    if flips and rng.random() < 0.5:
+        arrays = [a[::-1] for a in arrays]
+    if rotate and rng.random() < 0.5:
+        arrays = [np.swapaxes(a, 0, 1) for a in arrays]
+    return arrays
+
+
+class TileLabelDataset(Dataset):
+    """Training tiles with image-level labels -> ``(image (3,S,S) float32, labels (K,) float32)``."""
+
+    def __init__(self, tiles: Sequence[LabelledTile], size: int, mean: Sequence[float], std: Sequence[float],
+                 *, flips: bool = True, rotate: bool = False, seed: int = 0) -> None:
+        if not tiles:
+            raise ValueError("TileLabelDataset: no training tiles; check the training folder.")
+        self.images = np.stack([resize_rgb(read_rgb(t.path), size) for t in tiles])  # (N, S, S, 3) uint8
+        self.labels = np.stack([np.asarray(t.labels, dtype=np.float32) for t in tiles])
+        self.paths = [Path(t.path) for t in tiles]
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.flips, self.rotate = flips, rotate
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        (img,) = _augment([self.images[i]], self.rng, self.flips, self.rotate)
+        return normalise(img[None], self.mean, self.std)[0], torch.from_numpy(self.labels[i])
+
+
+class TileMaskDataset(Dataset):
+    """Tiles with pixel targets -> ``(image (3,S,S) float32, mask (S,S) int64)``.
+
+    ``masks`` are (N, H, W) uint8 class maps (e.g. offline pseudo-masks; 255 = ignore).
+    """
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                 *, flips: bool = True, rotate: bool = False, seed: int = 0) -> None:
+        if len(images) != len(masks):
+            raise ValueError(f"TileMaskDataset: {len(images)} images but {len(masks)} masks; they must pair up.")
+        self.images, self.masks = images, masks
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.flips, self.rotate = flips, rotate
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img, mask = _augment([self.images[i], self.masks[i]], self.rng, self.flips, self.rotate)
+        return (normalise(img[None], self.mean, self.std)[0],
+                torch.from_numpy(np.ascontiguousarray(mask)).long())

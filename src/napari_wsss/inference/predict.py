@@ -1,0 +1,132 @@
+"""Batched tile prediction for CAM networks (SSHR and the baseline's CAM stage).
+
+Pipeline per batch: rescale tiles by the training scale -> 4 CAMs -> ReLU, upsample, min-max normalise,
+fuse with the card's level weights -> zero classes whose image probability (sigmoid of the deep logits) is
+below the threshold -> background from near-white pixels -> argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..classes import ClassSchema
+from ..models.card import ModelCard, load_weights
+from ..ops import cam as cam_ops
+from .segmenter import Prediction
+
+
+def to_batch(images: np.ndarray, card: ModelCard, device: torch.device) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB -> (N, 3, h, w) float32 normalised, rescaled by ``card.config["scale"]``."""
+    from ..data.datasets import normalise
+
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"Expected tiles as (N, H, W, 3) uint8 RGB, got shape {images.shape} dtype {images.dtype}.")
+    x = normalise(images, card.mean, card.std).to(device)
+    scale = float(card.config.get("scale", 1.0))
+    if scale != 1.0:
+        h, w = images.shape[1:3]
+        x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
+                          align_corners=False, antialias=scale < 1)
+    return x
+
+
+def background_mask(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, H, W) bool tensor of near-white glass."""
+    from ..data.tiles import is_background
+
+    return torch.from_numpy(np.asarray(is_background(images))).to(device)
+
+
+def finish_prediction(fg_scores: torch.Tensor, background: torch.Tensor) -> Prediction:
+    """(N, K, H, W) non-negative tissue scores + (N, H, W) bool -> Prediction (numpy, background last)."""
+    scores = cam_ops.add_background(fg_scores, background)
+    class_map = cam_ops.argmax_class_map(fg_scores, background)
+    probs = cam_ops.scores_to_probs(scores)
+    return Prediction(class_map.to(torch.uint8).cpu().numpy(), probs.float().cpu().numpy())
+
+
+class CamSegmenter:
+    """A loaded multi-level CAM network (SSHR) that meets the ``Segmenter`` contract."""
+
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.card = card
+        self.device = device
+        self.schema: ClassSchema = card.class_schema
+        self.fuse_weights: Sequence[float] = tuple(card.config.get("fuse_weights", (0.0, 0.6, 0.2, 0.2)))
+        self.threshold = float(card.config.get("threshold", 0.2))
+
+    @torch.inference_mode()
+    def fused_cams(self, images: np.ndarray, labels: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gated fused CAMs (N, K, H, W) in [0, 1] and image probabilities (N, K).
+
+        ``labels`` (N, K) multi-hot, when known (pseudo-mask generation), replace the predicted probabilities
+        for gating.
+        """
+        x = to_batch(images, self.card, self.device)
+        cams = self.model(x)
+        probs = torch.sigmoid(cams[-1].mean(dim=(2, 3)))
+        size = tuple(np.asarray(images).shape[-3:-1])
+        fused = cam_ops.fuse_cams(cams, self.fuse_weights, size)
+        gate = probs if labels is None else torch.as_tensor(labels, dtype=probs.dtype, device=self.device)
+        return cam_ops.gate_classes(fused, gate, self.threshold if labels is None else 0.5), probs
+
+    def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
+        """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        maps, probs = [], []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            fused, _ = self.fused_cams(chunk)
+            pred = finish_prediction(fused, background_mask(chunk, self.device))
+            maps.append(pred.class_map)
+            probs.append(pred.probs)
+        return Prediction(np.concatenate(maps), np.concatenate(probs))
+
+    @torch.inference_mode()
+    def image_probs(self, images: np.ndarray) -> np.ndarray:
+        """(N, K) float32 image-level class probabilities."""
+        cams = self.model(to_batch(images, self.card, self.device))
+        return torch.sigmoid(cams[-1].mean(dim=(2, 3))).cpu().numpy()
+
+
+def load_state_checked(model: torch.nn.Module, state: dict, card: ModelCard, model_dir: str | Path) -> None:
+    """``load_state_dict`` that explains a class-count or architecture mismatch in the card's terms."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        msg = str(e)
+        hint = ""
+        head = next((v for k, v in state.items() if k.endswith("heads.3.weight") or k.endswith("classifier.weight")),
+                    None)
+        if head is not None and head.shape[0] != card.class_schema.n_foreground:
+            hint = (f" The weights predict {head.shape[0]} tissue classes but the card's schema "
+                    f"{card.class_schema.name} has {card.class_schema.n_foreground} ({card.class_schema.foreground_names}).")
+        raise ValueError(
+            f"{model_dir}: weights do not fit the network its card describes (method {card.method}, backbone "
+            f"{card.backbone}).{hint} The card and weights.pt come from different models; re-save the model "
+            f"or use a matching card. Details: {msg.splitlines()[0]}"
+        ) from None
+
+
+def load_sshr(model_dir: Path, card: ModelCard, device: Any) -> CamSegmenter:
+    """Rebuild an SSHR (or baseline CAM) network from its card and weights; never downloads anything."""
+    from ..models.sshr import SSHRNet
+
+    cfg = card.config
+    model = SSHRNet(card.backbone, card.class_schema.n_foreground, hfrm=bool(cfg.get("hfrm", True)),
+                    kernel_size=int(cfg.get("kernel_size", 15)), dropout=float(cfg.get("dropout", 0.5)),
+                    pretrained=False)
+    load_state_checked(model, load_weights(model_dir), card, model_dir)
+    return CamSegmenter(model, card, device)

@@ -1,0 +1,61 @@
+"""The segmentation methods this installation offers, registered by name in ``METHODS``.
+
+Importing this module fills the registry; each method module is imported explicitly (no star imports).
+The heavy parts (torch models) load lazily inside the ``load`` / ``train`` callables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .inference.segmenter import MethodSpec
+from .models._registry import METHODS
+from .models.card import ModelCard
+
+
+def _load_sshr(model_dir: Path, card: ModelCard, device: Any):
+    from .inference.predict import load_sshr
+
+    return load_sshr(model_dir, card, device)
+
+
+def _train_sshr(data_dir, out_dir, **options):
+    from .training.sshr import train_sshr
+
+    return train_sshr(data_dir, out_dir, **options)
+
+
+def _load_multistage(model_dir: Path, card: ModelCard, device: Any):
+    from .training.multistage import load_multistage
+
+    return load_multistage(model_dir, card, device)
+
+
+def _train_multistage(data_dir, out_dir, **options):
+    from .training.multistage import train_multistage
+
+    return train_multistage(data_dir, out_dir, **options)
+
+
+def _register(spec: MethodSpec) -> None:
+    if spec.name not in METHODS:  # re-importing (e.g. importlib.reload in tests) must not fail
+        METHODS.register(spec.name)(spec)
+
+
+_register(MethodSpec(
+    name="sshr",
+    title="SSHR (single-stage)",
+    description="Single-Stage Hierarchical Rectification: multi-level CAMs rectified by HFRM, trained in one "
+                "loop from image-level labels. The default method.",
+    load=_load_sshr,
+    train=_train_sshr,
+))
+
+_register(MethodSpec(
+    name="multistage",
+    title="Multi-stage baseline",
+    description="CAM network without HFRM -> offline CAM pseudo-masks -> a segmentation network trained on them.",
+    load=_load_multistage,
+    train=_train_multistage,
+))

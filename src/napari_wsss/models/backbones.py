@@ -1,0 +1,159 @@
+"""Feature extractors for CAM networks, registered by name in ``BACKBONES``.
+
+Contract: ``BACKBONES.get(name)(pretrained=False) -> nn.Module`` with ``.out_channels`` (4 ints) whose
+``forward(x)`` takes (N, 3, H, W) float32 normalised RGB and returns 4 feature maps
+``[shallow1, shallow2, shallow3, deep]``, each (N, C_i, H/s, W/s) with output stride s = 8 (the ResNets use
+dilation instead of striding in their last stages, as CAM networks do; ``layer1`` is pooled to stride 8).
+
+Pretrained weights are **never downloaded**: ``pretrained=True`` loads torchvision's ImageNet weights only
+when the file is already in the user's torch cache (``torch.hub.get_dir()/checkpoints``); otherwise it warns
+and starts from scratch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ._registry import BACKBONES
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _Residual(nn.Module):
+    """Two 3x3 conv-BN layers with an identity shortcut (keeps gradients healthy from scratch)."""
+
+    def __init__(self, ch: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.a = _conv_bn(ch, ch, dilation=dilation)
+        self.b = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation, bias=False), nn.BatchNorm2d(ch)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.b(self.a(x)))
+
+
+class SmallCNN(nn.Module):
+    """A CPU-fast CNN (about 0.6 M parameters, 0.3 GMAC at 224 px) with four stride-8 outputs.
+
+    Stem to stride 8 by strided convs, then three stride-8 stages whose outputs are the shallow maps and a
+    dilated deep stage (dilation widens the receptive field without losing resolution).
+    """
+
+    def __init__(self, widths: tuple[int, int, int, int] = (48, 64, 96, 128)) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.stem = nn.Sequential(
+            _conv_bn(3, 24, stride=2),  # /2
+            _conv_bn(24, 32, stride=2),  # /4
+            _conv_bn(32, w1, stride=2),  # /8
+        )
+        self.stage1 = _Residual(w1)
+        self.stage2 = nn.Sequential(_conv_bn(w1, w2), _Residual(w2, dilation=2))
+        self.stage3 = nn.Sequential(_conv_bn(w2, w3), _Residual(w3, dilation=2))
+        self.stage4 = nn.Sequential(_conv_bn(w3, w4, dilation=2), _Residual(w4, dilation=4))
+        self.out_channels = (w1, w2, w3, w4)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.stage1(self.stem(x))
+        f2 = self.stage2(f1)
+        f3 = self.stage3(f2)
+        return [f1, f2, f3, self.stage4(f3)]
+
+
+class ResNetFeatures(nn.Module):
+    """torchvision ResNet trunk returning ``[layer1 (pooled to /8), layer2, layer3, layer4]`` at stride 8."""
+
+    def __init__(self, arch: str, pretrained: bool = False) -> None:
+        super().__init__()
+        import torchvision
+
+        net = getattr(torchvision.models, arch)(weights=None)
+        if pretrained:
+            _load_cached_imagenet(net, arch)
+        # Dilate by hand (torchvision's BasicBlock refuses replace_stride_with_dilation): same weights, stride 8.
+        _dilate(net.layer3, 2)
+        _dilate(net.layer4, 4)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        exp = 4 if arch in ("resnet50", "resnet101", "resnet152") else 1
+        self.out_channels = (64 * exp, 128 * exp, 256 * exp, 512 * exp)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.layer1(self.stem(x))
+        f2 = self.layer2(f1)
+        f3 = self.layer3(f2)
+        f4 = self.layer4(f3)
+        return [F.avg_pool2d(f1, 2, ceil_mode=True), f2, f3, f4]
+
+
+def _dilate(layer: nn.Module, dilation: int) -> None:
+    """Turn a stride-2 ResNet stage into a stride-1 stage with dilated 3x3 convolutions (in place)."""
+    for m in layer.modules():
+        if isinstance(m, nn.Conv2d):
+            m.stride = (1, 1)
+            if m.kernel_size == (3, 3):
+                m.dilation, m.padding = (dilation, dilation), (dilation, dilation)
+
+
+def cached_imagenet_file(arch: str) -> Path | None:
+    """Path of torchvision's ImageNet weights for ``arch`` in the torch cache, or None (nothing downloads)."""
+    import torchvision
+
+    enum_name = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}
+    weights = getattr(torchvision.models, enum_name[arch]).IMAGENET1K_V1
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return path if path.is_file() else None
+
+
+def _load_cached_imagenet(net: nn.Module, arch: str) -> bool:
+    path = cached_imagenet_file(arch)
+    if path is None:
+        warnings.warn(
+            f"No cached ImageNet weights for {arch} in {Path(torch.hub.get_dir()) / 'checkpoints'}; training "
+            "from scratch (napari-wsss never downloads). Put torchvision's file there to start pretrained.",
+            stacklevel=3,
+        )
+        return False
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return True
+
+
+@BACKBONES.register("small_cnn")
+def small_cnn(pretrained: bool = False) -> SmallCNN:
+    """Small CNN for CPU training; ``pretrained`` is ignored (no ImageNet weights exist for it)."""
+    return SmallCNN()
+
+
+@BACKBONES.register("resnet18")
+def resnet18(pretrained: bool = False) -> ResNetFeatures:
+    return ResNetFeatures("resnet18", pretrained)
+
+
+@BACKBONES.register("resnet34")
+def resnet34(pretrained: bool = False) -> ResNetFeatures:
+    return ResNetFeatures("resnet34", pretrained)
+
+
+@BACKBONES.register("resnet50")
+def resnet50(pretrained: bool = False) -> ResNetFeatures:
+    return ResNetFeatures("resnet50", pretrained)
+
+
+def build_backbone(name: str, pretrained: bool | str = False) -> nn.Module:
+    """Build a registered backbone. ``pretrained="auto"`` uses cached ImageNet weights when present, silently."""
+    builder = BACKBONES.get(name)
+    if pretrained == "auto":
+        pretrained = name.startswith("resnet") and cached_imagenet_file(name) is not None
+    return builder(pretrained=bool(pretrained))

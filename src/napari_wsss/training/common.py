@@ -1,0 +1,119 @@
+"""Pieces every trainer shares: data folders, output checks, seeding, threads, loaders, option parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class DataDirs:
+    """A LUAD-HistoSeg style dataset: ``training/`` (labels in names) and optional ``val/`` and ``test/``."""
+
+    training: Path
+    val: Path | None
+    test: Path | None
+
+
+def resolve_data_dirs(data_dir: str | Path) -> DataDirs:
+    """Accept the dataset root (with ``training/``) or a folder of training tiles itself.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Training data folder {root} does not exist; give the dataset root (with "
+                                "training/, val/, test/) or a folder of labelled tiles.")
+    training = root / "training" if (root / "training").is_dir() else root
+    base = root if training != root else root.parent
+
+    def split(name: str) -> Path | None:
+        p = base / name
+        return p if (p / "img").is_dir() and (p / "mask").is_dir() else None
+
+    return DataDirs(training, split("val"), split("test"))
+
+
+def check_out_dir(out_dir: str | Path, overwrite: bool) -> Path:
+    """Refuse (before hours of training) to replace an existing model version unless asked to."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose a new model name (a new version) or pass "
+                              "overwrite=True (--overwrite).")
+    return out
+
+
+def checkpoint_path_for(out_dir: str | Path) -> Path:
+    """Where a run writing ``out_dir`` keeps its resumable checkpoint (beside it, removed on success)."""
+    out = Path(out_dir)
+    return out.parent / f"{out.name}.ckpt.pt"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch Generator for the data loader's shuffling."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_threads(num_threads: int | None) -> None:
+    """Use ``num_threads`` CPU threads (default: all cores but keep it at most 4; other work shares the CPU)."""
+    n = num_threads or int(os.environ.get("NAPARI_WSSS_THREADS", 0)) or min(4, os.cpu_count() or 1)
+    torch.set_num_threads(max(1, n))
+
+
+def config_from_options(cls: type[C], options: dict[str, Any]) -> C:
+    """Build a config dataclass from keyword options, naming unknown ones and the valid choices."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} options {unknown}; valid options: {sorted(names)}.")
+    cfg = cls(**options)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        v = getattr(cfg, f.name)
+        if isinstance(v, list):  # JSON round trips turn tuples into lists
+            setattr(cfg, f.name, tuple(v))
+    return cfg
+
+
+def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator,
+                shuffle: bool = True) -> torch.utils.data.DataLoader:
+    """In-process loader (tiles are in memory; worker processes would only fight for the 2 cores)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError("No training tiles found; check the training folder and its file names.")
+    return torch.utils.data.DataLoader(dataset, batch_size=min(batch_size, n), shuffle=shuffle,
+                                       drop_last=n >= batch_size, generator=generator, num_workers=0)
+
+
+def split_param_groups(model: torch.nn.Module, new_params: list[torch.nn.Parameter], lr: float,
+                       weight_decay: float, new_mult: float = 10.0, bias_mult: float = 20.0) -> list[dict]:
+    """SGD groups: backbone at ``lr``; new layers' weights at ``new_mult * lr``, their 1-D parameters
+    (biases, HFRM scalars) at ``bias_mult * lr`` without weight decay (the paper code's grouping)."""
+    new_ids = {id(p) for p in new_params}
+    old = [p for p in model.parameters() if id(p) not in new_ids and p.requires_grad]
+    new_w = [p for p in new_params if p.ndim > 1]
+    new_b = [p for p in new_params if p.ndim <= 1]
+    groups = [{"params": old, "lr": lr, "weight_decay": weight_decay},
+              {"params": new_w, "lr": lr * new_mult, "weight_decay": weight_decay},
+              {"params": new_b, "lr": lr * bias_mult, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def tile_size_of(path: Path) -> int:
+    """Side length of a (square) tile file, read from its header."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return int(max(im.size))

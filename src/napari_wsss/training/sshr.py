@@ -1,0 +1,180 @@
+"""SSHR training: one loop, four hierarchically supervised CAM heads, no pseudo-masks.
+
+``train_sshr(data_dir, out_dir, **options)`` is a generator (Progress per batch, then evaluation) returning
+the written model version folder; options are the fields of :class:`SSHRConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..classes import get_schema
+from ..events import Progress, StopFlag, never_stop
+from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
+from ..models.sshr import SSHRNet, cam_logits
+from ..ops.losses import SSHR_LEVEL_WEIGHTS, hierarchical_loss
+from . import common
+from .checkpoint import load_checkpoint, save_checkpoint
+from .loop import fit
+
+
+@dataclass
+class SSHRConfig:
+    """SSHR training settings (paper defaults where they make sense on CPU).
+
+    ``input_size`` is the side tiles are resized to for training; inference rescales tiles by the same
+    factor (``input_size / tile size``), so training at 112 px on 224 px tiles is 4x cheaper.
+    """
+
+    backbone: str = "small_cnn"
+    schema: str = "luad"
+    input_size: int = 224
+    epochs: int = 21
+    batch_size: int = 20
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    new_lr_mult: float = 10.0
+    bias_lr_mult: float = 20.0
+    loss_weights: tuple[float, ...] = SSHR_LEVEL_WEIGHTS
+    fuse_weights: tuple[float, ...] = (0.0, 0.6, 0.2, 0.2)
+    threshold: float = 0.2
+    hfrm: bool = True
+    kernel_size: int = 15
+    dropout: float = 0.5
+    flips: bool = True
+    rotate: bool = False
+    segmix: bool = False
+    pretrained: str = "auto"
+    seed: int = 0
+    num_threads: int | None = None
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# Settings a resumed run must share with its checkpoint (others, like threads, may change).
+_RESUME_KEYS = ("backbone", "schema", "input_size", "hfrm", "kernel_size", "epochs", "batch_size", "lr", "seed")
+
+
+def build_cam_net(cfg: SSHRConfig, n_classes: int, pretrained: bool | str) -> SSHRNet:
+    return SSHRNet(cfg.backbone, n_classes, hfrm=cfg.hfrm, kernel_size=cfg.kernel_size, dropout=cfg.dropout,
+                   pretrained=pretrained)
+
+
+def cam_step_fn(cfg: SSHRConfig, device: torch.device):
+    """The SSHR training step: hierarchical multilabel loss on the GAP logits of all four CAM heads."""
+
+    def step(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        if cfg.segmix:
+            from ..models import segmix  # the option exists once models/segmix.py does
+
+            x, y = segmix.mix_batch(x, y)
+        loss, parts = hierarchical_loss(cam_logits(model(x)), y, cfg.loss_weights)
+        return loss, {f"loss_l{i + 1}": v for i, v in enumerate(parts)}
+
+    return step
+
+
+def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *, method: str,
+                  should_stop: StopFlag = never_stop, overwrite: bool = False, resume: bool = False,
+                  labels_csv: str | Path | None = None, command: str = "", evaluate: bool = True,
+                  desc: str = "SSHR") -> Generator[Progress, None, Path]:
+    """Train a multi-head CAM net (SSHR with ``cfg.hfrm``; the baseline's stage 1 without) and save it."""
+    from ..data.datasets import TileLabelDataset
+    from ..data.tiles import list_training_tiles
+    from ..device import select_device
+
+    if cfg.segmix:
+        try:
+            from ..models import segmix  # noqa: F401
+        except ImportError:
+            raise ValueError("segmix=True, but SegMix is not available in this installation yet; "
+                             "train without --segmix.") from None
+    schema = get_schema(cfg.schema)
+    out_dir = common.check_out_dir(out_dir, overwrite)
+    dirs = common.resolve_data_dirs(data_dir)
+    common.set_threads(cfg.num_threads)
+    gen = common.seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+
+    tiles = list_training_tiles(dirs.training, schema, labels_csv)
+    tile_size = common.tile_size_of(tiles[0].path)
+    yield Progress(0, None, f"{desc}: reading {len(tiles)} training tiles")
+    ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips,
+                          rotate=cfg.rotate, seed=cfg.seed)
+    loader = common.make_loader(ds, cfg.batch_size, gen)
+
+    model = build_cam_net(cfg, schema.n_foreground, cfg.pretrained).to(device)
+    groups = common.split_param_groups(model, model.new_parameters(), cfg.lr, cfg.weight_decay,
+                                       cfg.new_lr_mult, cfg.bias_lr_mult)
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    ckpt_path = common.checkpoint_path_for(out_dir)
+    run_config = {**cfg.to_dict(), "method": method, "classes": schema.names}
+    start_epoch, spent = 0, 0.0
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, run_config, _RESUME_KEYS + ("method", "classes"))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, spent = state["epoch"], float(state["extra"].get("seconds", 0.0))
+
+    t0 = time.perf_counter()
+
+    def on_epoch_end(epoch: int, step: int, losses: list[float]) -> None:
+        save_checkpoint(ckpt_path, model, opt, epoch, step, run_config,
+                        {"seconds": spent + time.perf_counter() - t0, "losses": losses})
+
+    result = yield from fit(model, opt, loader, cam_step_fn(cfg, device), epochs=cfg.epochs,
+                            start_epoch=start_epoch, should_stop=should_stop, on_epoch_end=on_epoch_end, desc=desc)
+    train_seconds = spent + time.perf_counter() - t0
+
+    card = ModelCard(
+        method=method, backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        config={**cfg.to_dict(), "tile_size": tile_size, "scale": cfg.input_size / tile_size},
+        training_data=str(Path(data_dir).resolve()),
+        metrics={"train_seconds": round(train_seconds, 1), "epoch_losses": [round(x, 4) for x in result.epoch_losses],
+                 "n_train_tiles": len(tiles)},
+        seed=cfg.seed, command=command, name=out_dir.name,
+    )
+    if evaluate:
+        from ..inference.predict import CamSegmenter
+        from .. import evaluation
+
+        seg = CamSegmenter(model.eval(), card, device)
+        for split, folder in (("val", dirs.val), ("test", dirs.test)):
+            if folder is not None:
+                card.metrics[split] = yield from evaluation.evaluate_folder(seg, folder, should_stop=should_stop)
+    save_model(out_dir, {k: v.detach().cpu() for k, v in model.state_dict().items()}, card, overwrite=overwrite)
+    ckpt_path.unlink(missing_ok=True)
+    return out_dir
+
+
+def train_sshr(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFlag = never_stop,
+               overwrite: bool = False, resume: bool = False, labels_csv: str | Path | None = None,
+               command: str = "", evaluate: bool = True, **options: Any) -> Generator[Progress, None, Path]:
+    """Train SSHR on a LUAD-HistoSeg style folder and write a model version to ``out_dir``.
+
+    Args:
+        data_dir: dataset root (``training/`` + optional ``val/``, ``test/``) or a folder of labelled tiles.
+        out_dir: new model version folder (weights.pt + card.json); must not exist unless ``overwrite``.
+        should_stop: polled before every batch; when true, raises ``Cancelled`` (the last epoch checkpoint
+            ``<out_dir>.ckpt.pt`` remains for ``resume=True``).
+        options: :class:`SSHRConfig` fields.
+    Returns (generator value): ``out_dir``.
+    """
+    cfg = common.config_from_options(SSHRConfig, options)
+    return (yield from train_cam_net(data_dir, out_dir, cfg, method="sshr", should_stop=should_stop,
+                                     overwrite=overwrite, resume=resume, labels_csv=labels_csv, command=command,
+                                     evaluate=evaluate, desc="SSHR"))
