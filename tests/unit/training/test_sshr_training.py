@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wsss.classes import BCSS_WSSS, LUAD_HISTOSEG
+from napari_wsss.data.datasets import TileLabelDataset
+from napari_wsss.data.tiles import list_training_tiles
+from napari_wsss.events import Cancelled, run_to_end
+from napari_wsss.models.card import ModelCard, check_schema, load_card
+from napari_wsss.models.sshr import SSHRNet, cam_logits
+from napari_wsss.ops.losses import hierarchical_loss
+from napari_wsss.training import common
+from napari_wsss.training.checkpoint import load_checkpoint, save_checkpoint
+from napari_wsss.training.loop import poly_lr
+from napari_wsss.training.sshr import train_sshr
+
+FAST = dict(epochs=2, batch_size=8, input_size=64, kernel_size=3, num_threads=2)
+
+
+def test_loss_decreases_on_tiles(tiny_dataset):
+    torch.manual_seed(0)
+    tiles = list_training_tiles(tiny_dataset / "training", LUAD_HISTOSEG)[:8]
+    ds = TileLabelDataset(tiles, 64, (0.5,) * 3, (0.25,) * 3, flips=False)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    y = torch.stack([ds[i][1] for i in range(len(ds))])
+    net = SSHRNet("small_cnn", 4, kernel_size=3)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(8):
+        loss, _ = hierarchical_loss(cam_logits(net(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_poly_lr():
+    assert poly_lr(0.01, 0, 100) == 0.01
+    assert poly_lr(0.01, 100, 100) == 0.0
+    assert 0 < poly_lr(0.01, 50, 100) < 0.01
+
+
+def test_train_writes_card_and_roundtrips(tiny_dataset, tmp_path):
+    events = []
+    out = run_to_end(train_sshr(tiny_dataset, tmp_path / "m1", command="pytest", **FAST), events.append)
+    assert (out / "weights.pt").is_file() and not common.checkpoint_path_for(out).exists()
+    card = load_card(out)
+    assert card.method == "sshr" and card.backbone == "small_cnn" and card.input_size == 64
+    assert card.class_schema.names == LUAD_HISTOSEG.names and card.seed == 0 and card.command == "pytest"
+    assert 0 <= card.metrics["test"]["mIoU"] <= 1 and "val" in card.metrics
+    assert card.metrics["train_seconds"] > 0
+    again = ModelCard.from_dict(json.loads((out / "card.json").read_text()))
+    assert again.to_dict() == card.to_dict()
+    fit_events = [e for e in events if e.total]
+    assert fit_events[0].desc.startswith("SSHR epoch") and "loss" in fit_events[0].metrics
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run_to_end(train_sshr(tiny_dataset, out, **FAST))
+
+
+def test_cancel_leaves_no_model_and_resume_finishes(tiny_dataset, tmp_path):
+    out = tmp_path / "m2"
+    calls = {"n": 0}
+
+    def stop_in_second_epoch():
+        calls["n"] += 1
+        return calls["n"] > 4  # 3 batches per epoch: cancel in epoch 2
+
+    with pytest.raises(Cancelled):
+        run_to_end(train_sshr(tiny_dataset, out, should_stop=stop_in_second_epoch, **FAST))
+    assert not out.exists()
+    ckpt = common.checkpoint_path_for(out)
+    assert load_checkpoint(ckpt)["epoch"] == 1
+    run_to_end(train_sshr(tiny_dataset, out, resume=True, evaluate=False, **FAST))
+    assert (out / "card.json").is_file() and not ckpt.exists()
+
+
+def test_resume_with_other_classes_is_refused(tiny_dataset, tmp_path):
+    out = tmp_path / "m3"
+    net = SSHRNet("small_cnn", 4)
+    save_checkpoint(common.checkpoint_path_for(out), net, None, 1, 3,
+                    {"method": "sshr", "classes": BCSS_WSSS.names, "backbone": "small_cnn"})
+    with pytest.raises(ValueError, match="classes"):
+        run_to_end(train_sshr(tiny_dataset, out, resume=True, **FAST))
+
+
+def test_unknown_option_lists_valid_ones(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="epochs"):
+        run_to_end(train_sshr(tiny_dataset, tmp_path / "x", epochz=3))
+
+
+def test_check_schema_mismatch_message(tiny_dataset, tmp_path):
+    card = ModelCard(method="sshr", backbone="small_cnn", schema=LUAD_HISTOSEG.to_dict())
+    with pytest.raises(ValueError, match="BCSS"):
+        check_schema(card, BCSS_WSSS)
+    assert np.isfinite(card.input_size)
