@@ -1,0 +1,129 @@
+"""The single adapter between core generators and Qt: runs them in a napari thread worker.
+
+Core functions are generators that yield ``Progress`` and return a result; they poll a ``should_stop``
+callable. Here that callable is a ``threading.Event`` set by the Cancel button. With
+``NAPARI_WSSS_NO_THREADS=1`` the generator runs synchronously on the calling thread (a fallback for
+platforms where thread workers misbehave; see micro-sam issue 740) and the same callbacks fire.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+from ..events import Cancelled, Progress
+
+_TORCH_READY = False
+
+
+def prepare_torch() -> None:
+    """Import torch's lazily loaded parts on the main thread, once.
+
+    torch imports ``triton`` lazily on the first training step; when that happens in a worker thread the
+    process can segfault (seen with torch 2.14 + PyQt5 under Xvfb). A tiny forward/backward here also moves the
+    ~250 ms first-call initialisation off the worker's critical path.
+    """
+    global _TORCH_READY
+    if _TORCH_READY:
+        return
+    import torch
+
+    try:
+        import triton.runtime  # noqa: F401
+    except Exception:  # triton is optional (CPU-only builds, macOS)
+        pass
+    x = torch.zeros(1, 3, 8, 8, requires_grad=True)
+    torch.nn.functional.conv2d(x, torch.zeros(2, 3, 3, 3)).sum().backward()
+    _TORCH_READY = True
+
+
+class Job:
+    """A running core generator: ``cancel()`` asks it to stop at its next check."""
+
+    def __init__(self) -> None:
+        self.stop_event = threading.Event()
+        self.worker: Any = None
+        self.done = threading.Event()
+
+    def should_stop(self) -> bool:
+        return self.stop_event.is_set()
+
+    def cancel(self) -> None:
+        self.stop_event.set()
+
+    @property
+    def running(self) -> bool:
+        return not self.done.is_set()
+
+
+def run_job(
+    gen_fn: Callable[..., Generator[Progress, None, Any]],
+    *args: Any,
+    on_progress: Callable[[Progress], Any] | None = None,
+    on_result: Callable[[Any], Any] | None = None,
+    on_error: Callable[[BaseException], Any] | None = None,
+    on_cancelled: Callable[[], Any] | None = None,
+    on_finished: Callable[[], Any] | None = None,
+    **kwargs: Any,
+) -> Job:
+    """Start ``gen_fn(*args, should_stop=job.should_stop, **kwargs)`` off the Qt thread.
+
+    Callbacks run on the Qt thread. A ``Cancelled`` exception from the core calls ``on_cancelled`` instead of
+    ``on_error``; other exceptions go to ``on_error`` (default: a napari error notification).
+    """
+    prepare_torch()
+    job = Job()
+
+    def _error(exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            if on_cancelled is not None:
+                on_cancelled()
+        elif on_error is not None:
+            on_error(exc)
+        else:
+            from napari.utils.notifications import show_error
+
+            show_error(f"{type(exc).__name__}: {exc}")
+
+    def _finished() -> None:
+        job.done.set()
+        if on_finished is not None:
+            on_finished()
+
+    if os.environ.get("NAPARI_WSSS_NO_THREADS") == "1":
+        _run_sync(gen_fn, args, kwargs, job, on_progress, on_result, _error)
+        _finished()
+        return job
+
+    from napari.qt.threading import create_worker
+
+    # errors are ours to show (on_error), not re-raised in the Qt event loop
+    worker = create_worker(gen_fn, *args, should_stop=job.should_stop, _start_thread=False, _ignore_errors=True,
+                           **kwargs)
+    if on_progress is not None:
+        worker.yielded.connect(on_progress)
+    if on_result is not None:
+        worker.returned.connect(on_result)
+    worker.errored.connect(_error)
+    worker.finished.connect(_finished)
+    job.worker = worker
+    worker.start()
+    return job
+
+
+def _run_sync(gen_fn, args, kwargs, job, on_progress, on_result, on_error) -> None:  # noqa: ANN001
+    gen = gen_fn(*args, should_stop=job.should_stop, **kwargs)
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                if on_result is not None:
+                    on_result(stop.value)
+                return
+            if on_progress is not None:
+                on_progress(p)
+    except Exception as exc:  # mirrored from the worker's errored signal
+        on_error(exc)

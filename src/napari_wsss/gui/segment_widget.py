@@ -1,0 +1,339 @@
+"""Segment dock widget: pick image, method, model version and device; run in a worker; show editable labels."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..events import Progress
+from ._layers import (
+    META_KEY,
+    confidence_name,
+    labels_layer_kwargs,
+    layer_meta,
+    rgb_plane,
+    segmentation_name,
+)
+from ._worker import Job, run_job
+
+if TYPE_CHECKING:
+    import napari
+
+SCOPES = {
+    "current tile / image": "current",
+    "all tiles in the stack": "all",
+    "visible field of view": "view",
+    "whole image (coarsest level that fits)": "whole",
+}
+MAX_PIXELS = 2048 * 2048  # largest plane segmented in one go from the viewer before issue-8 tiling to zarr
+
+_SEGMENTERS: dict[tuple[str, str], Any] = {}
+
+
+def list_model_versions() -> list[tuple[str, Path, str]]:
+    """(label, folder, method) of model versions: shipped ones first."""
+    from ..models.card import load_card
+    from ..resources import shipped_models_dir
+
+    out = []
+    root = shipped_models_dir()
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if (d / "card.json").is_file():
+            try:
+                card = load_card(d)
+            except (ValueError, FileNotFoundError):
+                continue
+            out.append((f"{d.name} (shipped)", d, card.method))
+    return out
+
+
+def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any
+                 ) -> Generator[Progress, None, tuple[Any, list]]:
+    """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)])."""
+    from ..inference.segmenter import load_segmenter
+    from ..inference.tiling import segment_image
+
+    key = (str(model_dir), device)
+    if key not in _SEGMENTERS:
+        yield Progress(0, None, f"loading model {Path(model_dir).name}")
+        _SEGMENTERS[key] = load_segmenter(model_dir, device)
+    seg = _SEGMENTERS[key]
+    results = []
+    for i, (plane_key, plane) in enumerate(planes):
+        gen = segment_image(seg, plane, should_stop=should_stop)
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                pred = stop.value
+                break
+            yield Progress(i * 100 + int(100 * (p.fraction or 0)), len(planes) * 100,
+                           f"segmenting {i + 1}/{len(planes)}")
+        results.append((plane_key, pred.class_map[0], pred.probs[0].max(0)))
+    return seg.card, results
+
+
+class SegmentWidget(QWidget):
+    """Runs a weakly supervised model on the selected image and adds the result as an editable Labels layer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        from ..device import available_devices
+        from .. import methods  # noqa: F401  (fills the registry)
+        from ..models._registry import METHODS
+
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_error: BaseException | None = None
+        self._extra_versions: list[tuple[str, Path, str]] = []
+
+        self.image_combo = QComboBox()
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(METHODS.names())
+        self.version_combo = QComboBox()
+        self.browse_btn = QPushButton("Browse…")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItems(list(SCOPES))
+        self.confidence_check = QCheckBox("show confidence")
+        self.segment_btn = QPushButton("Segment")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        version_row = QHBoxLayout()
+        version_row.addWidget(self.version_combo, 1)
+        version_row.addWidget(self.browse_btn)
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("method", self.method_combo)
+        form.addRow("model", version_row)
+        form.addRow("device", self.device_combo)
+        form.addRow("region", self.scope_combo)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.segment_btn)
+        buttons.addWidget(self.cancel_btn)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.confidence_check)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.segment_btn.clicked.connect(self.segment)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.browse_btn.clicked.connect(self._browse)
+        self.method_combo.currentTextChanged.connect(self._refresh_versions)
+        self.confidence_check.toggled.connect(self._toggle_confidence)
+        self.viewer.layers.events.inserted.connect(self._refresh_images)
+        self.viewer.layers.events.removed.connect(self._refresh_images)
+        self._refresh_images()
+        if "sshr" in METHODS.names():
+            self.method_combo.setCurrentText("sshr")
+        self._refresh_versions()
+
+    # -- choices -------------------------------------------------------------------------------------
+    def _image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
+
+    def _refresh_images(self, *_: Any) -> None:
+        current = self.image_combo.currentText()
+        names = [ly.name for ly in self._image_layers()]
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+
+    def _refresh_versions(self, *_: Any) -> None:
+        method = self.method_combo.currentText()
+        self.version_combo.clear()
+        for label, path, m in list_model_versions() + self._extra_versions:
+            if m == method:
+                self.version_combo.addItem(label, str(path))
+
+    def add_model_version(self, folder: str | Path) -> None:
+        """Make a model version folder selectable (Browse… or a fine-tuned version)."""
+        from ..models.card import load_card
+
+        card = load_card(folder)
+        self._extra_versions.append((f"{Path(folder).name}", Path(folder), card.method))
+        self.method_combo.setCurrentText(card.method)
+        self._refresh_versions()
+        self.version_combo.setCurrentIndex(self.version_combo.count() - 1)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model version folder (card.json + weights.pt)")
+        if folder:
+            try:
+                self.add_model_version(folder)
+            except (ValueError, FileNotFoundError) as e:
+                self._show_error(e)
+
+    # -- running -------------------------------------------------------------------------------------
+    def _selected_layer(self) -> Any:
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            raise ValueError("No image selected: open H&E tiles or a slide first (File > Open, or the samples).")
+        return self.viewer.layers[name]
+
+    def _planes(self, layer: Any, scope: str) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
+        """What to segment: [(key, (H, W, 3) array)] and how to place the result."""
+        if not getattr(layer, "rgb", False):
+            raise ValueError(f"Layer {layer.name!r} is not an RGB image (shape {tuple(layer.data.shape)}); "
+                             "Segment needs colour H&E images.")
+        if layer.multiscale:
+            return self._slide_planes(layer, scope)
+        data = layer.data
+        if data.ndim == 3:
+            return [((), rgb_plane(data))], {"kind": "single", "shape": data.shape[:2]}
+        lead = data.shape[:-3]
+        if scope == "all":
+            keys = list(np.ndindex(*lead))
+        else:
+            keys = [tuple(int(s) for s in self.viewer.dims.current_step[: len(lead)])]
+        return [(k, rgb_plane(data, k)) for k in keys], {"kind": "stack", "shape": data.shape[:-1]}
+
+    def _slide_planes(self, layer: Any, scope: str) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
+        levels = layer.data
+        h0, w0 = levels[0].shape[:2]
+        if scope == "view":
+            lvl = layer.data_level
+            ds = h0 / levels[lvl].shape[0]
+            (y0, x0), (y1, x1) = (np.asarray(layer.corner_pixels)[:, :2] * ds).astype(int)
+        else:
+            y0, x0, y1, x1 = 0, 0, h0, w0
+        y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h0, y1), min(w0, x1)
+        if y1 <= y0 or x1 <= x0:
+            raise ValueError("The visible field of view does not overlap the slide; pan to tissue first.")
+        for level, arr in enumerate(levels):
+            ds = h0 / arr.shape[0]
+            if ((y1 - y0) / ds) * ((x1 - x0) / ds) <= MAX_PIXELS:
+                break
+        else:
+            raise ValueError(
+                f"The region ({y1 - y0} x {x1 - x0} level-0 pixels) is too large even at the coarsest level; "
+                "zoom in and segment the visible field of view."
+            )
+        ly0, lx0, ly1, lx1 = (int(v / ds) for v in (y0, x0, y1, x1))
+        plane = levels[level][ly0:ly1, lx0:lx1]
+        return [((), plane)], {"kind": "slide", "level": level, "downsample": ds, "origin": (ly0 * ds, lx0 * ds)}
+
+    def segment(self) -> None:
+        """Start segmenting (the Segment button)."""
+        if self.job is not None and self.job.running:
+            return
+        try:
+            layer = self._selected_layer()
+            model_dir = self.version_combo.currentData()
+            if not model_dir:
+                raise ValueError(f"No model version for method {self.method_combo.currentText()!r}; choose another "
+                                 "method or Browse… to a model folder (card.json + weights.pt).")
+            planes, placement = self._planes(layer, SCOPES[self.scope_combo.currentText()])
+        except (ValueError, KeyError) as e:
+            self._show_error(e)
+            return
+        self.last_error = None
+        self._set_running(True)
+        self.job = run_job(
+            _segment_job, Path(model_dir), self.device_combo.currentText(), planes,
+            on_progress=self._on_progress,
+            on_result=lambda res: self._on_result(layer, placement, res),
+            on_error=self._show_error,
+            on_cancelled=lambda: self.status.setText("Cancelled; nothing was changed."),
+            on_finished=lambda: self._set_running(False),
+        )
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _set_running(self, running: bool) -> None:
+        self.segment_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+        if not running:
+            self.progress.setMaximum(100)
+
+    def _on_progress(self, p: Progress) -> None:
+        if p.total:
+            self.progress.setMaximum(p.total)
+            self.progress.setValue(p.step)
+        else:
+            self.progress.setMaximum(0)  # busy indicator
+        self.status.setText(p.desc)
+
+    def _show_error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = exc
+        self.status.setText(f"Error: {exc}")
+        show_error(str(exc))
+
+    # -- results -------------------------------------------------------------------------------------
+    def _on_result(self, image_layer: Any, placement: dict[str, Any], result: tuple[Any, list]) -> None:
+        card, planes = result
+        schema = card.class_schema
+        version = card.name or "model"
+        lname = segmentation_name(image_layer.name, version)
+        cname = confidence_name(image_layer.name, version)
+        kind = placement["kind"]
+        scale, translate = np.asarray(image_layer.scale[-2:]), np.asarray(image_layer.translate[-2:])
+        if kind == "slide":
+            scale = scale * placement["downsample"]
+            translate = translate + np.asarray(placement["origin"]) * np.asarray(image_layer.scale[-2:])
+        if kind == "stack":
+            shape = placement["shape"]
+            labels = self.viewer.layers[lname].data if lname in self.viewer.layers else np.zeros(shape, np.uint8)
+            conf = self.viewer.layers[cname].data if cname in self.viewer.layers else np.zeros(shape, np.float32)
+            for key, cm, cf in planes:
+                labels[key] = schema.to_labels(cm)
+                conf[key] = cf
+            scale = np.asarray(image_layer.scale[:-1])
+            translate = np.asarray(image_layer.translate[:-1])
+        else:
+            (_, cm, cf), = planes
+            labels, conf = schema.to_labels(cm), cf.astype(np.float32)
+        meta = {"kind": "segmentation", "model": version, "method": card.method, "image": image_layer.name,
+                "placement": {k: v for k, v in placement.items() if k != "shape"}}
+        if lname in self.viewer.layers:
+            layer = self.viewer.layers[lname]
+            layer.data = labels
+            layer.metadata[META_KEY].update(meta)
+        else:
+            kw = labels_layer_kwargs(schema, lname, meta=meta)
+            layer = self.viewer.add_labels(labels, scale=scale, translate=translate, **kw)
+        if cname in self.viewer.layers:
+            self.viewer.layers[cname].data = conf
+        else:
+            self.viewer.add_image(conf, name=cname, colormap="magma", contrast_limits=(0, 1), opacity=0.6,
+                                  scale=scale, translate=translate, visible=self.confidence_check.isChecked(),
+                                  metadata={META_KEY: {"kind": "confidence", "model": version}})
+        layer.refresh()
+        self.viewer.layers.selection.active = layer
+        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.")
+        self.last_result_layer = layer
+
+    def _toggle_confidence(self, on: bool) -> None:
+        for ly in self.viewer.layers:
+            if layer_meta(ly).get("kind") == "confidence":
+                ly.visible = on
