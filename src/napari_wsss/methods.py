@@ -27,9 +27,9 @@ def _train_sshr(data_dir, out_dir, **options):
 
 
 def _load_multistage(model_dir: Path, card: ModelCard, device: Any):
-    from .training.multistage import load_multistage
+    from .inference.predict import load_segnet
 
-    return load_multistage(model_dir, card, device)
+    return load_segnet(model_dir, card, device)
 
 
 def _train_multistage(data_dir, out_dir, **options):

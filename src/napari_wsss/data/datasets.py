@@ -36,7 +36,10 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 normalised tensor."""
-    t = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    arr = np.ascontiguousarray(images)
+    if not arr.flags.writeable:  # read-only inputs (e.g. from PIL) would make torch warn
+        arr = arr.copy()
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
     s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
     return (t - m) / s

@@ -108,7 +108,7 @@ def load_state_checked(model: torch.nn.Module, state: dict, card: ModelCard, mod
     except RuntimeError as e:
         msg = str(e)
         hint = ""
-        head = next((v for k, v in state.items() if k.endswith("heads.3.weight") or k.endswith("classifier.weight")),
+        head = next((v for k, v in state.items() if k.endswith("heads.3.weight") or k == "head.4.weight"),
                     None)
         if head is not None and head.shape[0] != card.class_schema.n_foreground:
             hint = (f" The weights predict {head.shape[0]} tissue classes but the card's schema "
@@ -130,3 +130,37 @@ def load_sshr(model_dir: Path, card: ModelCard, device: Any) -> CamSegmenter:
                     pretrained=False)
     load_state_checked(model, load_weights(model_dir), card, model_dir)
     return CamSegmenter(model, card, device)
+
+
+class SegNetSegmenter:
+    """A loaded pixel-classifier (the multi-stage baseline's final network); background from white pixels."""
+
+    def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.card = card
+        self.device = device
+
+    @torch.inference_mode()
+    def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
+        """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        maps, probs = [], []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            logits = self.model(to_batch(chunk, self.card, self.device))
+            fg = torch.softmax(cam_ops.upsample(logits, tuple(chunk.shape[1:3])), dim=1)
+            pred = finish_prediction(fg, background_mask(chunk, self.device))
+            maps.append(pred.class_map)
+            probs.append(pred.probs)
+        return Prediction(np.concatenate(maps), np.concatenate(probs))
+
+
+def load_segnet(model_dir: Path, card: ModelCard, device: Any) -> SegNetSegmenter:
+    """Rebuild the multi-stage baseline's segmentation network from its card and weights."""
+    from ..models.segnet import SegNet
+
+    model = SegNet(card.backbone, card.class_schema.n_foreground, head=card.config.get("seg_head", "fcn"))
+    load_state_checked(model, load_weights(model_dir), card, model_dir)
+    return SegNetSegmenter(model, card, device)
