@@ -1,0 +1,240 @@
+"""Whole-slide segmentation with bounded memory: halo windows, blended stitching, lazy zarr label pyramid.
+
+The slide level is cut into ``block`` x ``block`` output blocks. Each block is predicted inside a window that
+extends ``overlap // 2`` pixels beyond it on every side, and where neighbouring windows overlap their class
+scores are blended with a linear ramp, so no seam appears at block borders. Blocks are processed in column
+bands, row by row; only two rows of window scores of one band are held in memory, so peak memory depends on
+``block``, ``band`` and ``batch_size``, not on the slide's size. Windows whose area is glass on a coarse level
+(or, failing that, on the window itself) never reach the model.
+
+Output (a zarr group, written as blocks finish, so a viewer can show results as they arrive):
+
+* ``labels/0 .. labels/L``: uint8 napari label pyramid (0 = background, class ``i`` = ``i + 1``), level
+  ``l`` downsampled ``2**l`` times from the segmented level by nearest-neighbour striding;
+* ``confidence/0 .. confidence/L``: uint8, the winning class's blended score x 255;
+* group attributes: source level, downsample of that level, block, overlap, class schema, model name, and
+  ``complete`` (false until the last block is written).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..events import Cancelled, Progress, StopFlag, never_stop
+from .segmenter import Segmenter
+
+
+@dataclass
+class SlideSegmentation:
+    """Result of :func:`segment_slide`: the zarr group and what was done."""
+
+    path: Path
+    labels: list[Any]  # zarr arrays, finest first
+    confidence: list[Any]
+    level: int
+    downsample: float
+    windows_predicted: int
+    windows_skipped: int
+
+
+def _ramp(n: int, overlap: int) -> np.ndarray:
+    if overlap <= 0:
+        return np.ones(n, np.float32)
+    r = np.minimum(np.arange(n) + 1, np.arange(n)[::-1] + 1).astype(np.float32)
+    return np.clip(r / overlap, 1e-3, 1.0)
+
+
+def tissue_blocks(levels: list[Any], level: int, block: int, min_fraction: float = 0.01) -> np.ndarray | None:
+    """(n_rows, n_cols) bool: which output blocks hold tissue, judged on the coarsest level with >= 4 px per block.
+
+    Returns None when the pyramid has no coarser level to judge from (then each window is checked itself).
+    """
+    from ..data.tiles import is_background
+
+    h, w = levels[level].shape[:2]
+    n_i, n_j = math.ceil(h / block), math.ceil(w / block)
+    best = None
+    for lv in range(level + 1, len(levels)):
+        ds = h / levels[lv].shape[0]
+        if block / ds >= 4:
+            best = lv
+    if best is None:
+        return None
+    coarse = np.asarray(levels[best])  # small: the coarse level is what a thumbnail is made of
+    tissue = ~is_background(coarse, min_size=4)
+    ds = h / coarse.shape[0]
+    out = np.zeros((n_i, n_j), bool)
+    for i in range(n_i):
+        for j in range(n_j):
+            sub = tissue[int(i * block / ds): int(math.ceil((i + 1) * block / ds)),
+                         int(j * block / ds): int(math.ceil((j + 1) * block / ds))]
+            out[i, j] = sub.size > 0 and sub.mean() >= min_fraction
+    return out
+
+
+def _create_outputs(path: Path, shape: tuple[int, int], block: int, n_levels: int, attrs: dict) -> tuple:
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w")
+    root.attrs.update({**attrs, "complete": False})
+    labels, conf = [], []
+    for lv in range(n_levels):
+        f = 2**lv
+        shp = (math.ceil(shape[0] / f), math.ceil(shape[1] / f))
+        ch = (max(1, block // f),) * 2
+        labels.append(root.create_array(f"labels/{lv}", shape=shp, chunks=ch, dtype="uint8", fill_value=0))
+        conf.append(root.create_array(f"confidence/{lv}", shape=shp, chunks=ch, dtype="uint8", fill_value=0))
+    return root, labels, conf
+
+
+def _write_block(arrays: list[Any], y0: int, x0: int, data: np.ndarray) -> None:
+    """Write a level-0 block and its strided copies into every pyramid level (block origins are aligned)."""
+    for lv, arr in enumerate(arrays):
+        f = 2**lv
+        sub = data[::f, ::f]
+        arr[y0 // f: y0 // f + sub.shape[0], x0 // f: x0 // f + sub.shape[1]] = sub
+
+
+def segment_slide(
+    segmenter: Segmenter,
+    levels: list[Any],
+    out: str | Path,
+    *,
+    level: int = 0,
+    block: int = 512,
+    overlap: int = 64,
+    batch_size: int = 8,
+    band: int = 8,
+    should_stop: StopFlag = never_stop,
+) -> Generator[Progress, None, SlideSegmentation]:
+    """Segment one level of a slide pyramid into a zarr label pyramid at ``out``.
+
+    Args:
+        segmenter: a loaded model (``Segmenter`` contract).
+        levels: the slide's levels, ``(H_l, W_l, 3)`` uint8 arrays (dask or numpy), finest first.
+        out: folder for the zarr group (replaced if it exists).
+        level: which level to segment (coordinates of the output are that level's pixels).
+        block: output block size in pixels, a power of two (pyramid levels stay aligned).
+        overlap: total overlap between neighbouring windows (each window is ``block + overlap``).
+        batch_size: windows per model call.
+        band: output blocks per column band (bounds memory: two rows of ``band + 2`` windows are cached).
+    Raises:
+        Cancelled: when ``should_stop()`` turns true; the zarr group stays marked ``complete = False``.
+        ValueError: ``block`` not a power of two, or a level out of range.
+    """
+    from ..data.tiles import as_rgb_uint8, is_background
+
+    if block <= 0 or block & (block - 1):
+        raise ValueError(f"block must be a power of two (got {block}); e.g. 256, 512 or 1024.")
+    if not 0 <= level < len(levels):
+        raise ValueError(f"level {level} does not exist; the slide has levels 0..{len(levels) - 1}.")
+    img = levels[level]
+    h, w = int(img.shape[0]), int(img.shape[1])
+    halo = overlap // 2
+    win = block + 2 * halo
+    n_i, n_j = math.ceil(h / block), math.ceil(w / block)
+    schema = segmenter.card.class_schema
+    k1, bg = schema.n_classes, schema.background_index
+    n_levels = max(1, min(int(math.log2(block)), int(math.ceil(math.log2(max(h, w) / 256))) + 1))
+    downsample = float(levels[0].shape[0]) / h
+    attrs = {"source_level": level, "downsample": downsample, "block": block, "overlap": overlap,
+             "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w]}
+    out = Path(out)
+    root, lab_arrays, conf_arrays = _create_outputs(out, (h, w), block, n_levels, attrs)
+
+    tissue = tissue_blocks(levels, level, block)
+    if tissue is not None:  # a window matters if its block or a neighbour (its halo) holds tissue
+        pad = np.pad(tissue, 1)
+        window_tissue = np.zeros_like(tissue)
+        for di in (0, 1, 2):
+            for dj in (0, 1, 2):
+                window_tissue |= pad[di: di + n_i, dj: dj + n_j]
+    else:
+        window_tissue = np.ones((n_i, n_j), bool)
+    ramp = np.outer(_ramp(win, overlap), _ramp(win, overlap))
+    n_pred = n_skip = max_cached = 0
+    total_blocks, done_blocks = n_i * n_j, 0
+
+    def window_box(i: int, j: int) -> tuple[int, int, int, int]:
+        return i * block - halo, j * block - halo, i * block + block + halo, j * block + block + halo
+
+    def read_window(i: int, j: int) -> np.ndarray:
+        y0, x0, y1, x1 = window_box(i, j)
+        cy0, cx0, cy1, cx1 = max(0, y0), max(0, x0), min(h, y1), min(w, x1)
+        crop = as_rgb_uint8(np.asarray(img[cy0:cy1, cx0:cx1]), "slide window")
+        full = np.full((win, win, 3), 255, np.uint8)  # glass outside the slide
+        full[cy0 - y0: cy1 - y0, cx0 - x0: cx1 - x0] = crop
+        return full
+
+    def finalize(i: int, j: int, cache: dict) -> None:
+        by0, bx0 = i * block, j * block
+        by1, bx1 = min(h, by0 + block), min(w, bx0 + block)
+        acc = np.zeros((k1, by1 - by0, bx1 - bx0), np.float32)
+        wsum = np.zeros((by1 - by0, bx1 - bx0), np.float32)
+        for wi in (i - 1, i, i + 1):
+            for wj in (j - 1, j, j + 1):
+                if (wi, wj) not in cache:
+                    continue
+                y0, x0, y1, x1 = window_box(wi, wj)
+                oy0, ox0, oy1, ox1 = max(by0, y0), max(bx0, x0), min(by1, y1), min(bx1, x1)
+                if oy1 <= oy0 or ox1 <= ox0:
+                    continue
+                wgt = ramp[oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0]
+                probs = cache[(wi, wj)]
+                sl = (slice(oy0 - by0, oy1 - by0), slice(ox0 - bx0, ox1 - bx0))
+                if probs is None:
+                    acc[bg][sl] += wgt
+                else:
+                    acc[(slice(None), *sl)] += probs[:, oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0] * wgt
+                wsum[sl] += wgt
+        probs = acc / np.maximum(wsum, 1e-6)
+        cm = probs.argmax(0).astype(np.uint8)
+        _write_block(lab_arrays, by0, bx0, schema.to_labels(cm))
+        _write_block(conf_arrays, by0, bx0, (probs.max(0) * 255 + 0.5).astype(np.uint8))
+
+    for j0 in range(0, n_j, band):
+        j1 = min(n_j, j0 + band)
+        cols = range(max(0, j0 - 1), min(n_j, j1 + 1))
+        cache: dict[tuple[int, int], np.ndarray | None] = {}
+        for i in range(n_i + 1):
+            if i < n_i:
+                todo = []
+                for j in cols:
+                    if window_tissue[i, j]:
+                        todo.append(j)
+                    else:
+                        cache[(i, j)] = None
+                        n_skip += 1
+                for b in range(0, len(todo), batch_size):
+                    if should_stop():
+                        raise Cancelled("slide segmentation cancelled; the partial result is marked incomplete")
+                    js = todo[b: b + batch_size]
+                    crops = [read_window(i, j) for j in js]
+                    keep = [n for n, c in enumerate(crops) if not is_background(c).all()]
+                    for n, j in enumerate(js):
+                        if n not in keep:
+                            cache[(i, j)] = None
+                            n_skip += 1
+                    if keep:
+                        pred = segmenter.predict(np.stack([crops[n] for n in keep]), batch_size=len(keep))
+                        for m, n in enumerate(keep):
+                            cache[(i, js[n])] = pred.probs[m].astype(np.float16)
+                        n_pred += len(keep)
+            max_cached = max(max_cached, sum(v is not None for v in cache.values()))
+            if i >= 1:  # row i-1 has all its neighbours now
+                for j in range(j0, j1):
+                    finalize(i - 1, j, cache)
+                done_blocks += j1 - j0
+                for key in [k for k in cache if k[0] <= i - 2]:
+                    del cache[key]
+                yield Progress(done_blocks, total_blocks, "segmenting slide",
+                               {"predicted": n_pred, "skipped": n_skip, "max_cached_windows": max_cached})
+    root.attrs["complete"] = True
+    root.attrs["windows_predicted"], root.attrs["windows_skipped"] = n_pred, n_skip
+    return SlideSegmentation(out, lab_arrays, conf_arrays, level, downsample, n_pred, n_skip)
