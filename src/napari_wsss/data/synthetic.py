@@ -24,7 +24,7 @@ from PIL import Image
 from ..atomic import atomic_save, atomic_write_bytes
 from ..classes import LUAD_HISTOSEG
 from .synthetic_render import BG, N_FG, Spec, layout, morphology, random_stain, render_region
-from .synthetic_slide import write_slide
+from .synthetic_slide import _share, write_slide
 
 __all__ = ["SyntheticTile", "generate_tile", "write_dataset", "write_slide", "tile_spec", "label_from_mask"]
 
@@ -124,12 +124,15 @@ def _label_str(labels: np.ndarray) -> str:
 
 
 def _save_png(path: Path, arr: np.ndarray, palette: bool = False) -> None:
-    im = Image.fromarray(arr, mode="P" if palette else "RGB") if not palette else Image.fromarray(arr)
+    """RGB PNG, or a palette PNG of a class map (values = class indices, LUAD-HistoSeg colours)."""
+    im = Image.fromarray(arr)
     if palette:
-        im = im.convert("P") if im.mode != "P" else im
+        im = im.convert("P")  # mode "L" -> "P" keeps the values as palette indices
         im.putpalette(LUAD_HISTOSEG.pil_palette())
     with atomic_save(path) as tmp:
-        im.save(tmp, format="PNG", optimize=False)
+        im.save(tmp, format="PNG")
+        _share(tmp)
+
 
 
 def write_dataset(out_dir: str | os.PathLike, n_train: int = 200, n_val: int = 20, n_test: int = 20,

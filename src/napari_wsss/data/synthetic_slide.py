@@ -145,6 +145,7 @@ def write_slide(path: str | os.PathLike, shape: tuple[int, int] = (4096, 4096), 
                 f = 2 ** i
                 tw.write(_tiles_from(img_lv[i], tile), shape=(*shapes[i], 3), dtype=np.uint8,
                          subfiletype=1, resolution=(res[0] / f, res[1] / f), metadata=None, **opts)
+            _share(tmp)
         mopts = dict(tile=(tile, tile), photometric="minisblack", compression="zlib", resolutionunit="CENTIMETER")
         with atomic_save(mask_path) as tmp, tifffile.TiffWriter(tmp, bigtiff=H * W > 2**31) as tw:
             tw.write(_tiles_from(mask0, tile), shape=(H, W), dtype=np.uint8, subifds=n_lv - 1, resolution=res,
@@ -154,5 +155,13 @@ def write_slide(path: str | os.PathLike, shape: tuple[int, int] = (4096, 4096), 
                 f = 2 ** i
                 tw.write(_tiles_from(mask0[::f, ::f], tile), shape=shapes[i], dtype=np.uint8, subfiletype=1,
                          resolution=(res[0] / f, res[1] / f), metadata=None, **mopts)
+            _share(tmp)
         del mask0, img_lv
     return path
+
+
+def _share(path: Path) -> None:
+    """Give a finished file the usual umask permissions (the atomic temp file is created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
