@@ -59,3 +59,26 @@ _register(MethodSpec(
     load=_load_multistage,
     train=_train_multistage,
 ))
+
+
+def _load_cam_sam(model_dir: Path, card: ModelCard, device: Any):
+    from .inference.cam_sam import load_cam_sam
+
+    return load_cam_sam(model_dir, card, device)
+
+
+def _train_cam_sam(data_dir, out_dir, **options):
+    from .training.cam_sam import train_cam_sam
+
+    return train_cam_sam(data_dir, out_dir, **options)
+
+
+_register(MethodSpec(
+    name="cam_sam",
+    title="CAM + Segment Anything (EPLC-SAM)",
+    description="ADL CAM classifier (with a high-frequency input channel) whose CAMs prompt Segment Anything; "
+                "masks kept by a CAM-consistency filter; SAM's decoder fine-tuned on them. Needs your SAM "
+                "checkpoint (NAPARI_WSSS_SAM_CHECKPOINT or --sam-checkpoint).",
+    load=_load_cam_sam,
+    train=_train_cam_sam,
+))
