@@ -1,0 +1,130 @@
+"""Import: an exported set back into an annotation project, and GeoJSON polygons (e.g. QuPath) into a class map.
+
+An exported set is put back item by item: its tile masks are pasted into the item's mask (tiles cut with an
+overlap agree where they overlap, since they were cut from one mask), or, when the set holds no masks, the
+item's GeoJSON polygons are rasterised. Reviewer status, model version and touched map come from the manifest.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..classes import ClassSchema
+from ..events import Cancelled, Progress, StopFlag, never_stop
+from ..store import INDEX_FILE, Project
+from .manifest import check_manifest, load_manifest
+from .masks import read_class_map
+from .training_set import resize_nearest
+from .vectors import features_to_class_map, read_geojson
+
+
+def _item_masks(set_dir: Path, m: dict[str, Any], schema: ClassSchema) -> Generator[tuple[dict, np.ndarray], None, None]:
+    tiles = defaultdict(list)
+    for t in m.get("tiles", []):
+        if t.get("files", {}).get("mask"):
+            tiles[t["item"]].append(t)
+    features: dict[str, list[dict]] = defaultdict(list)
+    if any(rec["key"] not in tiles for rec in m.get("items", [])):
+        for rel in m.get("geojson", []):
+            for f in read_geojson(set_dir / rel):
+                features[(f.get("properties") or {}).get("item")].append(f)
+    for rec in m.get("items", []):
+        key, shape = rec["key"], tuple(rec["shape"])
+        if tiles.get(key):
+            cm = np.full(shape, schema.background_index, np.uint8)
+            for t in tiles[key]:
+                mask = read_class_map(set_dir / t["files"]["mask"], schema)
+                y0, x0, y1, x1 = t["item_box"]
+                if t.get("item_box_level", rec["level"]) != rec["level"]:  # tiled at another level: rescale
+                    f = shape[0] / round((rec["region"][2] - rec["region"][0]) / t["source"]["downsample"])
+                    y0, x0, y1, x1 = (int(round(v * f)) for v in (y0, x0, y1, x1))
+                    mask = resize_nearest(mask, (y1 - y0, x1 - x0))
+                cm[y0:y1, x0:x1] = mask[: shape[0] - y0, : shape[1] - x0]
+        elif features.get(key):
+            origin = (rec["region"][0], rec["region"][1]) if rec.get("region") else (0, 0)
+            cm = features_to_class_map(features[key], schema, shape, origin, rec.get("downsample", 1.0))
+        else:
+            continue  # nothing of this item was exported (e.g. only slide label images)
+        yield rec, cm
+
+
+def import_set(set_dir: str | Path, project_dir: str | Path | None = None, *, source: str | Path | None = None,
+               overwrite: bool = False, verify: bool = True, should_stop: StopFlag = never_stop
+               ) -> Generator[Progress, None, Project]:
+    """Put the masks of an exported set into a project (created when absent).
+
+    Args:
+        set_dir: the exported folder (with ``manifest.json``).
+        project_dir: the project folder; default: the project the set was exported from.
+        source: the data a new project annotates (default: the source recorded in the manifest).
+        overwrite: replace corrected/accepted items whose mask differs (otherwise refuse, writing nothing).
+        verify: check every file's sha256 against the manifest first.
+
+    Returns the project.
+
+    Raises:
+        FileNotFoundError / ValueError: not an exported set, changed files, other classes, or conflicts.
+    """
+    set_dir = Path(set_dir)
+    m = check_manifest(set_dir) if verify else load_manifest(set_dir)
+    schema = ClassSchema.from_dict(m["schema"])
+    root = Path(project_dir) if project_dir is not None else Path(m["project"]["root"])
+    if (root / INDEX_FILE).is_file():
+        project = Project.load(root)
+        if project.schema.names != schema.names:
+            raise ValueError(f"The set {set_dir} has classes {schema.names}, the project {root} "
+                             f"{project.schema.names}; import it into a project of the same schema.")
+    else:
+        project = None
+    # first read and check everything, then write: a conflict leaves the project as it was
+    pending, conflicts = [], []
+    for n, (rec, cm) in enumerate(_item_masks(set_dir, m, schema)):
+        if should_stop():
+            raise Cancelled("import cancelled")
+        yield Progress(n, len(m.get("items", [])), f"reading {rec['key']}")
+        if project is not None and project.is_protected(rec["key"]) and not overwrite:
+            old = project.load_mask(rec["key"])
+            if old is None or not np.array_equal(old, cm):
+                conflicts.append(rec["key"])
+        pending.append((rec, cm))
+    if conflicts:
+        raise ValueError(f"{len(conflicts)} items of {project.root} were corrected or accepted there and differ "
+                         f"from the set (e.g. {conflicts[:3]}); nothing was imported. Pass overwrite=True "
+                         "(--overwrite) to replace them.")
+    if project is None:
+        project = Project.open(source or m["project"]["source"], schema, root=root)
+    for n, (rec, cm) in enumerate(pending):
+        yield Progress(n, len(pending), f"importing {rec['key']}")
+        image = None
+        if rec.get("image"):
+            src = Path(project.source)
+            img = Path(rec["image"])
+            image = str(img.relative_to(src)) if src.is_dir() and img.is_relative_to(src) else rec["image"]
+        project.register([{"key": rec["key"], "image": image, "region": rec.get("region"),
+                           "shape": list(cm.shape)}])
+        touched = _touched(set_dir, rec["key"], cm.shape)
+        if touched is None:
+            pred = project.load_prediction(rec["key"])
+            touched = (cm != pred) if pred is not None and pred.shape == cm.shape else np.zeros(cm.shape, bool)
+        project.save_correction(rec["key"], cm, touched)
+        it = project.item(rec["key"])
+        if rec.get("model") and not it.model:
+            it.model = rec["model"]  # provenance; written with the status below
+        project.set_status(rec["key"], rec.get("status", "corrected"))
+    return project
+
+
+def _touched(set_dir: Path, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    p = set_dir / "provenance" / "touched" / f"{key}.png"
+    if not p.is_file():
+        return None
+    from PIL import Image
+
+    with Image.open(p) as im:
+        t = np.asarray(im.convert("1"), dtype=bool)
+    return t if t.shape == shape else None

@@ -1,0 +1,424 @@
+"""Export an annotation project (``store.py``) as a training set other tools read, with a manifest.
+
+Layout of an exported set (every part optional but the manifest)::
+
+    manifest.json                    provenance of every tile + sha256 of every file (export/manifest.py)
+    img/<name>.png|.tif              tile images (RGB)
+    mask/<name>.png|.tif             class maps, palette (LUAD-HistoSeg val/test layout: img/ + mask/)
+    training/<name>-[1 0 0 1].png    the tile again, image-level label in the file name (LUAD-HistoSeg training/)
+    labels.csv                       filename,<class names>: image-level labels of img/ (0/1)
+    geojson/<source>.geojson         class polygons per slide (level-0 pixels) or per tile (QuPath-compatible)
+    slides/<slide>.ome.zarr          OME-NGFF label pyramid of the slide's annotated regions
+    slides/<slide>.labels.tif        the same as a tiled pyramidal palette TIFF
+    provenance/touched/<key>.png     1-bit maps of the pixels the reviewer changed (for re-import)
+
+The set is written into a temporary folder beside ``out_dir`` and renamed into place when complete
+(``atomic.atomic_dir``): a failure, a full disk or a cancel leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import errno
+import os
+import re
+import shutil
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_dir
+from ..classes import ClassSchema
+from ..data.tiles import format_label_name
+from ..events import Cancelled, Progress, StopFlag, never_stop
+from ..store import INDEX_FILE, Item, Project, default_project_root
+from .manifest import FORMAT, FORMAT_VERSION, write_manifest
+
+FORMATS = ("png", "tiff", "labels", "geojson", "ome-zarr", "pyramidal-tiff")
+DEFAULT_FORMATS = ("png", "labels", "geojson")
+FILTERS: dict[str, tuple[str, ...]] = {
+    "accepted": ("accepted",),
+    "corrected": ("corrected",),
+    "reviewed": ("corrected", "accepted"),
+    "all": ("unreviewed", "corrected", "accepted"),
+}
+_OLD_LABEL = re.compile(r"-?\[[01\s]+\]$")
+
+
+def open_project(path: str | Path) -> Project:
+    """The project at ``path``: a project folder, or the data (tile folder, slide) it annotates.
+
+    Raises:
+        FileNotFoundError: neither is there — naming what was looked for.
+    """
+    path = Path(path)
+    if (path / INDEX_FILE).is_file():
+        return Project.load(path)
+    if path.exists() and (default_project_root(path) / INDEX_FILE).is_file():
+        return Project.load(default_project_root(path))
+    raise FileNotFoundError(
+        f"No annotation project at {path}: expected a folder with {INDEX_FILE} (e.g. <tiles>.wsss/ beside the data), "
+        "or the tile folder/slide it annotates. Open the data in napari and review it first (Review widget).")
+
+
+def check_options(formats: Any, filter: str, tile_size: int, overlap: int, level: int | None) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.lower() for f in ([formats] if isinstance(formats, str) else formats)))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"Unknown export format(s) {bad or formats}; expected some of {', '.join(FORMATS)}.")
+    if "png" in formats and "tiff" in formats:
+        raise ValueError("Choose one tile format: png or tiff, not both.")
+    if filter not in FILTERS:
+        raise ValueError(f"Unknown filter {filter!r}; expected one of {', '.join(FILTERS)}.")
+    if tile_size < 0 or (tile_size and tile_size < 8):
+        raise ValueError(f"Tile size {tile_size}: expected 0 (no tiling) or at least 8 pixels.")
+    if overlap < 0 or (tile_size and overlap >= tile_size):
+        raise ValueError(f"Overlap {overlap}: expected 0 <= overlap < tile size ({tile_size}).")
+    if level is not None and level < 0:
+        raise ValueError(f"Level {level}: expected a pyramid level >= 0 (0 = full resolution).")
+    return formats
+
+
+def grid_starts(n: int, size: int, overlap: int) -> list[int]:
+    """Tile starts along one axis: stride ``size - overlap``; the last tile ends at ``n`` (no partial tiles)."""
+    if size <= 0 or n <= size:
+        return [0]
+    starts = list(range(0, n - size + 1, size - overlap))
+    if starts[-1] + size < n:
+        starts.append(n - size)
+    return starts
+
+
+def resize_nearest(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of the first two axes (class maps must not be interpolated)."""
+    if tuple(arr.shape[:2]) == tuple(shape):
+        return arr
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * arr.shape[0] / shape[0]).astype(int), arr.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * arr.shape[1] / shape[1]).astype(int), arr.shape[1] - 1)
+    return arr[rows][:, cols]
+
+
+def image_labels(class_map: np.ndarray, schema: ClassSchema, min_fraction: float = 0.0) -> np.ndarray:
+    """(n_foreground,) int64 multi-hot: foreground classes covering more than ``min_fraction`` of the map."""
+    counts = np.bincount(class_map.ravel(), minlength=schema.n_classes)[: schema.n_foreground]
+    return (counts > min_fraction * class_map.size).astype(np.int64)
+
+
+class _Sources:
+    """Reads item images: tiles from the project's data folder, regions from its slide (opened once)."""
+
+    def __init__(self, project: Project) -> None:
+        self.source = Path(project.source)
+        self._slide: Any = None
+
+    @property
+    def slide(self) -> Any:
+        if self._slide is None:
+            from ..data.slide import open_slide
+
+            if not self.source.is_file():
+                raise FileNotFoundError(f"The project's slide {self.source} is not there any more; move it back "
+                                        "or export only geojson / ome-zarr / pyramidal-tiff (no images needed).")
+            self._slide = open_slide(self.source)
+        return self._slide
+
+    def tile_path(self, it: Item) -> Path:
+        if it.image is None:
+            raise ValueError(f"Item {it.key!r} names no image file in the project index.")
+        p = Path(it.image)
+        if not p.is_absolute():
+            p = (self.source if self.source.is_dir() else self.source.parent) / p
+        return p
+
+    def level_downsample(self, level: int) -> float:
+        return float(self.slide.downsamples[level])
+
+    def read(self, it: Item, level: int, shape: tuple[int, int]) -> np.ndarray:
+        """(H, W, 3) uint8 image of an item at ``level`` (regions) with the mask's ``shape``."""
+        if it.region is None:
+            from ..data.tiles import read_rgb
+
+            img = read_rgb(self.tile_path(it))
+            return img[: shape[0], : shape[1]] if img.shape[:2] != shape else img
+        y0, x0 = it.region[0], it.region[1]
+        ds = self.level_downsample(level)
+        lh, lw = self.slide.levels[level].shape[:2]
+        ya, xa = int(round(y0 / ds)), int(round(x0 / ds))
+        out = np.full((*shape, 3), 255, np.uint8)  # beyond the slide's edge: glass
+        yb, xb = min(lh, ya + shape[0]), min(lw, xa + shape[1])
+        if yb > ya and xb > xa:
+            out[: yb - ya, : xb - xa] = self.slide.read_region(ya, xa, yb, xb, level)
+        return out
+
+    def close(self) -> None:
+        if self._slide is not None:
+            self._slide.close()
+
+
+def _item_level(it: Item, shape: tuple[int, int]) -> tuple[int, float]:
+    """(level, downsample) at which an item's mask is stored (tiles: 0, 1.0)."""
+    if it.region is None:
+        return 0, 1.0
+    y0, _, y1, _, level = it.region
+    return int(level), (y1 - y0) / shape[0]
+
+
+def _write_rgb(path: Path, rgb: np.ndarray) -> None:
+    if path.suffix == ".png":
+        from PIL import Image
+
+        Image.fromarray(rgb).save(path, format="PNG")
+    else:
+        import tifffile
+
+        tifffile.imwrite(path, rgb, photometric="rgb", compression="zlib")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # same folder tree: no second copy of the pixels on disk
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def export_project(
+    project_dir: str | Path,
+    out_dir: str | Path,
+    formats: Any = DEFAULT_FORMATS,
+    filter: str = "reviewed",
+    tile_size: int = 0,
+    overlap: int = 0,
+    level: int | None = None,
+    overwrite: bool = False,
+    label_style: str = "luad",
+    label_min_fraction: float = 0.0,
+    should_stop: StopFlag = never_stop,
+) -> Generator[Progress, None, Path]:
+    """Export the masks of a project as a training set (layout in the module docstring).
+
+    Args:
+        project_dir: the project folder (``*.wsss``) or the data it annotates.
+        out_dir: folder to create; must be empty or absent unless ``overwrite``.
+        formats: some of :data:`FORMATS`.
+        filter: which items: ``accepted``, ``corrected``, ``reviewed`` (both) or ``all`` (with a mask).
+        tile_size: cut items into ``tile_size`` squares (0: one tile per item); ``overlap`` pixels shared.
+        level: pyramid level of slide tiles (None: the level each region was reviewed at).
+        label_style: ``luad`` (``-[1 0 0 1]``) or ``bcss`` (``-[1001]``) names in ``training/``.
+        label_min_fraction: a class is in a tile's image-level label when it covers more than this fraction.
+
+    Yields Progress per item; returns the path of the finished set.
+
+    Raises:
+        FileNotFoundError / ValueError: bad project path or options, nothing to export (named, with the fix).
+        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False.
+        OSError: the target cannot be written (read-only, disk full); nothing is left behind.
+        Cancelled: ``should_stop`` became true; nothing is left behind.
+    """
+    formats = check_options(formats, filter, tile_size, overlap, level)
+    project = open_project(project_dir)
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; give a folder for the export.")
+    if out_dir.resolve() == project.root.resolve() or project.root.resolve() in out_dir.resolve().parents:
+        raise ValueError(f"{out_dir} is inside the project {project.root}; export to a folder outside it.")
+    items = [it for it in project.items() if it.status in FILTERS[filter] and project.path("masks", it.key).is_file()]
+    if not items:
+        counts = project.counts()
+        raise ValueError(f"Nothing to export from {project.root}: no item with a mask is {filter} "
+                         f"({counts['total']} items: {counts['unreviewed']} unreviewed, {counts['corrected']} "
+                         f"corrected, {counts['accepted']} accepted). Review some, or choose filter 'all'.")
+    try:
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            yield from _export_into(tmp, project, items, formats, filter, tile_size, overlap, level,
+                                             label_style, label_min_fraction, should_stop)
+    except OSError as e:
+        if isinstance(e, (FileExistsError, FileNotFoundError)):
+            raise
+        what = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (
+            "it is read-only or not yours" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else e.strerror)
+        raise OSError(e.errno, f"Cannot write the export to {out_dir}: {what} ({e}). Nothing was written; choose "
+                      "another folder or free some space and export again.") from e
+    return out_dir
+
+
+def _export_into(tmp: Path, project: Project, items: list[Item], formats: tuple[str, ...], filter: str,
+                 tile_size: int, overlap: int, level: int | None, label_style: str, label_min_fraction: float,
+                 should_stop: StopFlag) -> Generator[Progress, None, None]:
+    from .. import __version__
+    from .vectors import class_map_to_features, write_geojson
+
+    schema = project.schema
+    tile_fmt = "png" if "png" in formats else "tiff" if "tiff" in formats else None
+    want_images = tile_fmt is not None or "labels" in formats
+    suffix = ".png" if tile_fmt != "tiff" else ".tif"
+    if want_images:
+        (tmp / "img").mkdir()
+    if tile_fmt:
+        (tmp / "mask").mkdir()
+    if "labels" in formats:
+        (tmp / "training").mkdir()
+    sources = _Sources(project)
+    tiles_rec, items_rec, csv_rows, notes = [], [], [], []
+    features: dict[str, list[dict]] = {}
+    slide_blocks: list[tuple[Item, np.ndarray, int, float]] = []
+    used_names: set[str] = set()
+    try:
+        for n, it in enumerate(items):
+            if should_stop():
+                raise Cancelled("export cancelled")
+            yield Progress(n, len(items), f"exporting {it.key}")
+            mask = project.load_mask(it.key)
+            touched = project.load_touched(it.key)
+            ilevel, ids = _item_level(it, mask.shape)
+            oy, ox = (it.region[0], it.region[1]) if it.region else (0, 0)
+            items_rec.append({"key": it.key, "image": str(sources.tile_path(it)) if it.region is None else None,
+                              "region": it.region, "level": ilevel, "downsample": ids, "shape": list(mask.shape),
+                              "status": it.status, "model": it.model, "touched_fraction": it.touched_fraction,
+                              "updated": it.updated})
+            if touched is not None and touched.shape == mask.shape:
+                from PIL import Image
+
+                p = tmp / "provenance" / "touched" / f"{it.key}.png"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(touched).save(p, format="PNG")
+            if "geojson" in formats:
+                src = default_project_root(project.source).stem if it.region else it.key
+                features.setdefault(src, []).extend(class_map_to_features(mask, schema, (oy, ox), ids, item=it.key))
+            if it.region is not None and ({"ome-zarr", "pyramidal-tiff"} & set(formats)):
+                slide_blocks.append((it, mask, ilevel, ids))
+            if not want_images:
+                continue
+            # the tiles' level: the item's own, or the one asked for (slide regions only)
+            tlevel, tds, tmask, ttouched = ilevel, ids, mask, touched
+            if level is not None and it.region is not None and level != ilevel:
+                tlevel = level
+                tds = sources.level_downsample(level)
+                shp = (max(1, int(round((it.region[2] - it.region[0]) / tds))),
+                       max(1, int(round((it.region[3] - it.region[1]) / tds))))
+                tmask = resize_nearest(mask, shp)
+                ttouched = resize_nearest(touched, shp) if touched is not None else None
+            image = sources.read(it, tlevel, tmask.shape)
+            base = _OLD_LABEL.sub("", it.key) or it.key
+            h, w = tmask.shape
+            for y in grid_starts(h, tile_size, overlap):
+                for x in grid_starts(w, tile_size, overlap):
+                    th, tw = (min(tile_size, h), min(tile_size, w)) if tile_size else (h, w)
+                    m = tmask[y: y + th, x: x + tw]
+                    if tile_size and not (m != schema.background_index).any():
+                        continue  # a glass-only tile teaches nothing
+                    name = base if not tile_size else f"{base}_y{int(round(oy + y * tds))}_x{int(round(ox + x * tds))}"
+                    while name in used_names:
+                        name += "_"
+                    used_names.add(name)
+                    files: dict[str, str] = {}
+                    img_rel = f"img/{name}{suffix}"
+                    _write_rgb(tmp / img_rel, image[y: y + th, x: x + tw])
+                    files["image"] = img_rel
+                    if tile_fmt:
+                        from .masks import write_class_map
+
+                        files["mask"] = f"mask/{name}{suffix}"
+                        write_class_map(tmp / files["mask"], m, schema)
+                    labels = image_labels(m, schema, label_min_fraction)
+                    if "labels" in formats:
+                        tname = Path(format_label_name(name, labels, label_style)).with_suffix(suffix).name
+                        _link_or_copy(tmp / img_rel, tmp / "training" / tname)
+                        files["training"] = f"training/{tname}"
+                        csv_rows.append([f"{name}{suffix}", *labels.tolist()])
+                    tt = ttouched[y: y + th, x: x + tw] if ttouched is not None else None
+                    fr = np.bincount(m.ravel(), minlength=schema.n_classes) / m.size
+                    tiles_rec.append({
+                        "name": name, "files": files, "item": it.key,
+                        "source": {"image": items_rec[-1]["image"], "slide": project.source if it.region else None,
+                                   "region": [int(round(oy + y * tds)), int(round(ox + x * tds)),
+                                              int(round(oy + (y + th) * tds)), int(round(ox + (x + tw) * tds))],
+                                   "level": tlevel, "downsample": tds},
+                        "item_box": [y, x, y + th, x + tw], "item_box_level": tlevel,
+                        "labels": labels.tolist(),
+                        "class_fractions": {c.name: round(float(fr[c.index]), 6) for c in schema.classes},
+                        "model": it.model, "status": it.status,
+                        "corrected": bool(tt is not None and tt.any()) or it.status == "corrected",
+                        "touched_fraction": round(float(tt.mean()), 6) if tt is not None else 0.0,
+                        "updated": it.updated,
+                    })
+        if should_stop():
+            raise Cancelled("export cancelled")
+        yield Progress(len(items), len(items), "writing label images and manifest")
+        geojson_files = []
+        for src, feats in features.items():
+            rel = f"geojson/{src}.geojson"
+            write_geojson(tmp / rel, feats, schema=schema.to_dict(), coordinates="level-0 pixels (x, y)")
+            geojson_files.append(rel)
+        slides = []
+        if {"ome-zarr", "pyramidal-tiff"} & set(formats):
+            if slide_blocks:
+                slides.append(_write_slide_labels(tmp, project, sources, slide_blocks, formats, level, schema))
+            else:
+                notes.append("ome-zarr / pyramidal-tiff skipped: the project has no slide regions (tiles only).")
+        if csv_rows:
+            with open(tmp / "labels.csv", "w", newline="") as f:
+                wr = csv.writer(f)
+                wr.writerow(["filename", *schema.foreground_names])
+                wr.writerows(csv_rows)
+    finally:
+        sources.close()
+    write_manifest(tmp, {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "napari_wsss": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "project": {"root": str(project.root.resolve()), "source": project.source, "created": project.created},
+        "schema": schema.to_dict(),
+        "options": {"formats": list(formats), "filter": filter, "tile_size": tile_size, "overlap": overlap,
+                    "level": level, "label_style": label_style, "label_min_fraction": label_min_fraction},
+        "conventions": {"arrays": "(y, x)", "regions": "[y0, x0, y1, x1] level-0 pixels, end-exclusive",
+                        "masks": "class map: classes 0..K-1, background K (palette)",
+                        "slide_labels": "napari labels: 0 = background/unannotated, class i = i + 1",
+                        "geojson": "(x, y) level-0 pixels"},
+        "items": items_rec, "tiles": tiles_rec, "geojson": geojson_files, "slides": slides,
+        "labels_csv": "labels.csv" if csv_rows else None, "notes": notes,
+    })
+
+
+def _write_slide_labels(tmp: Path, project: Project, sources: _Sources, blocks: list, formats: tuple[str, ...],
+                        level: int | None, schema: ClassSchema) -> dict[str, Any]:
+    """OME-Zarr and/or pyramidal TIFF label image of every exported region, at one level."""
+    from collections import Counter
+
+    from .masks import write_ome_zarr_labels, write_pyramidal_tiff_labels
+
+    lv = level if level is not None else Counter(b[2] for b in blocks).most_common(1)[0][0]
+    try:
+        ds = sources.level_downsample(lv)
+        h0, w0 = sources.slide.shape
+    except (FileNotFoundError, ValueError):  # no slide: cover the regions, at the regions' own scale
+        ds = next((b[3] for b in blocks if b[2] == lv), float(2**lv))
+        h0, w0 = max(b[0].region[2] for b in blocks), max(b[0].region[3] for b in blocks)
+    shape = (int(np.ceil(h0 / ds)), int(np.ceil(w0 / ds)))
+
+    def regions():
+        for it, mask, _ilv, _ids in blocks:
+            y0, x0, y1, x1 = it.region[:4]
+            ya, xa = int(round(y0 / ds)), int(round(x0 / ds))
+            shp = (max(1, int(round((y1 - y0) / ds))), max(1, int(round((x1 - x0) / ds))))
+            yield ya, xa, schema.to_labels(resize_nearest(mask, shp))
+
+    stem = default_project_root(project.source).stem if project.source else "slide"
+    (tmp / "slides").mkdir(exist_ok=True)
+    zpath = tmp / "slides" / f"{stem}.ome.zarr"
+    scratch = "ome-zarr" not in formats
+    if scratch:
+        zpath = tmp / ".scratch.ome.zarr"
+    rec: dict[str, Any] = {"source": project.source, "level": lv, "downsample": ds, "shape": list(shape),
+                           "regions": [b[0].key for b in blocks]}
+    arrays = write_ome_zarr_labels(zpath, shape, regions(), schema, downsample=ds,
+                                   extra={"source": project.source, "level": lv})
+    if not scratch:
+        rec["ome_zarr"] = f"slides/{stem}.ome.zarr"
+    if "pyramidal-tiff" in formats:
+        rec["tiff"] = f"slides/{stem}.labels.tif"
+        write_pyramidal_tiff_labels(tmp / rec["tiff"], arrays, schema, downsample=ds)
+    if scratch:
+        shutil.rmtree(zpath)
+    return rec

@@ -1,0 +1,270 @@
+"""Class maps <-> GeoJSON class polygons (QuPath-compatible), in slide level-0 pixel coordinates.
+
+The package's arrays are ``(y, x)``; GeoJSON and QuPath coordinates are ``(x, y)``. A pixel ``(r, c)`` of a
+mask at ``downsample`` d whose top-left corner sits at level-0 ``origin = (y0, x0)`` covers the level-0 square
+``[x0 + c*d, x0 + (c+1)*d) x [y0 + r*d, y0 + (r+1)*d)`` (QuPath's convention: pixel centres at +0.5).
+
+Vectorising uses ``skimage.measure.find_contours`` at level 0.5 of each connected component (outer ring) and of
+each hole (interior rings), so the polygon passes half-way between inside and outside pixel centres;
+rasterising (``skimage.draw.polygon``) fills the pixels whose centres lie inside. The round trip is exact away
+from boundaries and within one pixel at them (diagonal corners).
+
+One Feature per (class, item): a ``MultiPolygon`` whose ``properties`` carry QuPath's ``objectType`` and
+``classification`` (``name``, ``color`` as [r, g, b]) plus our ``class_index`` and ``item`` key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes
+from ..classes import ClassSchema
+
+
+def _ring_area(ring: np.ndarray) -> float:
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _ring(contour_rc: np.ndarray, origin: tuple[float, float], downsample: float, ccw: bool) -> list[list[float]]:
+    """find_contours (row, col) in padded-mask pixel indices -> closed GeoJSON ring [[x, y], ...] at level 0."""
+    rc = contour_rc - 1.0  # undo the one-pixel padding
+    xy = np.empty_like(rc)
+    xy[:, 0] = origin[1] + (rc[:, 1] + 0.5) * downsample
+    xy[:, 1] = origin[0] + (rc[:, 0] + 0.5) * downsample
+    # RFC 7946: exterior rings counter-clockwise, holes clockwise, in the (x, y) coordinate frame itself
+    if (_ring_area(xy) > 0) != ccw:
+        xy = xy[::-1]
+    if not np.array_equal(xy[0], xy[-1]):
+        xy = np.vstack([xy, xy[:1]])
+    return np.round(xy, 3).tolist()
+
+
+def _outer_contour(binary: np.ndarray) -> np.ndarray | None:
+    from skimage.measure import find_contours
+
+    padded = np.pad(binary.astype(np.float32), 1)
+    contours = find_contours(padded, 0.5)
+    if not contours:
+        return None
+    return max(contours, key=lambda c: abs(_ring_area(c)))  # the component's outline encloses the most area
+
+
+def mask_polygons(binary: np.ndarray, origin: tuple[float, float] = (0, 0), downsample: float = 1.0
+                  ) -> list[list[list[list[float]]]]:
+    """Polygons (GeoJSON MultiPolygon coordinates: [polygon][ring][point] = [x, y]) of a boolean mask.
+
+    Args:
+        binary: (H, W) bool.
+        origin: level-0 (y0, x0) of the mask's top-left corner.
+        downsample: level-0 pixels per mask pixel.
+    """
+    from skimage.measure import label, regionprops
+
+    binary = np.asarray(binary, dtype=bool)
+    polys = []
+    comps = label(binary, connectivity=2)
+    for rp in regionprops(comps):
+        r0, c0, r1, c1 = rp.bbox
+        comp = comps[r0:r1, c0:c1] == rp.label
+        off = (origin[0] + r0 * downsample, origin[1] + c0 * downsample)
+        outer = _outer_contour(comp)
+        if outer is None:
+            continue
+        rings = [_ring(outer, off, downsample, ccw=True)]
+        # holes: background components (4-connected, the dual of 8-connected foreground) not touching the border
+        holes = label(np.pad(~comp, 1, constant_values=True), connectivity=1)
+        for hp in regionprops(holes):
+            hr0, hc0, hr1, hc1 = hp.bbox
+            if hr0 == 0 or hc0 == 0 or hr1 == holes.shape[0] or hc1 == holes.shape[1]:
+                continue  # the outside
+            hole = holes[hr0:hr1, hc0:hc1] == hp.label
+            hc = _outer_contour(hole)
+            if hc is not None:
+                hoff = (off[0] + (hr0 - 1) * downsample, off[1] + (hc0 - 1) * downsample)
+                rings.append(_ring(hc, hoff, downsample, ccw=False))
+        polys.append(rings)
+    return polys
+
+
+def class_map_to_features(class_map: np.ndarray, schema: ClassSchema, origin: tuple[float, float] = (0, 0),
+                          downsample: float = 1.0, item: str | None = None,
+                          include_background: bool = False) -> list[dict[str, Any]]:
+    """GeoJSON Features (one MultiPolygon per class present) of a class map (dataset convention, (H, W) uint8).
+
+    Args:
+        origin: level-0 (y0, x0) of the map's top-left pixel; ``downsample``: level-0 pixels per map pixel.
+        item: project item key recorded in ``properties`` (provenance).
+        include_background: also vectorise the background class (QuPath users rarely want glass outlined).
+    """
+    cm = schema.validate_class_map(class_map, "class map")
+    feats = []
+    for c in schema.classes:
+        if c.background and not include_background:
+            continue
+        binary = cm == c.index
+        if not binary.any():
+            continue
+        polys = mask_polygons(binary, origin, downsample)
+        if not polys:
+            continue
+        props: dict[str, Any] = {
+            "objectType": "annotation",
+            "classification": {"name": c.name, "color": list(c.colour)},
+            "isLocked": False,
+            "class_index": c.index,
+        }
+        if item is not None:
+            props["item"] = item
+        feats.append({"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": polys},
+                      "properties": props})
+    return feats
+
+
+def feature_collection(features: Iterable[dict[str, Any]], **properties: Any) -> dict[str, Any]:
+    fc: dict[str, Any] = {"type": "FeatureCollection", "features": list(features)}
+    if properties:
+        fc["properties"] = properties
+    return fc
+
+
+def write_geojson(path: str | Path, features: Iterable[dict[str, Any]], **properties: Any) -> Path:
+    """Write a FeatureCollection atomically."""
+    data = json.dumps(feature_collection(features, **properties), separators=(",", ":")).encode()
+    return atomic_write_bytes(path, data)
+
+
+def read_geojson(path: str | Path) -> list[dict[str, Any]]:
+    """Features of a GeoJSON file: a FeatureCollection, a list of Features (QuPath's export) or one Feature.
+
+    Raises:
+        ValueError: not JSON, or no Features inside — naming the file.
+    """
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No GeoJSON file at {path}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid GeoJSON ({e}). Export the annotations from QuPath with "
+                         "File > Export objects as GeoJSON.") from e
+    if isinstance(d, dict) and d.get("type") == "FeatureCollection":
+        feats = d.get("features", [])
+    elif isinstance(d, dict) and d.get("type") == "Feature":
+        feats = [d]
+    elif isinstance(d, list):
+        feats = d
+    else:
+        raise ValueError(f"{path}: expected a GeoJSON FeatureCollection, a Feature or a list of Features; got "
+                         f"{type(d).__name__} {str(d)[:80]!r}.")
+    return [f for f in feats if isinstance(f, dict) and f.get("geometry")]
+
+
+def feature_class(feature: dict[str, Any], schema: ClassSchema) -> int | None:
+    """Class index of a Feature from its QuPath ``classification`` name (or our ``class_index``); None if none."""
+    props = feature.get("properties") or {}
+    cls = props.get("classification")
+    name = cls.get("name") if isinstance(cls, dict) else cls if isinstance(cls, str) else None
+    if name:
+        try:
+            return schema.index_of(name)
+        except KeyError:
+            return None
+    idx = props.get("class_index")
+    return int(idx) if isinstance(idx, int) and 0 <= idx < schema.n_classes else None
+
+
+def _polygons_of(geometry: dict[str, Any]) -> list[list[Any]]:
+    t = geometry.get("type")
+    if t == "Polygon":
+        return [geometry["coordinates"]]
+    if t == "MultiPolygon":
+        return list(geometry["coordinates"])
+    if t == "GeometryCollection":
+        return [p for g in geometry.get("geometries", []) for p in _polygons_of(g)]
+    return []  # points and lines carry no area
+
+
+def features_bbox(features: Iterable[dict[str, Any]]) -> tuple[int, int, int, int] | None:
+    """Level-0 (y0, x0, y1, x1) around every polygon, or None when there are none."""
+    pts = [np.asarray(poly[0], float)[:, :2] for f in features for poly in _polygons_of(f.get("geometry") or {})
+           if poly and len(poly[0])]
+    if not pts:
+        return None
+    allp = np.vstack(pts)
+    x0, y0 = np.floor(allp.min(0)).astype(int)
+    x1, y1 = np.ceil(allp.max(0)).astype(int)
+    return int(y0), int(x0), int(y1), int(x1)
+
+
+def features_to_class_map(features: Iterable[dict[str, Any]], schema: ClassSchema, shape: tuple[int, int],
+                          origin: tuple[float, float] = (0, 0), downsample: float = 1.0,
+                          unknown: str = "skip") -> np.ndarray:
+    """Rasterise class polygons into an (H, W) uint8 class map (background where no polygon is).
+
+    Later features paint over earlier ones where they overlap (QuPath allows overlapping annotations).
+
+    Args:
+        shape: (H, W) of the map; ``origin``/``downsample`` place it in level-0 coordinates (see module doc).
+        unknown: ``"skip"`` features whose class is not in the schema (or unclassified), or ``"error"``.
+
+    Raises:
+        ValueError: with ``unknown="error"``, naming the unknown class and the schema's classes.
+    """
+    from skimage.draw import polygon as draw_polygon
+
+    h, w = int(shape[0]), int(shape[1])
+    out = np.full((h, w), schema.background_index, np.uint8)
+    for f in features:
+        idx = feature_class(f, schema)
+        if idx is None:
+            if unknown == "error":
+                props = f.get("properties") or {}
+                raise ValueError(f"A polygon has class {props.get('classification')!r}, which is not in the "
+                                 f"{schema.name} schema ({', '.join(schema.names)}). Rename the class in QuPath or "
+                                 "choose the matching schema.")
+            continue
+        for poly in _polygons_of(f.get("geometry") or {}):
+            region = np.zeros((h, w), bool)
+            for k, ring in enumerate(poly):
+                xy = np.asarray(ring, float)[:, :2]
+                if len(xy) < 3:
+                    continue
+                cols = (xy[:, 0] - origin[1]) / downsample - 0.5
+                rows = (xy[:, 1] - origin[0]) / downsample - 0.5
+                rr, cc = draw_polygon(rows, cols, shape=(h, w))
+                region[rr, cc] = k == 0  # exterior fills, holes clear
+            out[region] = idx
+    return out
+
+
+def read_geojson_class_map(path: str | Path, schema: ClassSchema, shape: tuple[int, int] | None = None,
+                           origin: tuple[float, float] | None = None, downsample: float = 1.0
+                           ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Rasterise a GeoJSON file. Without ``shape``, the map covers the polygons' bounding box.
+
+    Returns:
+        (class map, level-0 origin (y0, x0) of its top-left pixel).
+
+    Raises:
+        ValueError: the file holds no polygons of the schema's classes.
+    """
+    feats = read_geojson(path)
+    usable = [f for f in feats if feature_class(f, schema) is not None]
+    if not usable:
+        names = sorted({str((f.get("properties") or {}).get("classification", {}).get("name", "?"))
+                        if isinstance((f.get("properties") or {}).get("classification"), dict) else "?"
+                        for f in feats})
+        raise ValueError(f"{path}: none of its {len(feats)} polygons has a class of the {schema.name} schema "
+                         f"({', '.join(schema.foreground_names)}); found classes {names}.")
+    if shape is None:
+        y0, x0, y1, x1 = features_bbox(usable)  # type: ignore[misc]
+        origin = (y0, x0) if origin is None else origin
+        shape = (int(np.ceil((y1 - origin[0]) / downsample)), int(np.ceil((x1 - origin[1]) / downsample)))
+    origin = origin or (0, 0)
+    return features_to_class_map(usable, schema, shape, origin, downsample), (int(origin[0]), int(origin[1]))

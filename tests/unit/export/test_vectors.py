@@ -1,0 +1,99 @@
+"""Class maps <-> GeoJSON polygons: QuPath fields, (x, y) level-0 coordinates, holes, round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_wsss.classes import LUAD_HISTOSEG as S
+from napari_wsss.export.vectors import (
+    class_map_to_features,
+    features_to_class_map,
+    read_geojson,
+    read_geojson_class_map,
+    write_geojson,
+)
+
+from .conftest import blob_mask
+
+
+def _boundary(cm: np.ndarray) -> np.ndarray:
+    """Pixels within one pixel of a class boundary."""
+    edge = np.zeros(cm.shape, bool)
+    for v in np.unique(cm):
+        m = cm == v
+        edge |= ndimage.binary_dilation(m) & ~m
+    return ndimage.binary_dilation(edge)
+
+
+@pytest.mark.parametrize("origin, ds", [((0, 0), 1.0), ((100, 250), 2.0), ((7, 3), 4.0)])
+def test_polygons_rasterise_back_within_a_pixel(rng, origin, ds) -> None:
+    cm = blob_mask(rng, (48, 64))
+    cm[0, 63] = 1  # a single pixel at the edge
+    cm[40:, :5] = 2  # touching the border
+    feats = class_map_to_features(cm, S, origin=origin, downsample=ds)
+    back = features_to_class_map(feats, S, cm.shape, origin=origin, downsample=ds)
+    wrong = back != cm
+    assert not (wrong & ~_boundary(cm)).any(), "mismatch away from boundaries"
+    assert wrong.mean() < 0.01
+
+
+def test_qupath_fields_and_xy_order() -> None:
+    cm = np.full((40, 60), S.background_index, np.uint8)
+    cm[10:20, 30:50] = 0  # wide, short: x spans 30..50, y spans 10..20
+    (f,) = class_map_to_features(cm, S, origin=(1000, 2000), downsample=1, item="k")
+    assert f["properties"]["classification"] == {"name": "TE", "color": [205, 51, 51]}
+    assert f["properties"]["objectType"] == "annotation" and f["properties"]["item"] == "k"
+    ring = np.array(f["geometry"]["coordinates"][0][0])
+    assert ring[:, 0].min() >= 2030 - 1 and ring[:, 0].max() <= 2050 + 1  # x first
+    assert ring[:, 1].min() >= 1010 - 1 and ring[:, 1].max() <= 1020 + 1
+    assert np.array_equal(ring[0], ring[-1])
+
+
+def test_hole_is_an_interior_ring() -> None:
+    cm = np.full((30, 30), S.background_index, np.uint8)
+    cm[5:25, 5:25] = 0
+    cm[12:18, 12:18] = S.background_index
+    (f,) = class_map_to_features(cm, S)
+    (poly,) = f["geometry"]["coordinates"]
+    assert len(poly) == 2  # exterior + one hole
+    back = features_to_class_map([f], S, cm.shape)
+    assert back[15, 15] == S.background_index and back[8, 8] == 0
+
+
+def test_geojson_file_round_trip_and_qupath_list(tmp_path, rng) -> None:
+    cm = blob_mask(rng, (32, 32))
+    feats = class_map_to_features(cm, S, origin=(64, 32))
+    write_geojson(tmp_path / "a.geojson", feats)
+    assert json.loads((tmp_path / "a.geojson").read_text())["type"] == "FeatureCollection"
+    # QuPath writes a bare list of Features, with Polygon geometries and unknown classes mixed in
+    qp = [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": p}, "properties": f["properties"]}
+          for f in feats for p in f["geometry"]["coordinates"]]
+    qp.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5], [0, 0]]]},
+               "properties": {"classification": {"name": "Other", "color": [1, 2, 3]}}})
+    (tmp_path / "qp.geojson").write_text(json.dumps(qp))
+    assert len(read_geojson(tmp_path / "qp.geojson")) == len(qp)
+    a = features_to_class_map(read_geojson(tmp_path / "a.geojson"), S, cm.shape, origin=(64, 32))
+    b = features_to_class_map(read_geojson(tmp_path / "qp.geojson"), S, cm.shape, origin=(64, 32))
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="Other"):
+        features_to_class_map(qp, S, cm.shape, unknown="error")
+    # without a shape: the polygons' bounding box
+    cmap, origin = read_geojson_class_map(tmp_path / "a.geojson", S)
+    assert origin[0] >= 64 and origin[1] >= 32
+
+
+def test_bad_geojson_errors(tmp_path) -> None:
+    (tmp_path / "bad.geojson").write_text("{nope")
+    with pytest.raises(ValueError, match="not valid GeoJSON"):
+        read_geojson(tmp_path / "bad.geojson")
+    with pytest.raises(FileNotFoundError):
+        read_geojson(tmp_path / "missing.geojson")
+    (tmp_path / "other.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [5, 0], [5, 5], [0, 0]]]},
+         "properties": {"classification": {"name": "Stroma"}}}]}))
+    with pytest.raises(ValueError, match="Stroma"):
+        read_geojson_class_map(tmp_path / "other.geojson", S)
