@@ -15,6 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--confidence", action="store_true", help="also write <name>_confidence.png (0..255)")
+    p.add_argument("--method", help="insist the model is of this method (e.g. cam_sam); default: what its card says")
+    p.add_argument("--sam-checkpoint", type=Path, help="cam_sam: your SAM checkpoint file (else "
+                   "$NAPARI_WSSS_SAM_CHECKPOINT, else the path recorded in the model card)")
+    p.add_argument("--sam-model-type", choices=["auto", "vit_b", "vit_l", "vit_h"],
+                   help="cam_sam: SAM encoder the checkpoint must hold (default: the card's)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +34,20 @@ def run(args: argparse.Namespace) -> int:
     from . import print_progress
     from ..events import Progress
 
-    seg = load_segmenter(args.model or default_model_dir(), args.device)
+    import os
+
+    from ..models.card import load_card
+    from ..models.sam import ENV_CHECKPOINT, ENV_MODEL_TYPE
+
+    model_dir = args.model or default_model_dir()
+    if args.method and load_card(model_dir).method != args.method:
+        raise ValueError(f"{model_dir} is a {load_card(model_dir).method} model, not {args.method}; choose a "
+                         f"{args.method} model version with --model.")
+    if args.sam_checkpoint:  # the loader reads these (same as setting them in the shell)
+        os.environ[ENV_CHECKPOINT] = str(args.sam_checkpoint)
+    if args.sam_model_type:
+        os.environ[ENV_MODEL_TYPE] = args.sam_model_type
+    seg = load_segmenter(model_dir, args.device)
     schema = seg.card.class_schema
     if args.input.is_dir():
         files = list_images(args.input)

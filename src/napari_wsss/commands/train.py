@@ -26,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmix", action="store_true", default=None, help="SegMix patch shuffling (CAM methods)")
     p.add_argument("--no-pretrained", action="store_const", const="none", dest="pretrained",
                    help="start from scratch even if ImageNet weights are cached")
+    p.add_argument("--sam-checkpoint", type=Path, help="cam_sam: your SAM checkpoint file (else $NAPARI_WSSS_SAM_CHECKPOINT)")
+    p.add_argument("--sam-model-type", choices=["auto", "vit_b", "vit_l", "vit_h"],
+                   help="cam_sam: SAM encoder the checkpoint must hold (default auto: read from the file)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other method option, e.g. --set threshold=0.3 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.pt if it exists")
@@ -60,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if spec.train is None:
         raise ValueError(f"Method {args.method!r} cannot be trained from the command line.")
     options = {k: getattr(args, k) for k in ("schema", "backbone", "epochs", "batch_size", "lr", "input_size",
-                                             "seed", "device", "num_threads", "segmix", "pretrained")
+                                             "seed", "device", "num_threads", "segmix", "pretrained",
+                                             "sam_checkpoint", "sam_model_type")
                if getattr(args, k) is not None}
+    if "sam_checkpoint" in options:
+        options["sam_checkpoint"] = str(options["sam_checkpoint"])
     if options.get("pretrained") == "none":
         options["pretrained"] = False
     options.update(parse_set(args.set))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..models.card import ModelCard, load_weights
-from ..models.sam import ENV_CHECKPOINT, EmbeddingCache, SamSession, default_cache_dir, load_sam
+from ..models.sam import ENV_CHECKPOINT, ENV_MODEL_TYPE, EmbeddingCache, SamSession, default_cache_dir, load_sam
 from ..ops import prompts
 from ..ops import cam as cam_ops
 from .predict import background_mask, finish_prediction, load_state_checked, to_batch
@@ -158,6 +158,10 @@ def sam_for_card(card: ModelCard, device: Any, checkpoint: str | os.PathLike | N
     c = card.config
     path = checkpoint or os.environ.get(ENV_CHECKPOINT) or c.get("sam_checkpoint")
     recorded_type = c.get("sam_model_type", "auto")
+    asked = os.environ.get(ENV_MODEL_TYPE)
+    if asked and asked != "auto" and asked != recorded_type:
+        raise ValueError(f"SAM model type {asked} was asked for, but model {card.name} was tuned on a {recorded_type} "
+                         "SAM; its decoder only fits that one. Drop --sam-model-type or choose another model.")
     loaded = load_sam(path, recorded_type if recorded_type in ("vit_b", "vit_l", "vit_h") else "auto", device)
     from dataclasses import asdict
 

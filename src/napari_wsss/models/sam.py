@@ -321,6 +321,14 @@ class SamSession:
             self.cache.put(key, self.sam.model_id, emb)
         return emb
 
+    def is_cached(self, image: np.ndarray) -> bool:
+        """Whether ``image``'s embedding is current, in memory or on disk (no encoder run needed)."""
+        key = image_key(np.asarray(image), self.sam.model_id)
+        if key == self.key and self.predictor.is_image_set or key in self.cache._mem:
+            return True
+        path = self.cache._path(key, self.sam.model_id)
+        return path is not None and path.is_file()
+
     def set_image(self, image: np.ndarray) -> None:
         """Make ``image`` current for :meth:`predict` (no work if it already is)."""
         key = image_key(np.asarray(image), self.sam.model_id)
