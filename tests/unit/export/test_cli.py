@@ -1,0 +1,43 @@
+"""`napari-wsss export` / `napari-wsss import`: the headless twins of the Export widget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from napari_wsss.classes import LUAD_HISTOSEG as S
+from napari_wsss.cli import main
+from napari_wsss.data.tiles import read_mask
+from napari_wsss.export.vectors import class_map_to_features, write_geojson
+
+from .conftest import blob_mask
+
+
+def test_export_then_import(tile_project, tmp_path, capsys) -> None:
+    out = tmp_path / "set"
+    rc = main(["export", "--project", str(tile_project.source), "--out", str(out), "--format", "png", "labels",
+               "--filter", "all", "--tile-size", "16", "--overlap", "4"])
+    assert rc == 0 and (out / "manifest.json").is_file()
+    assert main(["export", "--project", str(tile_project.root), "--out", str(out)]) == 1
+    assert "overwrite" in capsys.readouterr().err
+    assert main(["import", str(out), "--project", str(tmp_path / "copy.wsss"), "--data", tile_project.source]) == 0
+    from napari_wsss.store import Project
+
+    copy = Project.load(tmp_path / "copy.wsss")
+    for it in tile_project.items():
+        assert np.array_equal(copy.load_mask(it.key), tile_project.load_mask(it.key))
+
+
+def test_import_geojson_to_mask(tmp_path, rng, capsys) -> None:
+    cm = blob_mask(rng, (32, 40))
+    write_geojson(tmp_path / "a.geojson", class_map_to_features(cm, S, origin=(100, 200)))
+    rc = main(["import", str(tmp_path / "a.geojson"), "--out", str(tmp_path / "m.png"), "--shape", "32", "40",
+               "--origin", "100", "200"])
+    assert rc == 0
+    assert (read_mask(tmp_path / "m.png", S) != cm).mean() < 0.05
+    assert main(["import", str(tmp_path / "a.geojson"), "--out", str(tmp_path / "m.png")]) == 1
+    assert main(["import", str(tmp_path / "nope.geojson"), "--out", str(tmp_path / "n.png")]) == 1
+    err = capsys.readouterr().err
+    assert "exists" in err and "does not exist" in err
+    json.loads((tmp_path / "a.geojson").read_text())
