@@ -1,0 +1,104 @@
+"""Drive the Segment widget the way a user does: open tiles, click Segment, get editable class labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_wsss.classes import LUAD_HISTOSEG
+from napari_wsss.gui._reader import read_path
+from napari_wsss.gui.segment_widget import SegmentWidget
+
+
+def _open(viewer, path: Path) -> None:  # noqa: ANN001
+    for data, kw, kind in read_path(str(path)):
+        getattr(viewer, f"add_{kind}")(data, **kw)
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tiny_dataset: Path, tiny_model: Path):  # noqa: ANN001, ANN201
+    viewer = make_napari_viewer()
+    _open(viewer, tiny_dataset / "test")
+    w = SegmentWidget(viewer)
+    w.add_model_version(tiny_model)
+    w.image_combo.setCurrentText("test")
+    return w
+
+
+def _wait(qtbot, w: SegmentWidget) -> None:  # noqa: ANN001
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=60_000)
+
+
+def test_click_segment_adds_labels_with_schema_classes(qtbot, widget: SegmentWidget) -> None:  # noqa: ANN001
+    from napari.layers import Labels
+
+    viewer = widget.viewer
+    viewer.dims.set_current_step(0, 1)
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None
+    seg = [ly for ly in viewer.layers if isinstance(ly, Labels) and "segmentation" in ly.name]
+    assert len(seg) == 1
+    layer = seg[0]
+    assert "tiny-sshr" in layer.name and layer.data.shape == (3, 64, 64)
+    # only the current tile (index 1) was segmented; it has tissue labels from the schema
+    assert layer.data[0].max() == 0 and layer.data[2].max() == 0
+    assert set(np.unique(layer.data[1]).tolist()) <= {0, 1, 2, 3, 4}
+    assert layer.data[1].any()
+    for c in LUAD_HISTOSEG.foreground:
+        assert tuple(layer.colormap.color_dict[c.index + 1][:3]) == pytest.approx(np.array(c.colour) / 255)
+    assert list(layer.features["class"]) == ["background", *LUAD_HISTOSEG.foreground_names]
+    conf = viewer.layers[layer.name.replace("segmentation", "confidence")]
+    assert not conf.visible and float(conf.data[1].max()) <= 1.0 and float(conf.data[1].max()) > 0
+    widget.confidence_check.setChecked(True)
+    assert conf.visible
+    # the result is editable: painting changes the data
+    layer.paint((1, 10, 10), 3, refresh=True)
+    assert layer.data[1, 10, 10] == 3
+
+
+def test_segment_all_tiles(qtbot, widget: SegmentWidget) -> None:  # noqa: ANN001
+    widget.scope_combo.setCurrentText("all tiles in the stack")
+    widget.segment()
+    _wait(qtbot, widget)
+    layer = widget.last_result_layer
+    assert all(layer.data[i].any() for i in range(3))
+
+
+def test_cancel_leaves_viewer_unchanged(qtbot, widget: SegmentWidget) -> None:  # noqa: ANN001
+    n_layers = len(widget.viewer.layers)
+    widget.scope_combo.setCurrentText("all tiles in the stack")
+    widget.segment()
+    widget.cancel()
+    _wait(qtbot, widget)
+    assert len(widget.viewer.layers) == n_layers
+    assert "Cancelled" in widget.status.text()
+    assert widget.segment_btn.isEnabled()
+
+
+def test_non_rgb_layer_gives_clear_error(qtbot, make_napari_viewer, tiny_model: Path) -> None:  # noqa: ANN001
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="grey")
+    w = SegmentWidget(viewer)
+    w.add_model_version(tiny_model)
+    w.image_combo.setCurrentText("grey")
+    w.segment()
+    assert w.job is None
+    assert "not an RGB image" in str(w.last_error)
+    assert len(viewer.layers) == 1
+
+
+def test_slide_field_of_view(qtbot, make_napari_viewer, pyramid_tiff: Path, tiny_model: Path) -> None:  # noqa: ANN001
+    viewer = make_napari_viewer()
+    _open(viewer, pyramid_tiff)
+    w = SegmentWidget(viewer)
+    w.add_model_version(tiny_model)
+    w.scope_combo.setCurrentText("whole image (coarsest level that fits)")
+    w.segment()
+    _wait(qtbot, w)
+    assert w.last_error is None
+    layer = w.last_result_layer
+    assert layer.data.shape == (512, 384)  # the whole 512x384 slide fits at level 0
