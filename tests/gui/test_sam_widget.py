@@ -69,6 +69,14 @@ def test_point_prompt_changes_labels_and_undo_reverts(qtbot, widget: SamRefineWi
     labels.undo()
     assert np.array_equal(labels.data, before)
 
+    # a box prompt (with the points removed): decoder only, the TE region follows the box's mask
+    widget.clear_prompts()
+    assert len(widget.points_layer.data) == 0
+    n = len(widget.latencies_ms)
+    widget.box_layer.add_rectangles(np.array([[12.0, 12.0], [52.0, 52.0]]))
+    assert len(widget.latencies_ms) == n + 1 and widget.last_error is None
+    assert "SAM mask" in widget.status.text()
+
 
 def test_missing_checkpoint_is_a_clear_message(qtbot, widget: SamRefineWidget, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.delenv("NAPARI_WSSS_SAM_CHECKPOINT", raising=False)
