@@ -41,3 +41,16 @@ def test_import_geojson_to_mask(tmp_path, rng, capsys) -> None:
     err = capsys.readouterr().err
     assert "exists" in err and "does not exist" in err
     json.loads((tmp_path / "a.geojson").read_text())
+
+
+def test_export_full_disk_is_a_clear_error(tile_project, tmp_path, monkeypatch, capsys) -> None:
+    import tempfile
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    assert main(["export", "--project", str(tile_project.root), "--out", str(tmp_path / "set")]) == 1
+    err = capsys.readouterr().err
+    assert "disk is full" in err and str(tmp_path / "set") in err and "Traceback" not in err
+    assert not (tmp_path / "set").exists()

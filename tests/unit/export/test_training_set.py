@@ -241,3 +241,21 @@ def test_cancel_leaves_nothing(tile_project, tmp_path) -> None:
         run_to_end(export_project(tile_project.root, tmp_path / "set", filter="all",
                                   should_stop=lambda: next(calls) >= 2))
     assert not (tmp_path / "set").exists() and not _leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["png", "tiff"])
+def test_exported_set_feeds_the_training_datasets(tile_project, tmp_path, fmt) -> None:
+    from napari_wsss.data.datasets import TileLabelDataset, TileMaskDataset
+    from napari_wsss.data.tiles import read_rgb
+
+    out = export(tile_project, tmp_path / "set", formats=[fmt, "labels"], filter="all")
+    for tiles in (list_training_tiles(out / "training", S),
+                  list_training_tiles(out / "img", S, labels_csv=out / "labels.csv")):
+        ds = TileLabelDataset(tiles, 32, (0.5,) * 3, (0.25,) * 3)
+        img, lab = ds[0]
+        assert tuple(img.shape) == (3, 32, 32) and tuple(lab.shape) == (S.n_foreground,)
+    pairs = list_mask_pairs(out)
+    images = np.stack([read_rgb(p.image) for p in pairs])
+    masks = np.stack([read_mask(p.mask, S) for p in pairs])
+    img, mask = TileMaskDataset(images, masks, (0.5,) * 3, (0.25,) * 3)[0]
+    assert tuple(mask.shape) == images.shape[1:3] and int(mask.max()) <= S.background_index
