@@ -19,7 +19,7 @@ from ..events import Cancelled, Progress, StopFlag, never_stop
 from ..store import INDEX_FILE, Project
 from .manifest import check_manifest, load_manifest
 from .masks import read_class_map
-from .training_set import resize_nearest
+from .slides import resize_nearest
 from .vectors import features_to_class_map, read_geojson
 
 

@@ -36,6 +36,7 @@ from ..data.tiles import format_label_name
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from ..store import INDEX_FILE, Item, Project, default_project_root
 from .manifest import FORMAT, FORMAT_VERSION, write_manifest
+from .slides import SourceReader, resize_nearest, write_slide_labels
 
 FORMATS = ("png", "tiff", "labels", "geojson", "ome-zarr", "pyramidal-tiff")
 DEFAULT_FORMATS = ("png", "labels", "geojson")
@@ -92,70 +93,10 @@ def grid_starts(n: int, size: int, overlap: int) -> list[int]:
     return starts
 
 
-def resize_nearest(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of the first two axes (class maps must not be interpolated)."""
-    if tuple(arr.shape[:2]) == tuple(shape):
-        return arr
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * arr.shape[0] / shape[0]).astype(int), arr.shape[0] - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * arr.shape[1] / shape[1]).astype(int), arr.shape[1] - 1)
-    return arr[rows][:, cols]
-
-
 def image_labels(class_map: np.ndarray, schema: ClassSchema, min_fraction: float = 0.0) -> np.ndarray:
     """(n_foreground,) int64 multi-hot: foreground classes covering more than ``min_fraction`` of the map."""
     counts = np.bincount(class_map.ravel(), minlength=schema.n_classes)[: schema.n_foreground]
     return (counts > min_fraction * class_map.size).astype(np.int64)
-
-
-class _Sources:
-    """Reads item images: tiles from the project's data folder, regions from its slide (opened once)."""
-
-    def __init__(self, project: Project) -> None:
-        self.source = Path(project.source)
-        self._slide: Any = None
-
-    @property
-    def slide(self) -> Any:
-        if self._slide is None:
-            from ..data.slide import open_slide
-
-            if not self.source.is_file():
-                raise FileNotFoundError(f"The project's slide {self.source} is not there any more; move it back "
-                                        "or export only geojson / ome-zarr / pyramidal-tiff (no images needed).")
-            self._slide = open_slide(self.source)
-        return self._slide
-
-    def tile_path(self, it: Item) -> Path:
-        if it.image is None:
-            raise ValueError(f"Item {it.key!r} names no image file in the project index.")
-        p = Path(it.image)
-        if not p.is_absolute():
-            p = (self.source if self.source.is_dir() else self.source.parent) / p
-        return p
-
-    def level_downsample(self, level: int) -> float:
-        return float(self.slide.downsamples[level])
-
-    def read(self, it: Item, level: int, shape: tuple[int, int]) -> np.ndarray:
-        """(H, W, 3) uint8 image of an item at ``level`` (regions) with the mask's ``shape``."""
-        if it.region is None:
-            from ..data.tiles import read_rgb
-
-            img = read_rgb(self.tile_path(it))
-            return img[: shape[0], : shape[1]] if img.shape[:2] != shape else img
-        y0, x0 = it.region[0], it.region[1]
-        ds = self.level_downsample(level)
-        lh, lw = self.slide.levels[level].shape[:2]
-        ya, xa = int(round(y0 / ds)), int(round(x0 / ds))
-        out = np.full((*shape, 3), 255, np.uint8)  # beyond the slide's edge: glass
-        yb, xb = min(lh, ya + shape[0]), min(lw, xa + shape[1])
-        if yb > ya and xb > xa:
-            out[: yb - ya, : xb - xa] = self.slide.read_region(ya, xa, yb, xb, level)
-        return out
-
-    def close(self) -> None:
-        if self._slide is not None:
-            self._slide.close()
 
 
 def _item_level(it: Item, shape: tuple[int, int]) -> tuple[int, float]:
@@ -260,7 +201,7 @@ def _export_into(tmp: Path, project: Project, items: list[Item], formats: tuple[
         (tmp / "mask").mkdir()
     if "labels" in formats:
         (tmp / "training").mkdir()
-    sources = _Sources(project)
+    sources = SourceReader(project)
     tiles_rec, items_rec, csv_rows, notes = [], [], [], []
     features: dict[str, list[dict]] = {}
     slide_blocks: list[tuple[Item, np.ndarray, int, float]] = []
@@ -355,7 +296,7 @@ def _export_into(tmp: Path, project: Project, items: list[Item], formats: tuple[
         slides = []
         if {"ome-zarr", "pyramidal-tiff"} & set(formats):
             if slide_blocks:
-                slides.append(_write_slide_labels(tmp, project, sources, slide_blocks, formats, level, schema))
+                slides.append(write_slide_labels(tmp, project, sources, slide_blocks, formats, level, schema))
             else:
                 notes.append("ome-zarr / pyramidal-tiff skipped: the project has no slide regions (tiles only).")
         if csv_rows:
@@ -379,46 +320,3 @@ def _export_into(tmp: Path, project: Project, items: list[Item], formats: tuple[
         "items": items_rec, "tiles": tiles_rec, "geojson": geojson_files, "slides": slides,
         "labels_csv": "labels.csv" if csv_rows else None, "notes": notes,
     })
-
-
-def _write_slide_labels(tmp: Path, project: Project, sources: _Sources, blocks: list, formats: tuple[str, ...],
-                        level: int | None, schema: ClassSchema) -> dict[str, Any]:
-    """OME-Zarr and/or pyramidal TIFF label image of every exported region, at one level."""
-    from collections import Counter
-
-    from .masks import write_ome_zarr_labels, write_pyramidal_tiff_labels
-
-    lv = level if level is not None else Counter(b[2] for b in blocks).most_common(1)[0][0]
-    try:
-        ds = sources.level_downsample(lv)
-        h0, w0 = sources.slide.shape
-    except (FileNotFoundError, ValueError):  # no slide: cover the regions, at the regions' own scale
-        ds = next((b[3] for b in blocks if b[2] == lv), float(2**lv))
-        h0, w0 = max(b[0].region[2] for b in blocks), max(b[0].region[3] for b in blocks)
-    shape = (int(np.ceil(h0 / ds)), int(np.ceil(w0 / ds)))
-
-    def regions():
-        for it, mask, _ilv, _ids in blocks:
-            y0, x0, y1, x1 = it.region[:4]
-            ya, xa = int(round(y0 / ds)), int(round(x0 / ds))
-            shp = (max(1, int(round((y1 - y0) / ds))), max(1, int(round((x1 - x0) / ds))))
-            yield ya, xa, schema.to_labels(resize_nearest(mask, shp))
-
-    stem = default_project_root(project.source).stem if project.source else "slide"
-    (tmp / "slides").mkdir(exist_ok=True)
-    zpath = tmp / "slides" / f"{stem}.ome.zarr"
-    scratch = "ome-zarr" not in formats
-    if scratch:
-        zpath = tmp / ".scratch.ome.zarr"
-    rec: dict[str, Any] = {"source": project.source, "level": lv, "downsample": ds, "shape": list(shape),
-                           "regions": [b[0].key for b in blocks]}
-    arrays = write_ome_zarr_labels(zpath, shape, regions(), schema, downsample=ds,
-                                   extra={"source": project.source, "level": lv})
-    if not scratch:
-        rec["ome_zarr"] = f"slides/{stem}.ome.zarr"
-    if "pyramidal-tiff" in formats:
-        rec["tiff"] = f"slides/{stem}.labels.tif"
-        write_pyramidal_tiff_labels(tmp / rec["tiff"], arrays, schema, downsample=ds)
-    if scratch:
-        shutil.rmtree(zpath)
-    return rec
