@@ -6,7 +6,7 @@ A project lives in a folder beside the data (``<folder>.wsss/`` for a tile folde
     project.json           index: format version, source, class schema, one record per item (below)
     masks/<key>.png        current class map (palette PNG, dataset convention: classes 0..K-1, background K)
     predictions/<key>.png  the model's original output for the item (provenance; diff against masks/)
-    touched/<key>.png      1-bit PNG: pixels the user changed or painted over (True = touched)
+    touched/<key>.png      1-bit PNG: pixels the user changed (True = touched)
     models/<version>/      model versions made for this project (card.json + weights.pt, models/card.py)
     history/               a correction replaced by a forced re-prediction is moved here first
 

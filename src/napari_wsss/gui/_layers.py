@@ -61,3 +61,84 @@ def rgb_plane(data: Any, index: tuple[int, ...] = ()) -> Any:
 
 def to_numpy(arr: Any) -> np.ndarray:
     return np.asarray(arr.compute() if hasattr(arr, "compute") else arr)
+
+
+# -- review / project helpers (the review widget and the project session use these) ---------------------------
+SLIDE_GRID = 1024  # level-0 pixels per side of a slide review region
+
+
+def image_source(layer: Any) -> tuple[str, str] | None:
+    """(kind, path) of the data an image layer came from (our reader's metadata), or None for in-memory arrays.
+
+    kind is ``"tiles"`` (a folder), ``"slide"`` or ``"image"`` (a file).
+    """
+    meta = layer_meta(layer)
+    kind = meta.get("kind")
+    if kind == "tiles" and meta.get("folder"):
+        return "tiles", str(meta["folder"])
+    if kind in ("slide", "image") and meta.get("path"):
+        return kind, str(meta["path"])
+    return None
+
+
+def is_segmentation_of(layer: Any, image_name: str) -> bool:
+    """True for a segmentation Labels layer made (or restored) for the image layer called ``image_name``."""
+    m = layer_meta(layer)
+    return m.get("kind") == "segmentation" and m.get("image") == image_name
+
+
+def result_geometry(image_layer: Any, placement: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, translate) that put a segmentation result with ``placement`` on top of ``image_layer``."""
+    scale, translate = np.asarray(image_layer.scale, float), np.asarray(image_layer.translate, float)
+    if placement.get("kind") == "slide":
+        s2 = scale[-2:] * placement["downsample"]
+        t2 = translate[-2:] + np.asarray(placement["origin"], float) * scale[-2:]
+        return s2, t2
+    return scale, translate
+
+
+def status_text(counts: dict[str, int]) -> str:
+    """``"12 / 40 reviewed (5 corrected, 7 accepted)"``."""
+    return (f"{counts['reviewed']} / {counts['total']} reviewed ({counts['corrected']} corrected, "
+            f"{counts['accepted']} accepted)")
+
+
+def drawn_rectangle(viewer: Any, image_layer: Any) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) in ``image_layer`` data pixels (level 0 for a slide) of the rectangle the user drew.
+
+    Uses the selected shape of the active Shapes layer, else the last rectangle of the topmost Shapes layer.
+
+    Raises:
+        ValueError: no Shapes layer / rectangle, or one that misses the image.
+    """
+    from napari.layers import Shapes
+
+    shapes = [ly for ly in viewer.layers if isinstance(ly, Shapes) and len(ly.data)]
+    if not shapes:
+        raise ValueError("No rectangle drawn: add a Shapes layer, draw a rectangle over the region to segment "
+                         "(rectangle tool), then click Segment.")
+    active = viewer.layers.selection.active
+    layer = active if active in shapes else shapes[-1]
+    idx = sorted(layer.selected_data)[-1] if layer.selected_data else None
+    if idx is None:
+        rects = [i for i, t in enumerate(layer.shape_type) if t == "rectangle"]
+        idx = rects[-1] if rects else len(layer.data) - 1
+    verts = np.asarray(layer.data[idx], float)
+    world = np.array([layer.data_to_world(v) for v in verts])
+    data = np.array([image_layer.world_to_data(w) for w in world])[:, -2:] if image_layer.ndim == world.shape[1] \
+        else np.array([image_layer.world_to_data(np.r_[np.zeros(image_layer.ndim - 2), w[-2:]])[-2:] for w in world])
+    h, w = (image_layer.level_shapes[0] if image_layer.multiscale else image_layer.data.shape[-3:-1]
+            if image_layer.rgb else image_layer.data.shape[-2:])[:2]
+    y0, x0 = np.floor(data.min(0)).astype(int)
+    y1, x1 = np.ceil(data.max(0)).astype(int)
+    y0, x0, y1, x1 = max(0, y0), max(0, x0), min(int(h), y1), min(int(w), x1)
+    if y1 - y0 < 16 or x1 - x0 < 16:
+        raise ValueError(f"The drawn rectangle covers {max(0, y1 - y0)} x {max(0, x1 - x0)} pixels of "
+                         f"{image_layer.name!r}; draw one of at least 16 x 16 pixels over the image.")
+    return int(y0), int(x0), int(y1), int(x1)
+
+
+def camera(viewer: Any) -> Any:
+    """The viewer's camera (napari 0.9 moved it to ``viewer.scene.camera``; ``viewer.camera`` is deprecated)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera

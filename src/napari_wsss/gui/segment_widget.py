@@ -21,11 +21,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..events import Progress
+from . import _project
 from ._layers import (
     META_KEY,
     confidence_name,
+    drawn_rectangle,
     labels_layer_kwargs,
     layer_meta,
+    result_geometry,
     rgb_plane,
     segmentation_name,
 )
@@ -38,6 +41,7 @@ SCOPES = {
     "current tile / image": "current",
     "all tiles in the stack": "all",
     "visible field of view": "view",
+    "drawn rectangle (Shapes layer)": "rect",
     "whole image (coarsest level that fits)": "whole",
 }
 MAX_PIXELS = 2048 * 2048  # largest plane segmented in one go from the viewer before issue-8 tiling to zarr
@@ -146,6 +150,9 @@ class SegmentWidget(QWidget):
         self.confidence_check.toggled.connect(self._toggle_confidence)
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
+        self.image_combo.currentTextChanged.connect(self._refresh_versions)
+        _project.SESSION_LISTENERS.append(self._on_sessions_changed)
+        self.destroyed.connect(lambda *_: self._forget_listener())
         self._refresh_images()
         if "sshr" in METHODS.names():
             self.method_combo.setCurrentText("sshr")
@@ -167,10 +174,23 @@ class SegmentWidget(QWidget):
 
     def _refresh_versions(self, *_: Any) -> None:
         method = self.method_combo.currentText()
+        current = self.version_combo.currentData()
         self.version_combo.clear()
-        for label, path, m in list_model_versions() + self._extra_versions:
-            if m == method:
+        # shipped versions, then fine-tuned ones kept in open annotation projects, then browsed folders
+        versions = list_model_versions() + _project.project_model_versions(self.viewer) + self._extra_versions
+        for label, path, m in versions:
+            if m == method and self.version_combo.findData(str(path)) < 0:
                 self.version_combo.addItem(label, str(path))
+        if current is not None and self.version_combo.findData(current) >= 0:
+            self.version_combo.setCurrentIndex(self.version_combo.findData(current))
+
+    def _on_sessions_changed(self, viewer: Any) -> None:
+        if viewer is self.viewer:
+            self._refresh_versions()
+
+    def _forget_listener(self) -> None:
+        if self._on_sessions_changed in _project.SESSION_LISTENERS:
+            _project.SESSION_LISTENERS.remove(self._on_sessions_changed)
 
     def add_model_version(self, folder: str | Path) -> None:
         """Make a model version folder selectable (Browse… or a fine-tuned version)."""
@@ -205,14 +225,21 @@ class SegmentWidget(QWidget):
         if layer.multiscale:
             return self._slide_planes(layer, scope)
         data = layer.data
+        if 0 in data.shape:
+            raise ValueError(f"Layer {layer.name!r} holds no pixels (shape {tuple(data.shape)}); open tiles or a "
+                             "slide with image data first.")
+        rect = drawn_rectangle(self.viewer, layer) if scope == "rect" else None
+        crop = (slice(rect[0], rect[2]), slice(rect[1], rect[3])) if rect else ()
         if data.ndim == 3:
-            return [((), rgb_plane(data))], {"kind": "single", "shape": data.shape[:2]}
+            plane = rgb_plane(data)
+            return [((), plane[crop] if crop else plane)], {"kind": "single", "shape": data.shape[:2], "rect": rect}
         lead = data.shape[:-3]
         if scope == "all":
             keys = list(np.ndindex(*lead))
         else:
             keys = [tuple(int(s) for s in self.viewer.dims.current_step[: len(lead)])]
-        return [(k, rgb_plane(data, k)) for k in keys], {"kind": "stack", "shape": data.shape[:-1]}
+        planes = [(k, rgb_plane(data, k)[crop] if crop else rgb_plane(data, k)) for k in keys]
+        return planes, {"kind": "stack", "shape": data.shape[:-1], "rect": rect}
 
     def _slide_planes(self, layer: Any, scope: str) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
         levels = layer.data
@@ -221,6 +248,8 @@ class SegmentWidget(QWidget):
             lvl = layer.data_level
             ds = h0 / levels[lvl].shape[0]
             (y0, x0), (y1, x1) = (np.asarray(layer.corner_pixels)[:, :2] * ds).astype(int)
+        elif scope == "rect":
+            y0, x0, y1, x1 = drawn_rectangle(self.viewer, layer)
         else:
             y0, x0, y1, x1 = 0, 0, h0, w0
         y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h0, y1), min(w0, x1)
@@ -250,7 +279,12 @@ class SegmentWidget(QWidget):
                 raise ValueError(f"No model version for method {self.method_combo.currentText()!r}; choose another "
                                  "method or Browse… to a model folder (card.json + weights.pt).")
             planes, placement = self._planes(layer, SCOPES[self.scope_combo.currentText()])
-        except (ValueError, KeyError) as e:
+            session = _project.session_for(self.viewer, layer)
+            if session is not None:  # a model with other classes must not write into this project
+                from ..models.card import load_card
+
+                session.project.check_model(load_card(model_dir))
+        except (ValueError, KeyError, FileNotFoundError) as e:
             self._show_error(e)
             return
         self.last_error = None
@@ -297,40 +331,54 @@ class SegmentWidget(QWidget):
         lname = segmentation_name(image_layer.name, version)
         cname = confidence_name(image_layer.name, version)
         kind = placement["kind"]
-        scale, translate = np.asarray(image_layer.scale[-2:]), np.asarray(image_layer.translate[-2:])
-        if kind == "slide":
-            scale = scale * placement["downsample"]
-            translate = translate + np.asarray(placement["origin"]) * np.asarray(image_layer.scale[-2:])
-        if kind == "stack":
+        rect = placement.get("rect")
+        crop = (slice(rect[0], rect[2]), slice(rect[1], rect[3])) if rect else (slice(None),)
+        scale, translate = result_geometry(image_layer, placement)
+        session = _project.session_for(self.viewer, image_layer)
+        if session is not None:
+            session.flush()  # pending strokes become corrections (and are protected) before anything changes
+        if kind in ("stack", "single"):
             shape = placement["shape"]
-            labels = self.viewer.layers[lname].data if lname in self.viewer.layers else np.zeros(shape, np.uint8)
-            conf = self.viewer.layers[cname].data if cname in self.viewer.layers else np.zeros(shape, np.float32)
+            reuse = lname in self.viewer.layers and self.viewer.layers[lname].data.shape == tuple(shape)
+            labels = np.array(self.viewer.layers[lname].data) if reuse else np.zeros(shape, np.uint8)
+            conf = (np.array(self.viewer.layers[cname].data) if cname in self.viewer.layers
+                    and self.viewer.layers[cname].data.shape == tuple(shape) else np.zeros(shape, np.float32))
             for key, cm, cf in planes:
-                labels[key] = schema.to_labels(cm)
-                conf[key] = cf
-            scale = np.asarray(image_layer.scale[:-1])
-            translate = np.asarray(image_layer.translate[:-1])
+                labels[key][crop] = schema.to_labels(cm)
+                conf[key][crop] = cf
         else:
             (_, cm, cf), = planes
             labels, conf = schema.to_labels(cm), cf.astype(np.float32)
+        note = ""
+        units: list = []
+        if session is not None:
+            units = session.units_for(placement, labels.shape, [k for k, _, _ in planes])
+            saved, skipped = session.store_prediction(units, labels, card)
+            if skipped:
+                note = (f" Kept {len(skipped)} tile(s) you corrected or accepted ({', '.join(skipped[:3])}"
+                        f"{'…' if len(skipped) > 3 else ''}); mark them unreviewed to re-segment them.")
         meta = {"kind": "segmentation", "model": version, "method": card.method, "image": image_layer.name,
-                "placement": {k: v for k, v in placement.items() if k != "shape"}}
+                "placement": {k: v for k, v in placement.items() if k not in ("shape", "rect")}}
         if lname in self.viewer.layers:
             layer = self.viewer.layers[lname]
             layer.data = labels
+            layer.scale, layer.translate = scale, translate
             layer.metadata[META_KEY].update(meta)
         else:
             kw = labels_layer_kwargs(schema, lname, meta=meta)
             layer = self.viewer.add_labels(labels, scale=scale, translate=translate, **kw)
+        if session is not None:
+            session.attach(layer, units if kind == "slide" else None)
         if cname in self.viewer.layers:
             self.viewer.layers[cname].data = conf
+            self.viewer.layers[cname].scale, self.viewer.layers[cname].translate = scale, translate
         else:
             self.viewer.add_image(conf, name=cname, colormap="magma", contrast_limits=(0, 1), opacity=0.6,
                                   scale=scale, translate=translate, visible=self.confidence_check.isChecked(),
                                   metadata={META_KEY: {"kind": "confidence", "model": version}})
         layer.refresh()
         self.viewer.layers.selection.active = layer
-        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.")
+        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.{note}")
         self.last_result_layer = layer
 
     def _toggle_confidence(self, on: bool) -> None:

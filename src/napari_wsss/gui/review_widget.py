@@ -1,0 +1,307 @@
+"""Review & correct dock widget: class palette, brush, tile/region navigation, per-tile status, autosave.
+
+Opening the widget opens the annotation project of the chosen image (``<folder>.wsss/`` beside the data, see
+``store.py``) and restores saved corrections. Every brush stroke is saved within ``AUTOSAVE_MS``, on tile
+change and when the widget closes. Keys 1..9 pick a class while the segmentation layer is active (they replace
+napari's Labels mode keys 1..7 on that layer only; the letter shortcuts E, P, F, L, Z still switch modes).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..store import STATUSES
+from . import _project
+from ._layers import camera as _camera
+from ._layers import image_source, status_text
+
+if TYPE_CHECKING:
+    import napari
+
+DEFAULT_BRUSH = 10  # px: a gland or a necrotic patch in a 224-px tile is 10-40 px across
+
+
+def _text_colour(rgb: tuple[int, int, int]) -> str:
+    return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
+
+
+class ReviewWidget(QWidget):
+    """Review predictions tile by tile (or region by region on a slide), correct them, mark them accepted."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: _project.ProjectSession | None = None
+        self.last_error: BaseException | None = None
+        self.palette_buttons: list[QPushButton] = []
+        self._bound_layer: Any = None
+
+        self.image_combo = QComboBox()
+        self.project_label = QLabel("no project")
+        self.project_label.setWordWrap(True)
+        self.palette_box = QGridLayout()
+        self.brush_spin = QSpinBox()
+        self.brush_spin.setRange(1, 200)
+        self.brush_spin.setValue(DEFAULT_BRUSH)
+        self.prev_btn = QPushButton("◀ Previous")
+        self.next_btn = QPushButton("Next ▶")
+        self.position_label = QLabel("")
+        self.status_label = QLabel("")
+        self.accept_btn = QPushButton("Accept")
+        self.accept_next_btn = QPushButton("Accept && next")
+        self.unreview_btn = QPushButton("Mark unreviewed")
+        self.counts_label = QLabel("")
+        self.save_label = QLabel("")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("project", self.project_label)
+        form.addRow("brush size", self.brush_spin)
+        nav = QHBoxLayout()
+        nav.addWidget(self.prev_btn)
+        nav.addWidget(self.position_label, 1)
+        nav.addWidget(self.next_btn)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.accept_btn)
+        status_row.addWidget(self.accept_next_btn)
+        status_row.addWidget(self.unreview_btn)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("class (keys 1-9 on the segmentation layer)"))
+        layout.addLayout(self.palette_box)
+        layout.addLayout(nav)
+        layout.addWidget(self.status_label)
+        layout.addLayout(status_row)
+        layout.addWidget(self.counts_label)
+        layout.addWidget(self.save_label)
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+
+        self.prev_btn.clicked.connect(lambda: self.go(-1))
+        self.next_btn.clicked.connect(lambda: self.go(+1))
+        self.accept_btn.clicked.connect(lambda: self.set_status("accepted"))
+        self.accept_next_btn.clicked.connect(self._accept_next)
+        self.unreview_btn.clicked.connect(lambda: self.set_status("unreviewed"))
+        self.brush_spin.valueChanged.connect(self._set_brush)
+        self.image_combo.currentTextChanged.connect(self._open_current)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.viewer.dims.events.current_step.connect(self._refresh_position)
+        _camera(self.viewer).events.center.connect(self._refresh_position)
+        self._refresh_images()
+        self._open_current()
+
+    # -- which image -------------------------------------------------------------------------------------
+    def _image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image) and image_source(ly) is not None]
+
+    def _refresh_images(self) -> None:
+        current = self.image_combo.currentText()
+        names = [ly.name for ly in self._image_layers()]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        self._refresh_images()
+        if self.session is None or self.session.image_layer not in self.viewer.layers:
+            self.session = None
+            self._open_current()
+            return
+        if self.session.labels is None:  # a segmentation of our image appeared: track it
+            from ._layers import is_segmentation_of, layer_meta
+
+            segs = [ly for ly in self.viewer.layers if is_segmentation_of(ly, self.session.image_layer.name)]
+            if segs:
+                units = None
+                if self.session.kind == "slide":
+                    units = self.session.slide_units(layer_meta(segs[-1])["placement"], segs[-1].data.shape)
+                self.session.attach(segs[-1], units)
+        self._sync_layer()
+
+    def _open_current(self, *_: Any) -> None:
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            self._show_session()
+            return
+        try:
+            self.session = _project.open_session(self.viewer, self.viewer.layers[name])
+        except (ValueError, KeyError, OSError) as e:
+            self._error(e)
+            return
+        if self._saved not in self.session.on_saved:
+            self.session.on_saved.append(self._saved)
+        self._show_session()
+
+    def _show_session(self) -> None:
+        s = self.session
+        self.project_label.setText(str(s.project.root) if s else "no project (open tiles or a slide from a file)")
+        self._build_palette()
+        self._sync_layer()
+        self._refresh_position()
+
+    # -- palette and brush ---------------------------------------------------------------------------------
+    def _build_palette(self) -> None:
+        for b in self.palette_buttons:
+            self.palette_box.removeWidget(b)
+            b.deleteLater()
+        self.palette_buttons = []
+        if self.session is None:
+            return
+        schema = self.session.schema
+        entries = [(c.index + 1, c) for c in schema.foreground] + [(0, schema.classes[-1])]
+        for n, (label, c) in enumerate(entries):
+            key = f"{n + 1}: " if n < 9 else ""
+            btn = QPushButton(f"{key}{c.name}")
+            btn.setToolTip(f"{c.description} (label {label})" + (" — erases the prediction" if label == 0 else ""))
+            r, g, b = c.colour
+            btn.setStyleSheet(f"background-color: rgb({r},{g},{b}); color: {_text_colour(c.colour)};")
+            btn.setCheckable(True)
+            btn.clicked.connect(partial(self.select_label, label))
+            self.palette_box.addWidget(btn, n // 3, n % 3)
+            self.palette_buttons.append(btn)
+
+    def _palette_labels(self) -> list[int]:
+        if self.session is None:
+            return []
+        return [c.index + 1 for c in self.session.schema.foreground] + [0]
+
+    def select_label(self, label: int, *_: Any) -> None:
+        """Palette click / key: paint with ``label`` (napari label value; 0 = background) in paint mode."""
+        layer = self.labels_layer
+        if layer is None:
+            self._error(ValueError("Nothing to correct yet: segment the image first (Segment widget)."))
+            return
+        layer.selected_label = label
+        layer.brush_size = self.brush_spin.value()
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        for btn, lab in zip(self.palette_buttons, self._palette_labels()):
+            btn.setChecked(lab == label)
+
+    def _set_brush(self, size: int) -> None:
+        if self.labels_layer is not None:
+            self.labels_layer.brush_size = size
+
+    @property
+    def labels_layer(self) -> Any:
+        return self.session.labels if self.session is not None else None
+
+    def _sync_layer(self) -> None:
+        """Bind keys 1..9 and the brush default on the tracked segmentation layer (once per layer)."""
+        layer = self.labels_layer
+        if layer is None or layer is self._bound_layer:
+            return
+        for n, label in enumerate(self._palette_labels()[:9]):
+            layer.bind_key(str(n + 1), partial(self._key_select, label), overwrite=True)
+        layer.brush_size = self.brush_spin.value()
+        self._bound_layer = layer
+        self._refresh_position()
+
+    def _key_select(self, label: int, layer: Any) -> None:
+        self.select_label(label)
+
+    # -- navigation ----------------------------------------------------------------------------------------
+    def current_index(self) -> int | None:
+        return self.session.unit_index_at() if self.session is not None else None
+
+    def go(self, delta: int) -> None:
+        """Previous (-1) / next (+1) tile of a stack or region of a slide."""
+        s = self.session
+        if s is None or not s.units:
+            return
+        i = self.current_index()
+        i = 0 if i is None else (i + delta) % len(s.units)
+        s.flush()
+        if s.kind == "tiles":
+            self.viewer.dims.set_current_step(0, s.units[i].index[0])
+        elif s.kind == "slide" and s.labels is not None:
+            (ya, yb), (xa, xb) = s.units[i].bbox()[-2:]
+            corners = s.labels.data_to_world([ya, xa]), s.labels.data_to_world([yb, xb])
+            (wy0, wx0), (wy1, wx1) = (tuple(c[-2:]) for c in corners)
+            _camera(self.viewer).center = ((wy0 + wy1) / 2, (wx0 + wx1) / 2)
+            w, h = self.viewer.window._qt_viewer.canvas.size if hasattr(self.viewer, "window") else (800, 600)
+            _camera(self.viewer).zoom = 0.9 * min(h / max(wy1 - wy0, 1), w / max(wx1 - wx0, 1))
+        self._refresh_position()
+
+    def _accept_next(self) -> None:
+        self.set_status("accepted")
+        self.go(+1)
+
+    # -- status ------------------------------------------------------------------------------------------
+    def set_status(self, status: str) -> None:
+        """Mark the tile/region on screen ``accepted`` or ``unreviewed`` (or ``corrected``)."""
+        s = self.session
+        i = self.current_index()
+        if s is None or i is None:
+            self._error(ValueError("No tile or region on screen to mark; open tiles or a slide and segment it."))
+            return
+        if status not in STATUSES:
+            raise ValueError(f"Unknown status {status!r}; expected one of {STATUSES}.")
+        s.flush()
+        s.project.set_status(s.units[i].key, status)
+        self._refresh_position()
+
+    def _saved(self, keys: list[str]) -> None:
+        s = self.session
+        if s is not None:
+            self.save_label.setText(f"saved {len(keys)} tile(s) in {1000 * s.last_save_s:.0f} ms")
+        self._refresh_position()
+
+    def _refresh_position(self, *_: Any) -> None:
+        s = self.session
+        if s is None:
+            for w in (self.position_label, self.status_label, self.counts_label):
+                w.setText("")
+            return
+        i = self.current_index()
+        what = "tile" if s.kind == "tiles" else "region"
+        if i is None:
+            self.position_label.setText(f"{len(s.units)} {what}s")
+            self.status_label.setText("")
+        else:
+            key = s.units[i].key
+            self.position_label.setText(f"{what} {i + 1} / {len(s.units)}: {key}")
+            status = s.project.item(key).status if key in s.project else "unreviewed"
+            self.status_label.setText(f"status: {status}")
+        self.counts_label.setText(status_text(s.project.counts()))
+
+    def _error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = exc
+        self.message.setText(f"Error: {exc}")
+        show_error(str(exc))
+
+    # -- closing: nothing painted is lost ------------------------------------------------------------------
+    def flush(self) -> None:
+        for s in _project.sessions(self.viewer):
+            s.flush()
+
+    def hideEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        self.flush()
+        super().hideEvent(event)
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        _project.close_sessions(self.viewer)
+        super().closeEvent(event)

@@ -1,0 +1,228 @@
+"""Drive the Review & correct widget the way a pathologist does: segment, paint, move on, close, reopen."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_wsss.classes import BCSS_WSSS, LUAD_HISTOSEG
+from napari_wsss.gui import _project
+from napari_wsss.gui._reader import read_path
+from napari_wsss.gui.review_widget import DEFAULT_BRUSH, ReviewWidget
+from napari_wsss.gui.segment_widget import SegmentWidget
+from napari_wsss.store import Project
+
+NEC = LUAD_HISTOSEG.index_of("NEC")  # class-map index 1 -> napari label 2
+
+
+def _open(viewer, path: Path) -> None:  # noqa: ANN001
+    for data, kw, kind in read_path(str(path)):
+        getattr(viewer, f"add_{kind}")(data, **kw)
+
+
+@pytest.fixture
+def tiles(tmp_path: Path, tiny_dataset: Path) -> Path:
+    """A private copy of the 3 test tiles: the project folder is written beside it."""
+    return Path(shutil.copytree(tiny_dataset / "test", tmp_path / "case"))
+
+
+def _widgets(viewer, folder: Path, model: Path) -> tuple[SegmentWidget, ReviewWidget]:  # noqa: ANN001
+    _open(viewer, folder)
+    review = ReviewWidget(viewer)
+    seg = SegmentWidget(viewer)
+    seg.add_model_version(model)
+    seg.image_combo.setCurrentText(folder.name)
+    return seg, review
+
+
+def _segment(qtbot, seg: SegmentWidget, scope: str = "all tiles in the stack") -> None:  # noqa: ANN001
+    seg.scope_combo.setCurrentText(scope)
+    qtbot.mouseClick(seg.segment_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: seg.job is not None and not seg.job.running, timeout=60_000)
+    assert seg.last_error is None, seg.last_error
+
+
+def test_segment_correct_change_tile_reopen_restores(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
+                                                    tiny_model: Path) -> None:
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, tiny_model)
+    assert review.session is not None and review.session.project.root == tiles.parent / "case.wsss"
+    _segment(qtbot, seg)
+    layer = review.labels_layer
+    assert layer is seg.last_result_layer
+    assert review.session.project.counts()["predicted"] == 3
+
+    viewer.dims.set_current_step(0, 0)  # napari opens a stack on its middle tile
+    review.next_btn.click()  # tile 2 of 3
+    assert viewer.dims.current_step[0] == 1 and "tile 2 / 3" in review.position_label.text()
+    before = np.array(layer.data[1])
+    cls = "NEC" if before[20, 20] != NEC + 1 else "LYM"  # a class the model did not predict there
+    btn = next(b for b in review.palette_buttons if cls in b.text())
+    qtbot.mouseClick(btn, Qt.LeftButton)
+    label = LUAD_HISTOSEG.index_of(cls) + 1
+    assert layer.selected_label == label and layer.mode == "paint" and layer.brush_size == DEFAULT_BRUSH
+    layer.paint((1, 20, 20), layer.selected_label)  # a brush dab, as a mouse click in paint mode does
+    painted = np.array(layer.data[1]) != before
+    assert painted.sum() > 50
+    key = review.session.units[1].key
+
+    review.next_btn.click()  # tile change saves at once
+    on_disk = Project.open(tiles)  # a fresh reader of the folder: what a crash right now would leave
+    item = on_disk.item(key)
+    assert item.status == "corrected" and item.touched_fraction > 0
+    assert on_disk.load_mask(key)[20, 20] == label - 1
+    touched = on_disk.load_touched(key)
+    assert np.array_equal(touched, painted)  # exactly the pixels the brush changed
+    assert np.array_equal(on_disk.load_prediction(key), LUAD_HISTOSEG.from_labels(before))
+    assert review.counts_label.text() == "1 / 3 reviewed (1 corrected, 0 accepted)"
+
+    viewer.close()
+    viewer2 = make_napari_viewer()
+    _open(viewer2, tiles)
+    review2 = ReviewWidget(viewer2)
+    restored = review2.labels_layer
+    assert restored is not None and "tiny-sshr" in restored.name
+    assert restored.data[1, 20, 20] == label
+    assert np.array_equal(LUAD_HISTOSEG.from_labels(restored.data[1][: touched.shape[0], : touched.shape[1]]),
+                          on_disk.load_mask(key))
+    assert review2.counts_label.text() == "1 / 3 reviewed (1 corrected, 0 accepted)"
+
+    # segmenting again keeps the corrected tile and says so
+    seg2 = SegmentWidget(viewer2)
+    seg2.add_model_version(tiny_model)
+    seg2.image_combo.setCurrentText(tiles.name)
+    _segment(qtbot, seg2)
+    assert "Kept 1 tile" in seg2.status.text()
+    assert seg2.last_result_layer.data[1, 20, 20] == label
+    assert Project.open(tiles).item(key).status == "corrected"
+
+
+def test_autosave_without_tile_change_and_undo(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
+                                               tiny_model: Path) -> None:
+    """Killing the process loses at most one autosave interval: the disk holds each edit soon after it."""
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, tiny_model)
+    _segment(qtbot, seg, "current tile / image")
+    review.session.timer.setInterval(100)
+    layer, key = review.labels_layer, review.session.units[0].key
+    root = review.session.project.root
+    pred = np.array(layer.data[0])
+    for n, (y, x) in enumerate([(10, 10), (30, 30), (50, 12)]):  # three edits, checked on disk after each
+        label = 4 if pred[y, x] != 4 else 3
+        layer.paint((0, y, x), label)
+        qtbot.waitUntil(lambda y=y, x=x, label=label: (Project.load(root).load_mask(key) is not None
+                                                      and Project.load(root).load_mask(key)[y, x] == label - 1),
+                        timeout=5_000)
+    assert Project.load(root).item(key).status == "corrected"
+    assert review.session.last_save_s < 0.5
+    for _ in range(3):
+        layer.undo()
+    assert np.array_equal(layer.data[0], pred)
+    qtbot.waitUntil(lambda: Project.load(root).item(key).status == "unreviewed", timeout=5_000)
+    assert not Project.load(root).load_touched(key).any()
+    layer.redo()
+    qtbot.waitUntil(lambda: Project.load(root).item(key).status == "corrected", timeout=5_000)
+
+
+def test_keys_pick_classes_and_accept_counts(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
+                                             tiny_model: Path) -> None:
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, tiny_model)
+    _segment(qtbot, seg)
+    layer = review.labels_layer
+    viewer.layers.selection.active = layer
+    handler = viewer.window._qt_viewer._key_map_handler
+    handler.press_key("3")
+    handler.release_key("3")
+    assert layer.selected_label == 3 and layer.mode == "paint"  # LYM, not napari's polygon tool
+    assert review.palette_buttons[2].isChecked()
+    handler.press_key("5")  # the last palette entry: background (erase)
+    handler.release_key("5")
+    assert layer.selected_label == 0
+    assert [b.text() for b in review.palette_buttons][:4] == ["1: TE", "2: NEC", "3: LYM", "4: TAS"]
+
+    viewer.dims.set_current_step(0, 0)
+    review.accept_btn.click()
+    review.next_btn.click()
+    review.accept_next_btn.click()  # accepts tile 2, shows tile 3
+    assert viewer.dims.current_step[0] == 2
+    assert review.counts_label.text() == "2 / 3 reviewed (0 corrected, 2 accepted)"
+    review.prev_btn.click()
+    review.unreview_btn.click()
+    assert review.counts_label.text() == "1 / 3 reviewed (0 corrected, 1 accepted)"
+    assert review.status_label.text() == "status: unreviewed"
+
+
+def test_model_with_other_classes_is_refused(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
+                                            tiny_model: Path) -> None:
+    Project.open(tiles, BCSS_WSSS)  # the project was started with the BCSS classes
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, tiny_model)
+    n = len(viewer.layers)
+    seg.segment()
+    assert seg.job is None and "predicts classes" in str(seg.last_error)
+    assert len(viewer.layers) == n and review.session.project.counts()["predicted"] == 0
+
+
+def test_empty_layer_and_no_rectangle_give_clear_errors(qtbot, make_napari_viewer, tiny_model: Path) -> None:  # noqa: ANN001
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((8, 8), np.uint8), name="only labels")
+    seg = SegmentWidget(viewer)
+    seg.add_model_version(tiny_model)
+    seg.segment()  # no image layer at all
+    assert seg.job is None and "No image selected" in str(seg.last_error)
+    viewer.add_image(np.full((64, 64, 3), 200, np.uint8), name="tile", rgb=True)
+    seg.image_combo.setCurrentText("tile")
+    seg.scope_combo.setCurrentText("drawn rectangle (Shapes layer)")
+    seg.segment()
+    assert seg.job is None and "No rectangle drawn" in str(seg.last_error)
+    review = ReviewWidget(viewer)  # in-memory layers: no project, and no crash
+    assert review.session is None
+
+
+def test_drawn_rectangle_scope(qtbot, make_napari_viewer, tiles: Path, tiny_model: Path) -> None:  # noqa: ANN001
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, tiny_model)
+    viewer.dims.set_current_step(0, 2)
+    viewer.add_shapes([np.array([[2, 8, 4], [2, 8, 36], [2, 40, 36], [2, 40, 4]])], shape_type="rectangle",
+                      name="roi")
+    _segment(qtbot, seg, "drawn rectangle (Shapes layer)")
+    data = seg.last_result_layer.data
+    outside = np.ones(data.shape[1:], bool)
+    outside[8:40, 4:36] = False
+    assert not data[2][outside].any() and data[2][8:40, 4:36].any()
+    assert not data[0].any() and not data[1].any()
+    assert Project.open(tiles).item(review.session.units[2].key).prediction is not None
+
+
+def test_slide_regions_review(qtbot, make_napari_viewer, pyramid_tiff: Path, tiny_model: Path,  # noqa: ANN001
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_project, "SLIDE_GRID", 256)
+    viewer = make_napari_viewer()
+    _open(viewer, pyramid_tiff)
+    review = ReviewWidget(viewer)
+    seg = SegmentWidget(viewer)
+    seg.add_model_version(tiny_model)
+    _segment(qtbot, seg, "whole image (coarsest level that fits)")
+    s = review.session
+    assert [u.key for u in s.units] == ["r0_0_256_256_l0", "r0_256_256_384_l0", "r256_0_512_256_l0",
+                                        "r256_256_512_384_l0"]
+    assert s.project.root == pyramid_tiff.parent / "slide.wsss"
+    from napari_wsss.gui.review_widget import _camera
+
+    _camera(viewer).center = (10, 10)  # top-left region
+    assert review.current_index() == 0
+    review.next_btn.click()
+    assert review.current_index() == 1 and "region 2 / 4" in review.position_label.text()
+    layer = review.labels_layer
+    layer.paint((100, 300), 3)
+    review.accept_btn.click()
+    s.flush()
+    p = Project.open(pyramid_tiff)
+    assert p.item("r0_256_256_384_l0").status == "accepted"
+    assert p.load_mask("r0_256_256_384_l0")[100, 300 - 256] == 2
+    assert p.load_mask("r0_256_256_384_l0").shape == (256, 128)
