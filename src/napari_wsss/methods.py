@@ -82,3 +82,25 @@ _register(MethodSpec(
     load=_load_cam_sam,
     train=_train_cam_sam,
 ))
+
+
+def _load_mil(model_dir: Path, card: ModelCard, device: Any):
+    from .inference.mil import load_mil
+
+    return load_mil(model_dir, card, device)
+
+
+def _train_mil(data_dir, out_dir, **options):
+    from .training.mil import train_mil
+
+    return train_mil(data_dir, out_dir, **options)
+
+
+_register(MethodSpec(
+    name="mil",
+    title="MIL teacher (side-output FCN)",
+    description="Fully convolutional network with three side outputs and a weighted fusion, trained with Dice "
+                "losses against image labels broadcast to pixels; the teacher of IFKD fine-tuning.",
+    load=_load_mil,
+    train=_train_mil,
+))

@@ -1,0 +1,565 @@
+"""IFKD fine-tuning from the pathologist's corrections (MIL -> IFKD, methods.md), for any model version.
+
+``finetune(project, base_version_dir, out_name, options=..., should_stop=...)`` is a generator yielding
+Progress per batch and returning the new model version folder inside the project (``models/<out_name>``).
+
+Roles
+    *Student* = the base version's own network (SSHR CAM net, multi-stage SegNet, CAM+SAM classifier or MIL
+    net), so the new version keeps the base's method and architecture and loads through the same Segmenter.
+    *Teacher* = a frozen copy of the base version; its *fused map* is its Segmenter's per-class scores
+    (``Prediction.probs[:, :K]``, tissue shares summing to 1 per tissue pixel), computed once per teacher.
+
+Targets, per training tile (resized to the base's training input size)
+    * corrected/accepted tiles: pixels the user touched are targets with full weight (they override the
+      teacher); on *accepted* tiles the whole stored mask is (the user vouched for it); on merely corrected
+      tiles the untouched pixels keep the teacher's map;
+    * unreviewed tiles (up to ``max_teacher_tiles``): the teacher's map; when the file name carries an
+      image-level label, absent classes are zeroed ("negatives against zeros");
+    * white glass (the background rule every method uses at inference) takes no part, unless corrected.
+
+Loss (student outputs as per-class maps in [0, 1] at input resolution)
+    soft Dice of every side output and of the fusion against the combined target, plus IFKD's weighted
+    cross-entropy between the student's fusion and the teacher's (per-image softmax of the negative
+    per-pixel loss as weights) on teacher pixels, plus a plain per-pixel BCE on corrected pixels (weight 1
+    each), plus, for CAM networks, the original multilabel loss on their GAP logits (below).
+
+What a pixel loss means for each network
+    * SSHR (CAM net): each level's raw CAM is read as per-class logits, ``sigmoid(upsample(CAM_l))`` is a
+      side output, and the fusion uses the card's level weights (0, 0.6, 0.2, 0.2). Inference ReLUs,
+      min-max normalises and fuses the CAMs, then argmaxes: training the CAM's *sign* to follow the target
+      (positive on the class's pixels, negative elsewhere) is exactly what that argmax reads, whatever the
+      normalisation. The image-level gate (sigmoid of the deep GAP logits >= threshold) is kept calibrated by
+      keeping SSHR's hierarchical multilabel loss, with the classes present in the target as labels
+      (``image_loss_weight``), so an unchanged CamSegmenter still works.
+    * CAM+SAM: the ADL classifier's single CAM the same way (its SAM decoder is kept unchanged).
+    * multi-stage SegNet: its softmax output is the single side output and the fusion.
+    * MIL: its three sigmoid side outputs and their weighted fusion, as in the paper.
+
+Teacher/student switch
+    After every ``switch_every`` epochs, when the best student so far scores higher than the teacher on the
+    held-out corrected tiles, it becomes the teacher (its maps are recomputed) and the old teacher's weights
+    become the student (the paper's swap, so the student does not inherit the teacher's noise). Early stopping
+    after ``patience`` epochs without a held-out gain; the version written is the best student by held-out
+    mIoU (the last one when no tile is held out).
+
+Cancelling (``should_stop``) raises ``Cancelled`` between batches; nothing is written before the final atomic
+save, so the project and the base version are untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as _dt
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..events import Cancelled, Progress, StopFlag, never_stop
+from ..ops.losses import (
+    SSHR_LEVEL_WEIGHTS,
+    hierarchical_loss,
+    pixel_bce,
+    soft_dice_loss,
+    weighted_pixel_ce,
+)
+from . import common
+from .loop import fit
+
+CORRECTED = ("corrected", "accepted")
+SUPPORTED_METHODS = ("sshr", "multistage", "cam_sam", "mil")
+
+
+@dataclass
+class FinetuneConfig:
+    """IFKD fine-tuning settings (sized for a CPU: a few minutes for tens of tiles)."""
+
+    epochs: int = 8
+    batch_size: int = 8
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-5
+    held_out_fraction: float = 0.2
+    max_teacher_tiles: int = 48
+    switch_every: int = 3
+    patience: int = 4
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    correction_weight: float = 1.0
+    image_loss_weight: float = 0.5
+    flips: bool = True
+    seed: int = 0
+    num_threads: int | None = None
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# -- the student's dense outputs, per method -------------------------------------------------------------------
+
+@dataclass
+class DenseOutputs:
+    """Student outputs at input resolution: side maps and fusion (N, K, S, S) in [0, 1]; image logits (N, K)."""
+
+    sides: list[torch.Tensor]
+    fused: torch.Tensor
+    image_logits: list[torch.Tensor] | None = None
+    image_weights: Sequence[float] = ()
+
+
+def dense_outputs(method: str, model: torch.nn.Module, x: torch.Tensor, config: dict) -> DenseOutputs:
+    """Per-class maps a network of ``method`` produces for (N, 3, S, S) input (see the module docstring)."""
+    size = tuple(x.shape[-2:])
+    if method == "sshr":
+        from ..models.mil import fuse, side_maps
+        from ..models.sshr import cam_logits
+
+        cams = model(x)
+        sides = side_maps(cams, size)
+        weights = tuple(config.get("fuse_weights", (0.0, 0.6, 0.2, 0.2)))
+        return DenseOutputs(sides, fuse(sides, weights), cam_logits(cams),
+                            tuple(config.get("loss_weights", SSHR_LEVEL_WEIGHTS)))
+    if method == "cam_sam":
+        from ..models.mil import side_maps
+
+        cams = model(x)
+        sides = side_maps(cams, size)
+        return DenseOutputs(sides, sides[0], [c.mean(dim=(2, 3)) for c in cams], (1.0,))
+    if method == "multistage":
+        probs = torch.softmax(model(x), dim=1)
+        return DenseOutputs([probs], probs)
+    if method == "mil":
+        from ..models.mil import MIL_FUSE_WEIGHTS, fuse, side_maps
+
+        sides = side_maps(model(x), size)
+        return DenseOutputs(sides, fuse(sides, tuple(config.get("fuse_weights", MIL_FUSE_WEIGHTS))))
+    raise ValueError(f"Fine-tuning does not know how to read per-pixel outputs from a {method!r} model; "
+                     "supported methods: sshr, multistage, cam_sam, mil.")
+
+
+def weights_prefix(method: str) -> str:
+    """Where the student's parameters sit in the version's ``weights.pt`` (cam_sam also holds SAM's decoder)."""
+    return "classifier." if method == "cam_sam" else ""
+
+
+# -- targets ---------------------------------------------------------------------------------------------------
+
+def build_targets(teacher: np.ndarray, mask: np.ndarray | None = None, full: np.ndarray | None = None,
+                  labels: np.ndarray | None = None) -> np.ndarray:
+    """Combine the teacher's map with the user's corrections.
+
+    Args:
+        teacher: (K, H, W) float teacher scores in [0, 1].
+        mask: (H, W) uint8 stored class map (class-map convention, background = K), or None.
+        full: (H, W) bool, pixels whose target is the mask with full weight (touched / accepted), or None.
+        labels: (K,) image-level multi-hot label, or None; absent classes get a zero target (negatives).
+    Returns:
+        (K, H, W) float32 target: one-hot of ``mask`` where ``full`` (background -> all zeros), the teacher
+        elsewhere.
+    """
+    k = teacher.shape[0]
+    target = np.array(teacher, dtype=np.float32, copy=True)
+    if labels is not None:
+        target *= np.asarray(labels, dtype=np.float32)[:, None, None]
+    if mask is not None and full is not None and full.any():
+        onehot = (np.asarray(mask)[None] == np.arange(k)[:, None, None]).astype(np.float32)
+        target[:, full] = onehot[:, full]
+    return target
+
+
+def ifkd_loss(out: DenseOutputs, target: torch.Tensor, full: torch.Tensor, valid: torch.Tensor,
+              cfg: FinetuneConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The fine-tuning loss for one batch (target (N, K, S, S); full, valid (N, S, S) bool)."""
+    teach = valid & ~full
+    dice = sum(soft_dice_loss(s, target, valid) for s in out.sides) + soft_dice_loss(out.fused, target, valid)
+    ce, _ = weighted_pixel_ce(out.fused, target, teach)
+    nf = full.sum()
+    corr = (pixel_bce(out.fused, target) * full).sum() / nf.clamp_min(1) if bool(nf > 0) else out.fused.sum() * 0
+    total = cfg.dice_weight * dice + cfg.ce_weight * ce + cfg.correction_weight * corr
+    parts = {"dice": float(dice.detach()), "wce": float(ce.detach()), "corr": float(corr.detach())}
+    if out.image_logits is not None and cfg.image_loss_weight > 0:
+        present = ((target * valid[:, None]).flatten(2).amax(dim=2) > 0.5).to(target.dtype)
+        img, _ = hierarchical_loss(out.image_logits, present, out.image_weights)
+        total = total + cfg.image_loss_weight * img
+        parts["image"] = float(img.detach())
+    return total, parts
+
+
+class TargetDataset(torch.utils.data.Dataset):
+    """Training tiles with pixel targets: ``(image (3,S,S), target (K,S,S), full (S,S) bool, valid (S,S) bool)``."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, full: np.ndarray, valid: np.ndarray,
+                 mean: Sequence[float], std: Sequence[float], *, flips: bool = True, seed: int = 0) -> None:
+        self.images, self.targets, self.full, self.valid = images, targets, full, valid  # targets (N, S, S, K)
+        self.mean, self.std, self.flips = tuple(mean), tuple(std), flips
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from ..data.datasets import _augment, normalise
+
+        img, tgt, full, valid = _augment([self.images[i], self.targets[i], self.full[i], self.valid[i]], self.rng,
+                                         self.flips, False)
+        return (normalise(img[None], self.mean, self.std)[0],
+                torch.from_numpy(np.ascontiguousarray(tgt)).permute(2, 0, 1).float(),
+                torch.from_numpy(np.ascontiguousarray(full)), torch.from_numpy(np.ascontiguousarray(valid)))
+
+
+# -- project data ----------------------------------------------------------------------------------------------
+
+@dataclass
+class TileRecord:
+    key: str
+    status: str
+    image: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray | None = None  # (H, W) uint8
+    full: np.ndarray | None = None  # (H, W) bool
+    labels: np.ndarray | None = None  # (K,) image-level label from the file name
+    touched_pixels: int = 0
+
+
+def item_image_path(project: Any, item: Any) -> Path | None:
+    """File of a tile item (relative paths are relative to the project's source folder); None for regions."""
+    if not item.image:
+        return None
+    p = Path(item.image)
+    if p.is_absolute():
+        return p
+    src = Path(project.source)
+    return (src if src.is_dir() else src.parent) / p
+
+
+def corrected_items(project: Any) -> list[Any]:
+    """Tile items the user corrected or accepted that have a stored mask and an image file."""
+    out = []
+    for it in project.items():
+        if it.status in CORRECTED and it.mask is not None:
+            path = item_image_path(project, it)
+            if path is not None and path.is_file():
+                out.append(it)
+    return out
+
+
+def _read_record(project: Any, item: Any, with_mask: bool) -> TileRecord:
+    from ..data.tiles import parse_labels_from_name, read_rgb
+
+    path = item_image_path(project, item)
+    image = read_rgb(path)
+    try:
+        labels = parse_labels_from_name(path.name, project.schema.n_foreground)
+    except ValueError:
+        labels = None
+    rec = TileRecord(item.key, item.status, image, labels=labels)
+    if with_mask:
+        mask = project.load_mask(item.key)
+        touched = project.load_touched(item.key)
+        if mask is None or mask.shape != image.shape[:2]:
+            raise ValueError(f"Project item {item.key!r}: its mask is missing or does not match its image "
+                             f"({None if mask is None else mask.shape} vs {image.shape[:2]}).")
+        touched = touched if touched is not None and touched.shape == mask.shape else np.zeros(mask.shape, bool)
+        rec.mask, rec.touched_pixels = mask, int(touched.sum())
+        rec.full = np.ones(mask.shape, bool) if item.status == "accepted" else touched
+    return rec
+
+
+def _teacher_maps(segmenter: Any, images: list[np.ndarray], k: int, should_stop: StopFlag, batch: int = 8
+                  ) -> Generator[Progress, None, list[np.ndarray]]:
+    """(K, H, W) float32 teacher scores per image (the Segmenter's tissue shares)."""
+    out: list[np.ndarray] = []
+    for i in range(0, len(images), batch):
+        if should_stop():
+            raise Cancelled("fine-tune cancelled while computing the teacher's maps")
+        chunk = images[i : i + batch]
+        if all(im.shape == chunk[0].shape for im in chunk):
+            probs = segmenter.predict(np.stack(chunk), batch_size=batch).probs
+        else:
+            probs = np.concatenate([segmenter.predict(im[None], batch_size=1).probs for im in chunk])
+        out.extend(p[:k].astype(np.float32) for p in probs)
+        yield Progress(min(len(images), i + batch), len(images), "fine-tune: teacher maps")
+    return out
+
+
+def held_out_score(segmenter: Any, records: list[TileRecord], n_classes: int) -> float | None:
+    """mIoU of ``segmenter`` on held-out corrected tiles against their stored masks (None without tiles)."""
+    from ..ops.metrics import confusion_matrix, scores_from_confusion
+
+    if not records:
+        return None
+    model = getattr(segmenter, "model", None)
+    was_training = bool(model is not None and model.training)
+    if model is not None:
+        model.eval()
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    try:
+        for r in records:
+            pred = segmenter.predict(r.image[None], batch_size=1).class_map[0]
+            cm += confusion_matrix(pred, r.mask, n_classes)
+    finally:
+        if was_training:
+            model.train()
+    score = scores_from_confusion(cm)["mIoU"]
+    return None if np.isnan(score) else float(score)
+
+
+def _resize_stack(records: list[TileRecord], teacher: list[np.ndarray], size: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Images (N,S,S,3) uint8, targets (N,S,S,K) float32, full and valid (N,S,S) bool at the training size."""
+    from ..data.datasets import resize_mask, resize_rgb
+    from ..data.tiles import is_background
+
+    imgs, tgts, fulls, valids = [], [], [], []
+    for r, t in zip(records, teacher):
+        target = build_targets(t, r.mask, r.full, r.labels)
+        full = r.full if r.full is not None else np.zeros(r.image.shape[:2], bool)
+        valid = ~is_background(r.image) | full
+        tt = torch.from_numpy(target)[None]
+        if tuple(tt.shape[-2:]) != (size, size):
+            tt = F.interpolate(tt, size=(size, size), mode="bilinear", align_corners=False,
+                               antialias=size < target.shape[-1])
+        imgs.append(resize_rgb(r.image, size))
+        tgts.append(tt[0].permute(1, 2, 0).numpy())
+        fulls.append(resize_mask(full.astype(np.uint8), size).astype(bool))
+        valids.append(resize_mask(valid.astype(np.uint8), size).astype(bool))
+    return np.stack(imgs), np.stack(tgts).astype(np.float32), np.stack(fulls), np.stack(valids)
+
+
+def swap_teacher_student(teacher: torch.nn.Module, student: torch.nn.Module, best_state: dict) -> dict:
+    """IFKD's switch: ``teacher`` takes ``best_state`` (the best student so far), ``student`` the old teacher's
+    parameters. Returns the new teacher's state (a copy)."""
+    old = {k: v.detach().clone() for k, v in teacher.state_dict().items()}
+    new = {k: v.detach().clone() for k, v in best_state.items()}
+    teacher.load_state_dict(new)
+    student.load_state_dict(old)
+    return new
+
+
+def _segmenter_with(base_seg: Any, model: torch.nn.Module) -> Any:
+    """A shallow copy of the base Segmenter whose network is ``model`` (same card, same post-processing)."""
+    seg = copy.copy(base_seg)
+    seg.model = model
+    return seg
+
+
+def _next_free_name(models_dir: Path, stem: str) -> str:
+    i = 1
+    while (models_dir / f"{stem}-ft{i}").exists():
+        i += 1
+    return f"{stem}-ft{i}"
+
+
+def default_out_name(project: Any, base_version_dir: str | Path) -> str:
+    """``<base>-ft<n>``, the first name not taken in the project's ``models/``."""
+    stem = Path(base_version_dir).name
+    stem = stem.split("-ft")[0] if "-ft" in stem else stem
+    return _next_free_name(project.models_dir, stem)
+
+
+# -- the loop --------------------------------------------------------------------------------------------------
+
+def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = None, *,
+             options: dict[str, Any] | None = None, should_stop: StopFlag = never_stop,
+             paused: Callable[[], bool] | None = None, command: str = "") -> Generator[Progress, None, Path]:
+    """Fine-tune a model version on a project's corrections with IFKD; write ``project/models/<out_name>``.
+
+    Args:
+        project: a ``store.Project`` (or its folder); it is only read until the final atomic save.
+        base_version_dir: the model version to start from (its network is the student, a frozen copy the
+            first teacher); it is never modified.
+        out_name: new version name (default ``<base>-ft<n>``); must not exist in ``models/``.
+        options: :class:`FinetuneConfig` fields.
+        should_stop: polled before every batch and between teacher/held-out batches (raises ``Cancelled``).
+        paused: while it returns True the loop waits between batches (still polling ``should_stop``).
+    Returns (generator value): the new model version folder.
+    Raises:
+        ValueError: no corrected or accepted tile with an image, a model predicting other classes, or a
+            method whose per-pixel outputs are unknown.
+        FileExistsError: ``out_name`` is taken.
+    """
+    from ..device import select_device
+    from ..inference.segmenter import load_segmenter
+    from ..models.card import ModelCard, load_card, load_weights, save_model
+    from ..store import Project
+
+    cfg = common.config_from_options(FinetuneConfig, dict(options or {}))
+    if not isinstance(project, Project):
+        project = Project.load(project)
+    base_dir = Path(base_version_dir)
+    base_card = load_card(base_dir)
+    project.check_model(base_card)
+    method = base_card.method
+    if method not in SUPPORTED_METHODS:
+        raise ValueError(f"Fine-tuning does not support {method!r} models ({base_dir}); supported methods: "
+                         f"{', '.join(SUPPORTED_METHODS)}.")
+    out_name = out_name or default_out_name(project, base_dir)
+    out_dir = project.models_dir / out_name
+    common.check_out_dir(out_dir, overwrite=False)
+    items = corrected_items(project)
+    if not items:
+        raise ValueError(f"The project {project.root} has no corrected or accepted tiles with their image file; "
+                         "correct (or accept) some tiles in the Review widget first.")
+    common.set_threads(cfg.num_threads)
+    common.seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    k = project.schema.n_foreground
+    t0 = time.perf_counter()
+
+    def stop_or_wait() -> bool:
+        while paused is not None and paused() and not should_stop():
+            time.sleep(0.05)
+        return should_stop()
+
+    yield Progress(0, None, f"fine-tune: loading {base_dir.name} and {len(items)} corrected tiles")
+    base_seg = load_segmenter(base_dir, device)
+    # held-out slice of the corrected tiles: drives the switch and early stopping
+    rng = np.random.default_rng(cfg.seed)
+    order = [items[i] for i in rng.permutation(len(items))]
+    n_hold = 0 if len(items) < 2 else min(len(items) - 1, max(1, round(cfg.held_out_fraction * len(items))))
+    hold_items, train_items = order[:n_hold], order[n_hold:]
+    held = [_read_record(project, it, True) for it in hold_items]
+    corr = [_read_record(project, it, True) for it in train_items]
+    unrev = [it for it in project.items() if it.status == "unreviewed" and item_image_path(project, it) is not None
+             and item_image_path(project, it).is_file()]
+    unrev = [unrev[i] for i in sorted(rng.permutation(len(unrev))[: cfg.max_teacher_tiles])]
+    teach = [_read_record(project, it, False) for it in unrev]
+    # corrected tiles are few: repeat them so that they are not drowned by teacher-only tiles
+    repeat = int(min(4, max(1, len(teach) // max(1, 2 * len(corr)))))
+    records = corr * repeat + teach
+    if stop_or_wait():
+        raise Cancelled("fine-tune cancelled")
+
+    size = int(base_card.input_size)
+    student = copy.deepcopy(base_seg.model).to(device)
+    teacher_model = copy.deepcopy(base_seg.model).to(device).eval()
+    for p in teacher_model.parameters():
+        p.requires_grad_(False)
+    teacher_seg = _segmenter_with(base_seg, teacher_model)
+    score_before = held_out_score(base_seg, held, project.schema.n_classes)
+
+    need_teacher = [r for r in records if r.full is None or not r.full.all()]
+    unique = list({id(r): r for r in need_teacher}.values())
+
+    def teacher_targets() -> Generator[Progress, None, None]:
+        maps = yield from _teacher_maps(teacher_seg, [r.image for r in unique], k, stop_or_wait)
+        by_id = {id(r): m for r, m in zip(unique, maps)}
+        zeros = np.zeros((k, 1, 1), np.float32)
+        teacher = [by_id.get(id(r), np.broadcast_to(zeros, (k, *r.image.shape[:2]))) for r in records]
+        arrays = _resize_stack(records, teacher, size)
+        ds.images, ds.targets, ds.full, ds.valid = arrays
+
+    ds = TargetDataset(np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), base_card.mean,
+                       base_card.std, flips=cfg.flips, seed=cfg.seed)
+    yield from teacher_targets()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = common.make_loader(ds, cfg.batch_size, gen)
+
+    new_ids = {id(p) for p in (student.new_parameters() if hasattr(student, "new_parameters") else [])}
+    old = [p for p in student.parameters() if id(p) not in new_ids]
+    new = [p for p in student.parameters() if id(p) in new_ids]
+    groups = [g for g in ({"params": old, "lr": cfg.lr * cfg.backbone_lr_mult}, {"params": new, "lr": cfg.lr})
+              if g["params"]]
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    config = dict(base_card.config)
+
+    def step(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        x, target, full, valid = (b.to(device) for b in batch)
+        return ifkd_loss(dense_outputs(method, model, x, config), target, full, valid, cfg)
+
+    state: dict[str, Any] = {"teacher_score": score_before, "best_score": None, "best_state": None,
+                             "bad": 0, "early": False, "switches": 0, "history": [], "pending_teacher": False,
+                             "last_score": score_before}
+
+    def on_epoch_end(epoch: int, n: int, losses: list[float]) -> None:
+        score = held_out_score(_segmenter_with(base_seg, student), held, project.schema.n_classes)
+        state["last_score"] = score
+        state["history"].append(None if score is None else round(score, 4))
+        best = state["best_score"]
+        if score is None or best is None or score > best:
+            state["best_score"], state["bad"] = score, 0
+            state["best_state"] = {k_: v.detach().clone() for k_, v in student.state_dict().items()}
+        else:
+            state["bad"] += 1
+        ts = state["teacher_score"]
+        if (cfg.switch_every and epoch % cfg.switch_every == 0 and epoch < cfg.epochs and ts is not None
+                and state["best_score"] is not None and state["best_score"] > ts):
+            # the best student becomes the teacher, the old teacher becomes the student (paper's swap)
+            swap_teacher_student(teacher_model, student, state["best_state"])
+            state["teacher_score"] = state["best_score"]
+            state["switches"] += 1
+            state["pending_teacher"] = True
+        if cfg.patience and score is not None and state["bad"] >= cfg.patience:
+            state["early"] = True
+
+    def stop_fn() -> bool:
+        return state["early"] or state["pending_teacher"] or stop_or_wait()
+
+    epochs_done = 0
+    losses: list[float] = []
+    while epochs_done < cfg.epochs:
+        run = fit(student, opt, loader, step, epochs=cfg.epochs, start_epoch=epochs_done, should_stop=stop_fn,
+                  on_epoch_end=on_epoch_end, desc="fine-tune")
+        try:
+            while True:
+                p = next(run)
+                epochs_done = p.step // len(loader)
+                p.metrics["held_out"] = state["last_score"] if state["last_score"] is not None else float("nan")
+                p.metrics["epoch"] = float(epochs_done)
+                yield p
+        except StopIteration as stop:
+            losses += stop.value.epoch_losses
+            break
+        except Cancelled:
+            if should_stop():
+                raise
+            epochs_done = len(state["history"])
+            if state["early"]:
+                break
+            # a teacher switch: recompute the teacher's maps, then go on with the next epoch
+            state["pending_teacher"] = False
+            yield from teacher_targets()
+            yield Progress(epochs_done * len(loader), cfg.epochs * len(loader),
+                           f"fine-tune: switch {state['switches']} (teacher <- best student)",
+                           {"held_out": state["last_score"] if state["last_score"] is not None else float("nan"),
+                            "epoch": float(epochs_done)})
+
+    if stop_or_wait():
+        raise Cancelled("fine-tune cancelled")
+    final_state = state["best_state"] if held and state["best_state"] is not None else student.state_dict()
+    student.load_state_dict(final_state)
+    score_after = held_out_score(_segmenter_with(base_seg, student), held, project.schema.n_classes)
+    seconds = time.perf_counter() - t0
+
+    prefix = weights_prefix(method)
+    weights = dict(load_weights(base_dir))
+    weights.update({prefix + k_: v.detach().cpu() for k_, v in student.state_dict().items()})
+    card = ModelCard.from_dict(base_card.to_dict(), source=str(base_dir))
+    card.name, card.parent, card.command = out_name, base_card.name or base_dir.name, command
+    card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    card.training_data = str(project.root)
+    corrections = [{"key": r.key, "status": r.status, "touched_pixels": r.touched_pixels,
+                    "target_pixels": int(r.full.sum()), "held_out": any(r is h for h in held)} for r in held + corr]
+    card.config = {**base_card.config, "finetune": {
+        **cfg.to_dict(), "method": "ifkd", "base": str(base_dir), "corrections": corrections,
+        "n_teacher_tiles": len(teach), "correction_repeat": repeat}}
+    card.metrics = {
+        "held_out": {"before": score_before, "after": score_after, "metric": "mIoU", "n_tiles": len(held),
+                     "keys": [r.key for r in held], "history": state["history"]},
+        "finetune_seconds": round(seconds, 1), "epochs_run": len(state["history"]),
+        "early_stopped": bool(state["early"]), "switches": state["switches"],
+        "epoch_losses": [round(x, 4) for x in losses],
+        "parent_metrics": copy.deepcopy({k_: v for k_, v in base_card.metrics.items()
+                                         if k_ in ("val", "test", "train_seconds")}),
+    }
+    for split in ("val", "test"):  # scores of the parent no longer describe this version
+        card.metrics["parent_metrics"].get(split, {}).pop("confusion", None)
+    yield Progress(1, 1, "fine-tune: saving", {"held_out": score_after if score_after is not None else float("nan")})
+    return save_model(out_dir, weights, card)

@@ -1,0 +1,188 @@
+"""IFKD fine-tuning from corrections: weights, targets, switch, a real (tiny) run, cancel, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_wsss.classes import LUAD_HISTOSEG
+from napari_wsss.events import Cancelled, run_to_end
+from napari_wsss.models.card import load_card
+from napari_wsss.ops.losses import ifkd_pixel_weights, weighted_pixel_ce
+from napari_wsss.store import Project
+from napari_wsss.training.ifkd import build_targets, finetune, swap_teacher_student
+
+from ..models._tiles import make_tile
+
+FAST = dict(epochs=2, batch_size=4, switch_every=1, patience=0, num_threads=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_sshr(tmp_path_factory, tiny_dataset):
+    from napari_wsss.training.sshr import train_sshr
+
+    out = tmp_path_factory.mktemp("models") / "tiny-sshr"
+    return run_to_end(train_sshr(tiny_dataset, out, epochs=1, batch_size=8, input_size=64, kernel_size=3,
+                                 pretrained="none", device="cpu", num_threads=2, evaluate=False))
+
+
+def make_project(root: Path, n_tiles: int = 8, n_corrected: int = 3, n_accepted: int = 1) -> Project:
+    """A tile folder with its annotation project: some tiles corrected with their true mask, one accepted."""
+    rng = np.random.default_rng(3)
+    folder = root / "tiles"
+    folder.mkdir(parents=True)
+    truth = {}
+    for i in range(n_tiles):
+        img, mask, lab = make_tile(rng, 64)
+        name = f"p{i:02d}-[{' '.join(map(str, lab))}].png"
+        Image.fromarray(img).save(folder / name)
+        truth[Path(name).stem] = mask
+    project = Project.open(folder, LUAD_HISTOSEG)
+    project.register([{"key": k, "image": f"{k}.png"} for k in truth])
+    for j, (key, mask) in enumerate(truth.items()):
+        if j < n_corrected:
+            touched = np.zeros(mask.shape, bool)
+            touched[:, : mask.shape[1] // 2] = True
+            project.save_correction(key, mask, touched)
+        elif j < n_corrected + n_accepted:
+            project.save_correction(key, mask, np.zeros(mask.shape, bool))
+            project.set_status(key, "accepted")
+    return project
+
+
+def folder_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_weighted_ce_weights_favour_low_loss_pixels():
+    loss = torch.tensor([[[0.1, 0.5], [2.0, 4.0]]])
+    w = ifkd_pixel_weights(loss)
+    flat = w.flatten()
+    assert torch.all(flat[:-1] > flat[1:])  # lower loss -> higher weight
+    assert float(w.mean()) == pytest.approx(1.0, rel=1e-5)  # per image, the weights average to 1
+    # excluded pixels weigh 0 and do not dilute the others
+    mask = torch.tensor([[[True, True], [False, False]]])
+    wm = ifkd_pixel_weights(loss, mask)
+    assert wm[0, 1].abs().sum() == 0 and float(wm[0, 0].sum()) == pytest.approx(2.0, rel=1e-5)
+    # an image with no included pixel gives zeros, not NaN
+    assert torch.all(ifkd_pixel_weights(loss, torch.zeros_like(mask)) == 0)
+
+
+def test_weighted_ce_is_a_cross_entropy_to_the_teacher():
+    teacher = torch.tensor([[[[1.0, 0.0]]], [[[1.0, 0.0]]]])  # (2, 1, 1, 2)
+    close, _ = weighted_pixel_ce(torch.tensor([[[[0.9, 0.1]]], [[[0.9, 0.1]]]]), teacher)
+    far, _ = weighted_pixel_ce(torch.tensor([[[[0.1, 0.9]]], [[[0.1, 0.9]]]]), teacher)
+    assert close.item() < far.item()
+
+
+def test_corrected_pixels_override_the_teacher():
+    teacher = np.zeros((4, 2, 3), np.float32)
+    teacher[1] = 0.9  # the teacher says NEC everywhere
+    mask = np.array([[0, 0, 3], [4, 1, 1]], np.uint8)
+    full = np.array([[True, False, True], [True, False, False]])
+    t = build_targets(teacher, mask, full)
+    assert t[:, 0, 0].tolist() == [1, 0, 0, 0]  # corrected to TE: one-hot, full weight
+    assert t[:, 0, 2].tolist() == [0, 0, 0, 1]  # corrected to TAS
+    assert t[:, 1, 0].tolist() == [0, 0, 0, 0]  # corrected to background: no tissue class
+    assert np.allclose(t[:, 0, 1], teacher[:, 0, 1]) and np.allclose(t[:, 1, 2], teacher[:, 1, 2])  # untouched
+    # negatives against zeros: an image label without NEC removes the teacher's NEC
+    t2 = build_targets(teacher, None, None, labels=np.array([1, 0, 0, 1]))
+    assert np.all(t2[1] == 0)
+
+
+def test_switch_swaps_parameters():
+    torch.manual_seed(0)
+    teacher, student = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    old_teacher = {k: v.clone() for k, v in teacher.state_dict().items()}
+    best = {k: v.clone() + 1.0 for k, v in student.state_dict().items()}
+    new = swap_teacher_student(teacher, student, best)
+    for k in best:
+        assert torch.equal(teacher.state_dict()[k], best[k]) and torch.equal(new[k], best[k])
+        assert torch.equal(student.state_dict()[k], old_teacher[k])
+
+
+def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
+    from napari_wsss.inference.segmenter import load_segmenter
+
+    project = make_project(tmp_path)
+    base_before = folder_digest(tiny_sshr)
+    items_before = {it.key: (it.status, it.mask) for it in project.items()}
+    progress = []
+    out = run_to_end(finetune(project, tiny_sshr, options=FAST), progress.append)
+    assert out == project.models_dir / "tiny-sshr-ft1" and project.model_versions() == [out]
+    card = load_card(out)
+    assert card.method == "sshr" and card.parent == "tiny-sshr"
+    ft = card.config["finetune"]
+    used = {c["key"]: c for c in ft["corrections"]}
+    assert len(used) == 4 and sum(c["held_out"] for c in used.values()) == 1
+    assert all(c["touched_pixels"] == 64 * 32 for c in used.values() if c["status"] == "corrected")
+    assert ft["n_teacher_tiles"] == 4
+    held = card.metrics["held_out"]
+    assert held["n_tiles"] == 1 and 0 <= held["before"] <= 1 and 0 <= held["after"] <= 1
+    assert len(held["history"]) == 2
+    assert any("held_out" in p.metrics for p in progress)
+    seg = load_segmenter(out, "cpu")
+    assert seg.predict(np.full((1, 64, 64, 3), 120, np.uint8)).class_map.shape == (1, 64, 64)
+    assert folder_digest(tiny_sshr) == base_before  # the base version is untouched
+    assert {it.key: (it.status, it.mask) for it in Project.load(project.root).items()} == items_before
+    # a second run gets the next free name; an existing name is refused before any work
+    with pytest.raises(FileExistsError):
+        run_to_end(finetune(project, tiny_sshr, "tiny-sshr-ft1", options=FAST))
+
+
+def test_cancel_mid_epoch_leaves_the_store_unchanged(tmp_path, tiny_sshr):
+    project = make_project(tmp_path)
+    before, base_before = folder_digest(project.root), folder_digest(tiny_sshr)
+    seen = []
+
+    def stop_after_first_batch() -> bool:
+        return any("loss" in p.metrics for p in seen)
+
+    with pytest.raises(Cancelled):
+        run_to_end(finetune(project, tiny_sshr, options=dict(FAST, epochs=3, batch_size=2),
+                            should_stop=stop_after_first_batch), seen.append)
+    batches = [p for p in seen if "loss" in p.metrics]
+    assert len(batches) == 1 and batches[0].step < batches[0].total / 3  # cancelled inside the first epoch
+    assert folder_digest(project.root) == before
+    assert folder_digest(tiny_sshr) == base_before
+    assert not list(project.root.glob("models/*")) and not list(project.root.glob("**/.*partial"))
+
+
+def test_pause_waits_between_batches(tmp_path, tiny_sshr):
+    project = make_project(tmp_path)
+    state = {"paused_checks": 0}
+
+    def paused() -> bool:  # paused for the first few checks, then resumes
+        state["paused_checks"] += 1
+        return state["paused_checks"] < 4
+
+    out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, epochs=1), paused=paused))
+    assert out.is_dir() and state["paused_checks"] >= 4
+
+
+def test_no_corrections_is_a_clear_error(tmp_path, tiny_sshr):
+    project = make_project(tmp_path, n_corrected=0, n_accepted=0)
+    with pytest.raises(ValueError, match="no corrected or accepted"):
+        run_to_end(finetune(project, tiny_sshr, options=FAST))
+
+
+def test_finetune_a_mil_version_and_cli(tmp_path, tiny_dataset):
+    from napari_wsss.cli import main
+    from napari_wsss.training.mil import train_mil
+
+    mil = run_to_end(train_mil(tiny_dataset, tmp_path / "mil", epochs=1, batch_size=8, input_size=64,
+                               pretrained="none", device="cpu", num_threads=2, evaluate=False))
+    project = make_project(tmp_path)
+    rc = main(["finetune", "--project", str(project.root), "--base", str(mil), "--epochs", "1",
+               "--batch-size", "4", "--device", "cpu", "--threads", "2"])
+    assert rc == 0
+    out = project.models_dir / "mil-ft1"
+    card = load_card(out)
+    assert card.method == "mil" and card.parent == "mil" and card.metrics["held_out"]["n_tiles"] == 1
+    assert "napari-wsss finetune" in card.command
