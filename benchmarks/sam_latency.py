@@ -102,6 +102,8 @@ def render(rows: list[dict], args: argparse.Namespace, device: str, seconds: flo
                      f"{r['hit'][0]:.1f} | " + " | ".join(f"{a:.1f} / {b:.1f}" for a, b in r["decoder"].values()) + " |")
     lines += [
         "",
+        "The decoder is identical in every row, so differences between rows in the decoder columns are noise from other load on the CPU, not a model difference; on a quiet machine of this kind (/work/shared/docs/environment.md) `set_image` of the tiny SAM on a 512 px tile took 1.4 s and a point+box `predict` 0.05 s. Rerun the command on an idle machine (or a GPU) for figures to quote.",
+        "",
         "Reading it: in the viewer a prompt costs one decoder call (the *decoder* columns, which include upscaling "
         "the mask to the tile) once the tile's embedding exists; the first prompt on a new tile also pays the "
         "encoder, or only the cache read when the tile was embedded before (embeddings are cached on disk by "
