@@ -1,0 +1,379 @@
+"""Fine-tune dock widget: learn from the pathologist's corrections (IFKD) in a background worker.
+
+Pick the annotation project and the base model version, see how many tiles were corrected, start; a progress
+bar shows epoch, loss and held-out score, a small plot the held-out score per epoch. Pause waits between
+batches, Cancel stops without writing anything (the base version and the project stay as they were). At the
+end "Use this version" hands the new version to the Segment widget and re-segments the unreviewed tiles
+(corrected and accepted tiles are kept, as the project store protects them).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..events import Progress
+from . import _project
+from ._worker import Job, run_job
+
+if TYPE_CHECKING:
+    import napari
+
+
+class ScorePlot(QWidget):
+    """A tiny line plot of the held-out score per epoch (0..1 on the y axis), painted with QPainter."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.values: list[float] = []
+        self.setMinimumHeight(60)
+        self.setToolTip("held-out mIoU per epoch (corrected tiles kept out of training)")
+
+    def set_values(self, values: list[float]) -> None:
+        self.values = [float(v) for v in values]
+        self.update()
+
+    def paintEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        w, h = self.width(), self.height()
+        p.setPen(QPen(QColor(120, 120, 120), 1))
+        p.drawRect(0, 0, w - 1, h - 1)
+        vals = self.values
+        if vals:
+            n = max(2, len(vals))
+            pts = [QPointF(4 + (w - 8) * i / (n - 1), h - 4 - (h - 8) * min(1.0, max(0.0, v)))
+                   for i, v in enumerate(vals)]
+            p.setPen(QPen(QColor(0, 170, 255), 2))
+            if len(pts) > 1:
+                p.drawPolyline(QPolygonF(pts))
+            for pt in pts:
+                p.drawEllipse(pt, 2, 2)
+            p.setPen(QColor(200, 200, 200))
+            p.drawText(6, 14, f"held-out mIoU {vals[-1]:.3f}")
+        else:
+            p.setPen(QColor(150, 150, 150))
+            p.drawText(self.rect(), Qt.AlignCenter, "held-out score appears here")
+        p.end()
+
+
+class FinetuneWidget(QWidget):
+    """Fine-tunes a model version on the corrections of an annotation project and lists the new version."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_error: BaseException | None = None
+        self.last_result: Path | None = None
+        self.scores: list[float] = []
+        self._by_epoch: dict[int, float] = {}
+        self._pause = threading.Event()
+        self._extra_versions: list[tuple[str, Path, str]] = []
+
+        self.project_combo = QComboBox()
+        self.browse_project_btn = QPushButton("Browse…")
+        self.counts_label = QLabel("no project")
+        self.counts_label.setWordWrap(True)
+        self.base_combo = QComboBox()
+        self.browse_base_btn = QPushButton("Browse…")
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 200)
+        self.epochs_spin.setValue(8)
+        self.start_btn = QPushButton("Fine-tune")
+        self.pause_btn = QPushButton("Pause")
+        self.pause_btn.setCheckable(True)
+        self.cancel_btn = QPushButton("Cancel")
+        self.use_btn = QPushButton("Use this version")
+        self.use_btn.setToolTip("select the new version in the Segment widget and re-segment the unreviewed tiles")
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.plot = ScorePlot()
+
+        row_p = QHBoxLayout()
+        row_p.addWidget(self.project_combo, 1)
+        row_p.addWidget(self.browse_project_btn)
+        row_b = QHBoxLayout()
+        row_b.addWidget(self.base_combo, 1)
+        row_b.addWidget(self.browse_base_btn)
+        form = QFormLayout()
+        form.addRow("project", row_p)
+        form.addRow("", self.counts_label)
+        form.addRow("base version", row_b)
+        form.addRow("epochs", self.epochs_spin)
+        buttons = QHBoxLayout()
+        for b in (self.start_btn, self.pause_btn, self.cancel_btn):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.use_btn)
+        layout.addStretch(1)
+
+        self.start_btn.clicked.connect(self.start)
+        self.pause_btn.toggled.connect(self.set_paused)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.use_btn.clicked.connect(self.use_version)
+        self.browse_project_btn.clicked.connect(self._browse_project)
+        self.browse_base_btn.clicked.connect(self._browse_base)
+        self.project_combo.currentIndexChanged.connect(self.refresh)
+        _project.SESSION_LISTENERS.append(self._on_sessions_changed)
+        self.destroyed.connect(lambda *_: self._forget_listener())
+        self._set_running(False)
+        self.use_btn.setEnabled(False)
+        self._refresh_projects()
+
+    # -- choices -------------------------------------------------------------------------------------
+    def project_root(self) -> Path | None:
+        data = self.project_combo.currentData()
+        return Path(data) if data else None
+
+    def _refresh_projects(self) -> None:
+        current = self.project_combo.currentData()
+        roots = [str(s.project.root) for s in _project.sessions(self.viewer)]
+        for i in range(self.project_combo.count()):
+            if self.project_combo.itemData(i) not in roots:
+                roots.append(self.project_combo.itemData(i))
+        self.project_combo.blockSignals(True)
+        self.project_combo.clear()
+        for r in roots:
+            self.project_combo.addItem(Path(r).name, r)
+        if current in roots:
+            self.project_combo.setCurrentIndex(roots.index(current))
+        self.project_combo.blockSignals(False)
+        self.refresh()
+
+    def set_project(self, root: str | Path) -> None:
+        """Choose an annotation project folder (``<tiles>.wsss`` with ``project.json``)."""
+        from ..store import Project
+
+        Project.load(root)  # raises a clear error for a folder that is not a project
+        root = str(Path(root).resolve())
+        if self.project_combo.findData(root) < 0:
+            self.project_combo.addItem(Path(root).name, root)
+        self.project_combo.setCurrentIndex(self.project_combo.findData(root))
+        self.refresh()
+
+    def add_base_version(self, folder: str | Path) -> None:
+        """Make a model version folder selectable as the base (and select it)."""
+        from ..models.card import load_card
+
+        card = load_card(folder)
+        self._extra_versions.append((Path(folder).name, Path(folder), card.method))
+        self.refresh()
+        self.base_combo.setCurrentIndex(self.base_combo.findData(str(Path(folder))))
+
+    def _versions(self) -> list[tuple[str, Path, str]]:
+        from ..store import Project
+        from ..training.ifkd import SUPPORTED_METHODS
+        from ..models.card import load_card
+        from .segment_widget import list_model_versions
+
+        out = list(list_model_versions())
+        root = self.project_root()
+        if root is not None:
+            try:
+                for d in Project.load(root).model_versions():
+                    out.append((f"{d.name} (project)", d, load_card(d).method))
+            except (ValueError, FileNotFoundError):
+                pass
+        out += self._extra_versions
+        return [v for v in out if v[2] in SUPPORTED_METHODS]
+
+    def refresh(self, *_: Any) -> None:
+        """Re-read the project's counts and the versions it can start from."""
+        from ..store import Project
+
+        current = self.base_combo.currentData()
+        self.base_combo.clear()
+        for label, path, method in self._versions():
+            if self.base_combo.findData(str(path)) < 0:
+                self.base_combo.addItem(f"{label} [{method}]", str(path))
+        if current is not None and self.base_combo.findData(current) >= 0:
+            self.base_combo.setCurrentIndex(self.base_combo.findData(current))
+        root = self.project_root()
+        if root is None:
+            self.counts_label.setText("no project: open tiles and the Review widget, or Browse… to a .wsss folder")
+            return
+        try:
+            c = Project.load(root).counts()
+        except (ValueError, FileNotFoundError) as e:
+            self.counts_label.setText(f"cannot read the project: {e}")
+            return
+        self.counts_label.setText(f"{c['corrected']} corrected, {c['accepted']} accepted, {c['unreviewed']} "
+                                  f"unreviewed of {c['total']} tiles")
+
+    def version_names(self) -> list[str]:
+        return [Path(self.base_combo.itemData(i)).name for i in range(self.base_combo.count())]
+
+    def _on_sessions_changed(self, viewer: Any) -> None:
+        if viewer is self.viewer:
+            self._refresh_projects()
+
+    def _forget_listener(self) -> None:
+        if self._on_sessions_changed in _project.SESSION_LISTENERS:
+            _project.SESSION_LISTENERS.remove(self._on_sessions_changed)
+
+    def _browse_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Annotation project folder (<tiles>.wsss)")
+        if folder:
+            try:
+                self.set_project(folder)
+            except (ValueError, FileNotFoundError) as e:
+                self._show_error(e)
+
+    def _browse_base(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model version folder (card.json + weights.pt)")
+        if folder:
+            try:
+                self.add_base_version(folder)
+            except (ValueError, FileNotFoundError) as e:
+                self._show_error(e)
+
+    # -- running -------------------------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        return {"epochs": int(self.epochs_spin.value())}
+
+    def start(self) -> None:
+        """Start fine-tuning (the Fine-tune button)."""
+        from ..training.ifkd import finetune
+
+        if self.job is not None and self.job.running:
+            return
+        root, base = self.project_root(), self.base_combo.currentData()
+        if root is None or not base:
+            self._show_error(ValueError("Choose an annotation project and a base model version first."))
+            return
+        for sess in _project.sessions(self.viewer):
+            sess.flush()  # the last strokes are corrections too
+        self.last_error, self.last_result, self.scores, self._by_epoch = None, None, [], {}
+        self.plot.set_values([])
+        self.use_btn.setEnabled(False)
+        self._pause.clear()
+        self.pause_btn.setChecked(False)
+        self._set_running(True)
+        self.status.setText("starting…")
+        command = f"napari-wsss finetune --project {root} --base {base}"  # the CLI twin of this run
+        self.job = run_job(finetune, root, Path(base), None, options=self.options(), paused=self._pause.is_set,
+                           command=command, on_progress=self._on_progress, on_result=self._on_result,
+                           on_error=self._show_error, on_cancelled=self._on_cancelled,
+                           on_finished=lambda: self._set_running(False))
+
+    def set_paused(self, paused: bool) -> None:
+        (self._pause.set if paused else self._pause.clear)()
+        self.pause_btn.setText("Resume" if paused else "Pause")
+        if self.job is not None and self.job.running:
+            self.status.setText("paused (between batches)" if paused else "resumed")
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self._pause.clear()
+
+    def _set_running(self, running: bool) -> None:
+        self.start_btn.setEnabled(not running)
+        self.pause_btn.setEnabled(running)
+        self.cancel_btn.setEnabled(running)
+        if not running:
+            self.progress.setMaximum(100)
+            self.pause_btn.setChecked(False)
+
+    def _on_progress(self, p: Progress) -> None:
+        if p.total:
+            self.progress.setMaximum(p.total)
+            self.progress.setValue(p.step)
+        else:
+            self.progress.setMaximum(0)
+        m = p.metrics
+        text = p.desc
+        if "loss" in m:
+            text += f" · loss {m['loss']:.3f}"
+        held = m.get("held_out")
+        if held is not None and held == held:  # not NaN
+            text += f" · held-out mIoU {held:.3f}"
+            if "epoch" in m:  # epoch 0: the base version's score; epoch e: the student after e epochs
+                self._by_epoch[int(m["epoch"])] = float(held)
+                self.scores = [self._by_epoch[e] for e in sorted(self._by_epoch)]
+                self.plot.set_values(self.scores)
+        self.status.setText(text)
+
+    def _on_result(self, out_dir: Any) -> None:
+        from ..models.card import load_card
+
+        self.last_result = Path(out_dir)
+        held = load_card(self.last_result).metrics.get("held_out", {})
+        score = ""
+        if held.get("n_tiles"):
+            score = f"; held-out mIoU {held['before']:.3f} -> {held['after']:.3f} on {held['n_tiles']} tile(s)"
+            hist = [held["before"], *[h for h in held.get("history", []) if h is not None]]
+            self.scores = [float(v) for v in hist]
+            self.plot.set_values(self.scores)
+        self.refresh()
+        self.use_btn.setEnabled(True)
+        self.status.setText(f"New version {self.last_result.name}{score}.")
+
+    def _on_cancelled(self) -> None:
+        self.status.setText("Cancelled; nothing was written (the base version and the project are unchanged).")
+
+    def _show_error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = exc
+        self.status.setText(f"Error: {exc}")
+        show_error(str(exc))
+
+    # -- using the result ------------------------------------------------------------------------------
+    def _segment_widgets(self) -> list[Any]:
+        from qtpy.QtWidgets import QApplication
+
+        from .segment_widget import SegmentWidget
+
+        return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and w.viewer is self.viewer]
+
+    def use_version(self) -> Any:
+        """Select the new version in the Segment widget and re-segment the project's unreviewed tiles.
+
+        Returns the Segment widget used (None when nothing was done).
+        """
+        if self.last_result is None:
+            return None
+        widgets = self._segment_widgets()
+        if widgets:
+            seg = widgets[0]
+        else:
+            _, seg = self.viewer.window.add_plugin_dock_widget("napari-wsss", "Segment")
+        seg.add_model_version(self.last_result)
+        root = self.project_root()
+        sess = next((s for s in _project.sessions(self.viewer) if root is not None
+                     and Path(s.project.root).resolve() == root.resolve()), None)
+        if sess is None:
+            self.status.setText(f"{self.last_result.name} is selected in the Segment widget; open the project's tiles "
+                                "(and the Review widget) to re-segment them.")
+            return seg
+        seg.image_combo.setCurrentText(sess.image_layer.name)
+        if sess.kind == "tiles":
+            seg.scope_combo.setCurrentText("all tiles in the stack")
+        seg.segment()  # corrected/accepted tiles are skipped by the project store
+        self.status.setText(f"Re-segmenting the unreviewed tiles with {self.last_result.name} (corrected and "
+                            "accepted tiles are kept).")
+        return seg

@@ -1,0 +1,78 @@
+"""Drive the Fine-tune widget: a short fine-tune from corrections in the worker, a new version listed, cancel."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_wsss.classes import LUAD_HISTOSEG
+from napari_wsss.data.tiles import read_mask
+from napari_wsss.gui.finetune_widget import FinetuneWidget
+from napari_wsss.store import Project
+
+
+@pytest.fixture
+def corrected_project(tmp_path: Path, tiny_dataset: Path) -> Project:
+    """The tiny test tiles in their own folder with a project: two corrected with the truth, one accepted."""
+    folder = tmp_path / "tiles"
+    shutil.copytree(tiny_dataset / "test" / "img", folder)
+    project = Project.open(folder, LUAD_HISTOSEG)
+    files = sorted(folder.glob("*.png"))
+    project.register([{"key": f.stem, "image": f.name} for f in files])
+    for i, f in enumerate(files):
+        mask = read_mask(tiny_dataset / "test" / "mask" / f.name, LUAD_HISTOSEG)
+        touched = np.zeros(mask.shape, bool)
+        touched[: mask.shape[0] // 2] = True
+        project.save_correction(f.stem, mask, touched)
+        if i == 2:
+            project.set_status(f.stem, "accepted")
+    return project
+
+
+@pytest.fixture
+def widget(make_napari_viewer, corrected_project: Project, tiny_model: Path):  # noqa: ANN001, ANN201
+    w = FinetuneWidget(make_napari_viewer())
+    w.set_project(corrected_project.root)
+    w.add_base_version(tiny_model)
+    w.epochs_spin.setValue(2)
+    return w
+
+
+def test_short_finetune_lists_a_new_version(qtbot, widget: FinetuneWidget, corrected_project: Project) -> None:  # noqa: ANN001
+    from napari_wsss.gui._responsiveness import StallMeter
+
+    assert "2 corrected, 1 accepted" in widget.counts_label.text()
+    meter = StallMeter().start()
+    qtbot.mouseClick(widget.start_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: widget.job is not None and not widget.job.running, timeout=120_000)
+    stats = meter.stop().stats()
+    assert widget.last_error is None, widget.last_error
+    assert widget.last_result == corrected_project.models_dir / "tiny-sshr-ft1"
+    assert "tiny-sshr-ft1" in widget.version_names()
+    assert corrected_project.model_versions() == [widget.last_result]
+    assert widget.use_btn.isEnabled() and "New version tiny-sshr-ft1" in widget.status.text()
+    assert len(widget.plot.values) == 3  # before + 2 epochs
+    print(f"event-loop gaps during the fine-tune: {stats}")
+    # "Use this version" hands it to a Segment widget
+    from napari_wsss.gui.segment_widget import SegmentWidget
+
+    seg = SegmentWidget(widget.viewer)
+    assert widget.use_version() is seg
+    assert seg.version_combo.currentData() == str(widget.last_result)
+
+
+def test_cancel_writes_nothing(qtbot, widget: FinetuneWidget, corrected_project: Project) -> None:  # noqa: ANN001
+    widget.set_paused(True)  # start paused: the worker waits before its first batch
+    widget.start()
+    widget.set_paused(True)
+    qtbot.waitUntil(lambda: "epoch" in widget.status.text() or "paused" in widget.status.text()
+                    or "teacher" in widget.status.text(), timeout=60_000)
+    qtbot.mouseClick(widget.cancel_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not widget.job.running, timeout=60_000)
+    assert "Cancelled" in widget.status.text()
+    assert corrected_project.model_versions() == []
+    assert not any(p.name.startswith(".") for p in corrected_project.root.rglob("*") if p.is_dir())
