@@ -25,6 +25,8 @@ import datetime as _dt
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,8 @@ class Project:
         self.schema = schema
         self._items = items
         self.created = created or _now()
+        self._defer = 0  # > 0 inside batch(): the index is written once at the end
+        self._pending = False
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -166,7 +170,22 @@ class Project:
         items = {r["key"]: Item.from_dict(r, str(path)) for r in d.get("items", [])}
         return cls(root, d.get("source", ""), schema, items, d.get("created"))
 
+    @contextmanager
+    def batch(self) -> Iterator[Project]:
+        """Write the index once for many item changes (e.g. a prediction of a whole folder)."""
+        self._defer += 1
+        try:
+            yield self
+        finally:
+            self._defer -= 1
+            if self._defer == 0 and self._pending:
+                self._write_index()
+
     def _write_index(self) -> None:
+        if self._defer:
+            self._pending = True
+            return
+        self._pending = False
         atomic_write_json(self.root / INDEX_FILE, {
             "format": "napari-wsss annotation project",
             "format_version": FORMAT_VERSION,

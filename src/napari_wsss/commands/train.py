@@ -24,6 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
     p.add_argument("--segmix", action="store_true", default=None, help="SegMix patch shuffling (CAM methods)")
+    p.add_argument("--segmix-patch", type=int, help="SegMix: first cell side in input pixels (default input/2)")
+    p.add_argument("--segmix-ratio", type=float, help="SegMix: first shuffle ratio (default 0.25)")
+    p.add_argument("--segmix-patience", type=int,
+                   help="SegMix: feedback windows without improvement before patch shrinks / ratio grows (3)")
+    p.add_argument("--segmix-window", type=int, help="SegMix: batches per feedback window (default 20)")
+    p.add_argument("--segmix-signal", choices=["loss", "accuracy"], help="SegMix: monitored signal (default loss)")
+    p.add_argument("--pcm", action="store_true", default=None,
+                   help="pixel correlation module: CAM consistency loss in training, refined CAMs at inference")
     p.add_argument("--no-pretrained", action="store_const", const="none", dest="pretrained",
                    help="start from scratch even if ImageNet weights are cached")
     p.add_argument("--sam-checkpoint", type=Path, help="cam_sam: your SAM checkpoint file (else $NAPARI_WSSS_SAM_CHECKPOINT)")
@@ -63,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if spec.train is None:
         raise ValueError(f"Method {args.method!r} cannot be trained from the command line.")
     options = {k: getattr(args, k) for k in ("schema", "backbone", "epochs", "batch_size", "lr", "input_size",
-                                             "seed", "device", "num_threads", "segmix", "pretrained",
+                                             "seed", "device", "num_threads", "segmix", "segmix_patch", "segmix_ratio",
+                                             "segmix_patience", "segmix_window", "segmix_signal", "pcm", "pretrained",
                                              "sam_checkpoint", "sam_model_type")
                if getattr(args, k) is not None}
     if "sam_checkpoint" in options:

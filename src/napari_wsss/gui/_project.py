@@ -90,6 +90,7 @@ class ProjectSession:
         self.dirty: set[int] = set()
         self._watch: set[int] = set()  # units that may change without a paint event (undo history)
         self._check_all = False
+        self._fresh: set[str] = set()
         self.last_save_s = 0.0  # duration of the last flush (shown in the widget, reported by tests)
         self.last_saved_at: float | None = None
         self.on_saved: list[Callable[[list[str]], Any]] = []
@@ -174,6 +175,12 @@ class ProjectSession:
         """
         self.flush()  # the user's last strokes count as corrections before anything is replaced
         saved, skipped = [], []
+        with self.project.batch():
+            self._store_units(units, labels, card, saved, skipped)
+        self._fresh = set(saved)  # attach() need not read these back from disk
+        return saved, skipped
+
+    def _store_units(self, units: list[Unit], labels: np.ndarray, card: Any, saved: list, skipped: list) -> None:
         for u in units:
             if self.project.is_protected(u.key):
                 mask = self.project.load_mask(u.key)
@@ -184,7 +191,6 @@ class ProjectSession:
             self.project.save_prediction(u.key, self.schema.from_labels(labels[u.index]), card, image=u.image,
                                          region=u.region)
             saved.append(u.key)
-        return saved, skipped
 
     # -- attaching a Labels layer --------------------------------------------------------------------------
     def attach(self, layer: Any, units: list[Unit] | None = None) -> None:
@@ -201,7 +207,10 @@ class ProjectSession:
         data = np.asarray(layer.data)
         self._pred, self._seen = data.copy(), data.copy()
         self._painted = np.zeros(data.shape, bool)
+        fresh, self._fresh = self._fresh, set()
         for u in self.units:
+            if u.key in fresh:  # just predicted: the layer data is the prediction, nothing touched
+                continue
             pred, touched = self.project.load_prediction(u.key), self.project.load_touched(u.key)
             if pred is not None and pred.shape == self._pred[u.index].shape:
                 self._pred[u.index] = self.schema.to_labels(pred)

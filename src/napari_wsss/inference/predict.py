@@ -64,6 +64,11 @@ class CamSegmenter:
         self.schema: ClassSchema = card.class_schema
         self.fuse_weights: Sequence[float] = tuple(card.config.get("fuse_weights", (0.0, 0.6, 0.2, 0.2)))
         self.threshold = float(card.config.get("threshold", 0.2))
+        self.pcm = None  # trained with PCM: refine every CAM level by feature affinity before fusing
+        if card.config.get("pcm") and card.config.get("pcm_inference", True):
+            from ..models.pcm import PixelCorrelation
+
+            self.pcm = PixelCorrelation(card.config.get("pcm_mode", "relu"))
 
     @torch.inference_mode()
     def fused_cams(self, images: np.ndarray, labels: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +78,13 @@ class CamSegmenter:
         for gating.
         """
         x = to_batch(images, self.card, self.device)
-        cams = self.model(x)
-        probs = torch.sigmoid(cams[-1].mean(dim=(2, 3)))
+        if self.pcm is not None:
+            cams, feats = self.model.forward_with_features(x)
+            probs = torch.sigmoid(cams[-1].mean(dim=(2, 3)))
+            cams = self.pcm(cams, feats)
+        else:
+            cams = self.model(x)
+            probs = torch.sigmoid(cams[-1].mean(dim=(2, 3)))
         size = tuple(np.asarray(images).shape[-3:-1])
         fused = cam_ops.fuse_cams(cams, self.fuse_weights, size)
         gate = probs if labels is None else torch.as_tensor(labels, dtype=probs.dtype, device=self.device)

@@ -142,10 +142,14 @@ class CAMClassifier(nn.Module):
         self.head = nn.Conv2d(self.backbone.out_channels[3], n_classes, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``([cam], [deep features])``, for the PCM."""
         if self.enhanced:
             x = torch.cat([x, high_frequency(x, self.hf_cutoff)], dim=1)
         deep = self.backbone(x)[-1]
-        return [self.head(deep)]
+        return [self.head(deep)], [deep]
 
     def adl_layers(self) -> list[ADL]:
         return [m for m in self.modules() if isinstance(m, ADL)]

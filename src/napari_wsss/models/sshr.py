@@ -72,11 +72,15 @@ class SSHRNet(nn.Module):
         self.heads = nn.ModuleList([nn.Conv2d(c, n_classes, 1, bias=False) for c in chans])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """CAMs and the 4 (rectified) feature maps they come from (before dropout), for the PCM."""
         *shallow, deep = self.backbone(x)
         if self.hfrm is not None:
             shallow = [m(f, deep) for m, f in zip(self.hfrm, shallow)]
         feats = [*shallow, self.dropout(deep)]
-        return [head(f) for head, f in zip(self.heads, feats)]
+        return [head(f) for head, f in zip(self.heads, feats)], [*shallow, deep]
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that did not come from the backbone (they get the higher learning rate)."""

@@ -64,6 +64,17 @@ class CamSamConfig:
     flips: bool = True
     rotate: bool = False
     segmix: bool = False
+    segmix_patch: int = 0  # 0 = input_size // 2 (see SSHRConfig for the SegMix / PCM options)
+    segmix_ratio: float = 0.25
+    segmix_min_patch: int = 8
+    segmix_max_ratio: float = 0.5
+    segmix_patience: int = 3
+    segmix_window: int = 20
+    segmix_signal: str = "loss"
+    segmix_labels: str = "hard"
+    pcm: bool = False  # PCM consistency loss while training the classifier (SAM prompts use raw CAMs)
+    pcm_weight: float = 0.2
+    pcm_mode: str = "relu"
     pretrained: Any = "auto"
     seed: int = 0
     num_threads: int | None = None
@@ -105,18 +116,28 @@ def train_classifier(cfg: CamSamConfig, tiles: list, out_dir: Path, device: torc
                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     ckpt = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": "cam_sam"}
+    mixer = None
+    if cfg.segmix:
+        from ..models.segmix import SegMixScheduler
+
+        mixer = SegMixScheduler.from_config(cfg)
     start, spent = 0, 0.0
     if resume and ckpt.is_file():
         state = load_checkpoint(ckpt, run_config, _RESUME_KEYS + ("method",))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, spent = state["epoch"], float(state["extra"].get("seconds", 0.0))
+        if mixer is not None and "segmix" in state["extra"]:
+            mixer.load_state_dict(state["extra"]["segmix"])
     t0 = time.perf_counter()
 
     def on_epoch_end(epoch: int, step: int, losses: list[float]) -> None:
-        save_checkpoint(ckpt, model, opt, epoch, step, run_config, {"seconds": spent + time.perf_counter() - t0})
+        extra = {"seconds": spent + time.perf_counter() - t0}
+        if mixer is not None:
+            extra["segmix"] = mixer.state_dict()
+        save_checkpoint(ckpt, model, opt, epoch, step, run_config, extra)
 
-    result = yield from fit(model, opt, loader, cam_step_fn(cfg, device), epochs=cfg.epochs, start_epoch=start,
+    result = yield from fit(model, opt, loader, cam_step_fn(cfg, device, mixer), epochs=cfg.epochs, start_epoch=start,
                             should_stop=should_stop, on_epoch_end=on_epoch_end, desc="CAM+SAM 1/3 classifier")
     return model.eval(), spent + time.perf_counter() - t0, result.epoch_losses
 

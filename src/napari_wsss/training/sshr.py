@@ -52,6 +52,18 @@ class SSHRConfig:
     flips: bool = True
     rotate: bool = False
     segmix: bool = False
+    segmix_patch: int = 0  # first SegMix cell side in input pixels; 0 = input_size // 2
+    segmix_ratio: float = 0.25
+    segmix_min_patch: int = 8
+    segmix_max_ratio: float = 0.5
+    segmix_patience: int = 3  # plateau windows before the patch shrinks and the ratio grows
+    segmix_window: int = 20  # batches per feedback window
+    segmix_signal: str = "loss"  # or "accuracy" (image-label accuracy of the deep head)
+    segmix_labels: str = "hard"  # or "soft" (area-weighted)
+    pcm: bool = False  # pixel correlation module: consistency loss in training, refined CAMs at inference
+    pcm_weight: float = 0.2
+    pcm_mode: str = "relu"
+    pcm_inference: bool = True
     pretrained: str = "auto"
     seed: int = 0
     num_threads: int | None = None
@@ -71,17 +83,43 @@ def build_cam_net(cfg: SSHRConfig, n_classes: int, pretrained: bool | str) -> SS
                    pretrained=pretrained)
 
 
-def cam_step_fn(cfg: SSHRConfig, device: torch.device):
-    """The SSHR training step: hierarchical multilabel loss on the GAP logits of all four CAM heads."""
+def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
+    """The SSHR training step: hierarchical multilabel loss on the GAP logits of all four CAM heads.
+
+    With ``cfg.segmix`` each batch is SegMix-ed first by ``mixer`` (a ``models.segmix.SegMixScheduler``; one is
+    made from ``cfg`` if not given) and the mixer is fed the batch loss/accuracy; with ``cfg.pcm`` the PCM
+    consistency loss (``models.pcm``) is added with weight ``cfg.pcm_weight``.
+    """
+    if getattr(cfg, "segmix", False) and mixer is None:
+        from ..models.segmix import SegMixScheduler
+
+        mixer = SegMixScheduler.from_config(cfg)
+    pcm = None
+    if getattr(cfg, "pcm", False):
+        from ..models.pcm import PixelCorrelation, pcm_consistency_loss
+
+        pcm = PixelCorrelation(getattr(cfg, "pcm_mode", "relu"))
 
     def step(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-        if cfg.segmix:
-            from ..models import segmix  # the option exists once models/segmix.py does
-
-            x, y = segmix.mix_batch(x, y)
-        loss, parts = hierarchical_loss(cam_logits(model(x)), y, cfg.loss_weights)
-        return loss, {f"loss_l{i + 1}": v for i, v in enumerate(parts)}
+        target = hard = y
+        if mixer is not None:
+            x, target, hard = mixer.mix(x, y)
+        if pcm is not None:
+            cams, feats = model.forward_with_features(x)
+        else:
+            cams = model(x)
+        logits = cam_logits(cams)
+        loss, parts = hierarchical_loss(logits, target, cfg.loss_weights)
+        metrics = {f"loss_l{i + 1}": v for i, v in enumerate(parts)}
+        if pcm is not None:
+            lp = pcm_consistency_loss(cams, feats, hard, cfg.loss_weights, pcm)
+            loss = loss + getattr(cfg, "pcm_weight", 0.2) * lp
+            metrics["loss_pcm"] = float(lp.detach())
+        if mixer is not None:
+            mixer.observe(float(loss.detach()), logits[-1], hard)
+            metrics.update(mixer.metrics())
+        return loss, metrics
 
     return step
 
@@ -95,12 +133,11 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
     from ..data.tiles import list_training_tiles
     from ..device import select_device
 
+    mixer = None
     if cfg.segmix:
-        try:
-            from ..models import segmix  # noqa: F401
-        except ImportError:
-            raise ValueError("segmix=True, but SegMix is not available in this installation yet; "
-                             "train without --segmix.") from None
+        from ..models.segmix import SegMixScheduler
+
+        mixer = SegMixScheduler.from_config(cfg)
     schema = get_schema(cfg.schema)
     out_dir = common.check_out_dir(out_dir, overwrite)
     dirs = common.resolve_data_dirs(data_dir)
@@ -128,14 +165,18 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_epoch, spent = state["epoch"], float(state["extra"].get("seconds", 0.0))
+        if mixer is not None and "segmix" in state["extra"]:
+            mixer.load_state_dict(state["extra"]["segmix"])
 
     t0 = time.perf_counter()
 
     def on_epoch_end(epoch: int, step: int, losses: list[float]) -> None:
-        save_checkpoint(ckpt_path, model, opt, epoch, step, run_config,
-                        {"seconds": spent + time.perf_counter() - t0, "losses": losses})
+        extra = {"seconds": spent + time.perf_counter() - t0, "losses": losses}
+        if mixer is not None:
+            extra["segmix"] = mixer.state_dict()
+        save_checkpoint(ckpt_path, model, opt, epoch, step, run_config, extra)
 
-    result = yield from fit(model, opt, loader, cam_step_fn(cfg, device), epochs=cfg.epochs,
+    result = yield from fit(model, opt, loader, cam_step_fn(cfg, device, mixer), epochs=cfg.epochs,
                             start_epoch=start_epoch, should_stop=should_stop, on_epoch_end=on_epoch_end, desc=desc)
     train_seconds = spent + time.perf_counter() - t0
 
@@ -148,6 +189,8 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
                  "n_train_tiles": len(tiles)},
         seed=cfg.seed, command=command, name=out_dir.name,
     )
+    if mixer is not None:
+        card.metrics["segmix"] = {"patch": mixer.patch, "ratio": mixer.ratio, "history": mixer.history}
     if evaluate:
         from ..inference.predict import CamSegmenter
         from .. import evaluation

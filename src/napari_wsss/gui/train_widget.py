@@ -1,0 +1,252 @@
+"""Train dock widget: pick a data folder, method, backbone and the trainer's options (SegMix, PCM); train in a
+worker with progress and Cancel; the new model version then appears in the Segment widget.
+
+The method list comes from ``METHODS`` and the backbones from ``BACKBONES`` (no hard-coded choices); the run
+is the method's own ``train`` generator, the same one ``napari-wsss train`` drives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..events import Progress
+from ._worker import Job, run_job
+
+if TYPE_CHECKING:
+    import napari
+
+# Methods whose trainers are CAM networks with the SegMix / PCM options (their configs have those fields).
+CAM_METHODS = ("sshr", "multistage", "cam_sam")
+
+
+def _train_job(train_fn: Any, data: str, out: str, *, should_stop: Any, **options: Any) -> Any:
+    """Worker body: the method's ``train`` returns a generator; napari's worker needs a generator function."""
+    return (yield from train_fn(data, out, should_stop=should_stop, **options))
+
+
+def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(button)
+    return row
+
+
+class TrainWidget(QWidget):
+    """Train a registered method on a LUAD-HistoSeg style folder and write a new model version."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        from .. import methods  # noqa: F401  (fills the registry)
+        from ..device import available_devices
+        from ..models import backbones  # noqa: F401  (fills BACKBONES)
+        from ..models._registry import BACKBONES, METHODS
+
+        self.viewer = napari_viewer
+        self.job: Job | None = None
+        self.last_error: BaseException | None = None
+        self.last_result: Path | None = None
+
+        self.data_edit = QLineEdit()
+        self.data_edit.setPlaceholderText("dataset root (training/, val/, test/) or a folder of labelled tiles")
+        self.data_btn = QPushButton("Data…")
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("new model version folder, e.g. models/my-sshr")
+        self.out_btn = QPushButton("Output…")
+        self.method_combo = QComboBox()
+        for name in METHODS.names():
+            if METHODS.get(name).train is not None:
+                self.method_combo.addItem(name)
+        self.backbone_combo = QComboBox()
+        self.backbone_combo.addItems(BACKBONES.names())
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 1000)
+        self.epochs_spin.setValue(10)
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(32, 1024)
+        self.size_spin.setSingleStep(16)
+        self.size_spin.setValue(112)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 256)
+        self.batch_spin.setValue(16)
+
+        self.segmix_check = QCheckBox("SegMix (shuffle grid cells across the batch)")
+        self.patch_spin = QSpinBox()
+        self.patch_spin.setRange(0, 1024)
+        self.patch_spin.setSpecialValueText("auto (input / 2)")
+        self.ratio_spin = QDoubleSpinBox()
+        self.ratio_spin.setRange(0.0, 1.0)
+        self.ratio_spin.setSingleStep(0.05)
+        self.ratio_spin.setValue(0.25)
+        self.patience_spin = QSpinBox()
+        self.patience_spin.setRange(1, 100)
+        self.patience_spin.setValue(3)
+        self.pcm_check = QCheckBox("pixel correlation module (PCM)")
+        self.cam_box = QGroupBox("CAM training options")
+        cam_form = QFormLayout(self.cam_box)
+        cam_form.addRow(self.segmix_check)
+        cam_form.addRow("first patch (px)", self.patch_spin)
+        cam_form.addRow("first shuffle ratio", self.ratio_spin)
+        cam_form.addRow("plateau patience", self.patience_spin)
+        cam_form.addRow(self.pcm_check)
+
+        self.train_btn = QPushButton("Train")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("data", _folder_row(self.data_edit, self.data_btn))
+        form.addRow("method", self.method_combo)
+        form.addRow("backbone", self.backbone_combo)
+        form.addRow("epochs", self.epochs_spin)
+        form.addRow("input size (px)", self.size_spin)
+        form.addRow("batch size", self.batch_spin)
+        form.addRow("device", self.device_combo)
+        form.addRow("output", _folder_row(self.out_edit, self.out_btn))
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_btn)
+        buttons.addWidget(self.cancel_btn)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.cam_box)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.segmix_check.toggled.connect(self._sync_enabled)
+        self.method_combo.currentTextChanged.connect(self._sync_enabled)
+        self.data_btn.clicked.connect(lambda: self._pick(self.data_edit, "Training data folder"))
+        self.out_btn.clicked.connect(lambda: self._pick(self.out_edit, "Folder to hold the new model version",
+                                                        parent=True))
+        self.train_btn.clicked.connect(self.train)
+        self.cancel_btn.clicked.connect(self.cancel)
+        if "sshr" in METHODS.names():
+            self.method_combo.setCurrentText("sshr")
+        self._sync_enabled()
+
+    # -- options -------------------------------------------------------------------------------------
+    def _sync_enabled(self, *_: Any) -> None:
+        cam = self.method_combo.currentText() in CAM_METHODS
+        self.cam_box.setEnabled(cam)
+        for w in (self.patch_spin, self.ratio_spin, self.patience_spin):
+            w.setEnabled(cam and self.segmix_check.isChecked())
+
+    def _pick(self, edit: QLineEdit, title: str, parent: bool = False) -> None:
+        folder = QFileDialog.getExistingDirectory(self, title)
+        if folder:
+            edit.setText(str(Path(folder) / f"{self.method_combo.currentText()}-new") if parent else folder)
+
+    def options(self) -> dict[str, Any]:
+        """The trainer's keyword options from the widget's fields."""
+        opts: dict[str, Any] = {"backbone": self.backbone_combo.currentText(), "epochs": self.epochs_spin.value(),
+                                "input_size": self.size_spin.value(), "batch_size": self.batch_spin.value(),
+                                "device": self.device_combo.currentText()}
+        if self.method_combo.currentText() in CAM_METHODS:
+            if self.segmix_check.isChecked():
+                opts.update(segmix=True, segmix_patch=self.patch_spin.value(), segmix_ratio=self.ratio_spin.value(),
+                            segmix_patience=self.patience_spin.value())
+            if self.pcm_check.isChecked():
+                opts["pcm"] = True
+        return opts
+
+    # -- running -------------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Start training (the Train button)."""
+        from ..models._registry import METHODS
+
+        if self.job is not None and self.job.running:
+            return
+        try:
+            data, out = self.data_edit.text().strip(), self.out_edit.text().strip()
+            if not data or not Path(data).is_dir():
+                raise ValueError(f"Training data folder {data!r} does not exist; choose the dataset root (with "
+                                 "training/) or a folder of tiles whose names carry their labels.")
+            if not out:
+                raise ValueError("No output folder: give a new model version folder, e.g. models/my-sshr.")
+            if Path(out).exists() and any(Path(out).iterdir()):
+                raise ValueError(f"{out} already exists; choose a new model name (each training run is a new "
+                                 "version).")
+            spec = METHODS.get(self.method_combo.currentText())
+            options = self.options()
+        except (ValueError, KeyError) as e:
+            self._show_error(e)
+            return
+        self.last_error = None
+        self._set_running(True)
+        self.job = run_job(
+            _train_job, spec.train, data, out, command=f"napari Train widget: {spec.name} {options}",
+            on_progress=self._on_progress, on_result=self._on_result, on_error=self._show_error,
+            on_cancelled=lambda: self.status.setText("Cancelled; the last epoch checkpoint is kept beside the "
+                                                     "output folder (napari-wsss train --resume continues it)."),
+            on_finished=lambda: self._set_running(False), **options,
+        )
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _set_running(self, running: bool) -> None:
+        self.train_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+        if not running:
+            self.progress.setMaximum(100)
+
+    def _on_progress(self, p: Progress) -> None:
+        if p.total:
+            self.progress.setMaximum(p.total)
+            self.progress.setValue(p.step)
+        else:
+            self.progress.setMaximum(0)
+        extra = ""
+        if "loss" in p.metrics:
+            extra = f" loss {p.metrics['loss']:.3f}"
+        if "segmix_patch" in p.metrics:
+            extra += f", SegMix patch {p.metrics['segmix_patch']:.0f} px ratio {p.metrics['segmix_ratio']:.2f}"
+        self.status.setText(p.desc + extra)
+
+    def _on_result(self, out_dir: Any) -> None:
+        self.last_result = Path(out_dir)
+        added = 0
+        for seg in self._segment_widgets():
+            seg.add_model_version(self.last_result)
+            added += 1
+        where = " and selected it in the Segment widget" if added else "; open it in the Segment widget (Browse…)"
+        self.status.setText(f"Trained model version {self.last_result}{where}.")
+
+    def _segment_widgets(self) -> list[Any]:
+        """Segment widgets of this viewer (docked or not)."""
+        from qtpy.QtWidgets import QApplication
+
+        from .segment_widget import SegmentWidget
+
+        return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and w.viewer is self.viewer]
+
+    def _show_error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = exc
+        self.status.setText(f"Error: {exc}")
+        show_error(str(exc))

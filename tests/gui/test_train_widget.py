@@ -1,0 +1,87 @@
+"""Drive the Train widget: options from the registries, SegMix/PCM switches, progress, cancel, the new version
+appearing in the Segment widget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_wsss.gui.segment_widget import SegmentWidget
+from napari_wsss.gui.train_widget import TrainWidget
+from napari_wsss.models.card import load_card
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tiny_dataset: Path, tmp_path: Path):  # noqa: ANN001, ANN201
+    w = TrainWidget(make_napari_viewer())
+    w.data_edit.setText(str(tiny_dataset))
+    w.out_edit.setText(str(tmp_path / "gui-sshr"))
+    w.epochs_spin.setValue(1)
+    w.size_spin.setValue(32)
+    w.batch_spin.setValue(4)
+    w.device_combo.setCurrentText("cpu")
+    return w
+
+
+def _wait(qtbot, w: TrainWidget, timeout: int = 120_000) -> None:  # noqa: ANN001
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=timeout)
+
+
+def test_choices_come_from_registries(widget: TrainWidget) -> None:
+    from napari_wsss.models._registry import BACKBONES, METHODS
+
+    methods = [widget.method_combo.itemText(i) for i in range(widget.method_combo.count())]
+    assert "sshr" in methods and set(methods) <= set(METHODS.names())
+    assert [widget.backbone_combo.itemText(i) for i in range(widget.backbone_combo.count())] == BACKBONES.names()
+    assert widget.method_combo.currentText() == "sshr" and widget.cam_box.isEnabled()
+    assert not widget.patch_spin.isEnabled()
+    widget.segmix_check.setChecked(True)
+    assert widget.patch_spin.isEnabled()
+    if "mil" in methods:  # not a CAM trainer: no SegMix/PCM options offered or passed
+        widget.method_combo.setCurrentText("mil")
+        assert not widget.cam_box.isEnabled() and "segmix" not in widget.options()
+
+
+def test_train_with_segmix_pcm_adds_version_to_segment_widget(qtbot, widget: TrainWidget) -> None:  # noqa: ANN001
+    seg = SegmentWidget(widget.viewer)
+    qtbot.addWidget(seg)
+    widget.segmix_check.setChecked(True)
+    widget.patch_spin.setValue(16)
+    widget.pcm_check.setChecked(True)
+    seen = []
+    widget.job = None
+    orig = widget._on_progress
+    widget._on_progress = lambda p: (seen.append(p), orig(p))  # type: ignore[method-assign]
+    qtbot.mouseClick(widget.train_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    out = widget.last_result
+    card = load_card(out)
+    assert card.method == "sshr" and card.config["segmix"] and card.config["pcm"]
+    assert card.config["segmix_patch"] == 16 and card.input_size == 32
+    assert any("segmix_patch" in p.metrics for p in seen)
+    assert seg.version_combo.currentData() == str(out) and seg.method_combo.currentText() == "sshr"
+    assert "Trained model version" in widget.status.text()
+
+
+def test_cancel_keeps_no_model(qtbot, widget: TrainWidget, monkeypatch) -> None:  # noqa: ANN001
+    widget.epochs_spin.setValue(50)
+    widget.train()
+    widget.cancel()
+    _wait(qtbot, widget)
+    assert widget.last_result is None and widget.last_error is None
+    assert "Cancelled" in widget.status.text()
+    assert not (Path(widget.out_edit.text()) / "card.json").exists()
+    assert widget.train_btn.isEnabled() and not widget.cancel_btn.isEnabled()
+
+
+def test_bad_input_is_explained(widget: TrainWidget, tmp_path: Path) -> None:
+    widget.data_edit.setText(str(tmp_path / "nope"))
+    widget.train()
+    assert widget.job is None and "does not exist" in str(widget.last_error)
+    widget.data_edit.setText(str(tmp_path))
+    widget.out_edit.setText("")
+    widget.train()
+    assert "output" in str(widget.last_error)
