@@ -59,3 +59,20 @@ def test_cli_passes_segmix_options(tiny_dataset, tmp_path):
     cfg = load_card(model).config
     assert (cfg["segmix"], cfg["segmix_patch"], cfg["segmix_ratio"], cfg["segmix_patience"], cfg["pcm"]) == \
         (True, 8, 0.5, 2, True)
+
+
+def test_cam_sam_classifier_trains_with_segmix_and_pcm(tiny_dataset, tmp_path):
+    import torch
+
+    from napari_wsss.classes import LUAD_HISTOSEG
+    from napari_wsss.data.tiles import list_training_tiles
+    from napari_wsss.training.cam_sam import CamSamConfig, train_classifier
+
+    cfg = CamSamConfig(epochs=1, batch_size=8, input_size=32, segmix=True, segmix_patch=8, segmix_window=1,
+                       pcm=True, pretrained=False)
+    tiles = list_training_tiles(tiny_dataset / "training", LUAD_HISTOSEG)
+    events = []
+    model, seconds, losses = run_to_end(train_classifier(cfg, tiles, tmp_path / "cs", torch.device("cpu")),
+                                        events.append)
+    assert len(losses) == 1 and seconds > 0
+    assert all({"segmix_patch", "loss_pcm"} <= set(e.metrics) for e in events)
