@@ -34,6 +34,18 @@ def pixel_features(feats: Sequence[torch.Tensor], size: tuple[int, int] | None =
     return F.normalize(torch.cat(parts, dim=1), dim=1)
 
 
+def _affinity_rows(f: torch.Tensor, start: int, stop: int, mode: str, temperature: float) -> torch.Tensor:
+    """Rows ``start:stop`` of the affinity of unit features ``f`` (N, C, hw) -> (N, stop - start, hw)."""
+    cos = f[:, :, start:stop].transpose(1, 2) @ f
+    if mode == "softmax":
+        return torch.softmax(cos / temperature, dim=-1)
+    aff = F.relu(cos)
+    total = aff.sum(dim=-1, keepdim=True)
+    eye = torch.eye(f.shape[-1], device=f.device, dtype=aff.dtype)[start:stop]
+    aff = torch.where(total > 1e-6, aff, eye.expand_as(aff))
+    return aff / aff.sum(dim=-1, keepdim=True)
+
+
 def pixel_affinity(feats: torch.Tensor, mode: str = "relu", temperature: float = 0.1) -> torch.Tensor:
     """(N, C, h, w) features -> (N, hw, hw) row-stochastic affinity (float32).
 
@@ -43,14 +55,22 @@ def pixel_affinity(feats: torch.Tensor, mode: str = "relu", temperature: float =
     if mode not in PCM_MODES:
         raise ValueError(f"PCM mode must be one of {list(PCM_MODES)}, got {mode!r}.")
     f = F.normalize(feats.float().flatten(2), dim=1)  # (N, C, hw)
-    cos = f.transpose(1, 2) @ f  # (N, hw, hw)
-    if mode == "softmax":
-        return torch.softmax(cos / temperature, dim=-1)
-    aff = F.relu(cos)
-    total = aff.sum(dim=-1, keepdim=True)
-    eye = torch.eye(aff.shape[-1], device=aff.device, dtype=aff.dtype)
-    aff = torch.where(total > 1e-6, aff, eye.expand_as(aff))
-    return aff / aff.sum(dim=-1, keepdim=True)
+    return _affinity_rows(f, 0, f.shape[-1], mode, temperature)
+
+
+def refine_by_features(cams: Sequence[torch.Tensor], feats: torch.Tensor, mode: str = "relu",
+                       temperature: float = 0.1, chunk: int = 1024) -> list[torch.Tensor]:
+    """Refine CAMs (each (N, K, h, w)) with the affinity of ``feats`` (N, C, h, w), ``chunk`` output pixels at a
+    time, so memory is O(chunk x hw) instead of O(hw^2) (large tiles at inference)."""
+    f = F.normalize(feats.float().flatten(2), dim=1)
+    n, _, p = f.shape
+    flat = [c.flatten(2).float() for c in cams]
+    outs = [torch.empty_like(c) for c in flat]
+    for start in range(0, p, chunk):
+        aff = _affinity_rows(f, start, min(p, start + chunk), mode, temperature)
+        for src, out in zip(flat, outs):
+            out[:, :, start : start + chunk] = src @ aff.transpose(1, 2)
+    return [o.view_as(c).to(c.dtype) for o, c in zip(outs, cams)]
 
 
 def refine_cams(cams: torch.Tensor, affinity: torch.Tensor) -> torch.Tensor:
@@ -83,10 +103,9 @@ class PixelCorrelation(nn.Module):
 
     def forward(self, cams: Sequence[torch.Tensor], feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         size = tuple(cams[0].shape[-2:])
-        aff = self.affinity(feats, size)
-        return [refine_cams(F.relu(c), aff) if tuple(c.shape[-2:]) == size else
-                refine_cams(F.relu(F.interpolate(c, size=size, mode="bilinear", align_corners=False)), aff)
-                for c in cams]
+        cams = [F.relu(c if tuple(c.shape[-2:]) == size else
+                       F.interpolate(c, size=size, mode="bilinear", align_corners=False)) for c in cams]
+        return refine_by_features(cams, pixel_features(feats, size), self.mode, self.temperature)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, temperature={self.temperature}"

@@ -57,3 +57,13 @@ def test_module_and_loss_on_a_network():
     loss.backward()
     assert net.heads[3].weight.grad is not None and net.heads[3].weight.grad.abs().sum() > 0
     assert float(max_normalise(cams[3].detach()).max()) <= 1.0
+
+
+def test_chunked_refinement_matches_full_affinity():
+    from napari_wsss.models.pcm import refine_by_features
+
+    torch.manual_seed(1)
+    feats, cams = torch.randn(2, 6, 7, 9), torch.rand(2, 3, 7, 9)
+    full = refine_cams(cams, pixel_affinity(feats, "softmax"))
+    for chunk in (1, 10, 63, 1000):
+        assert torch.allclose(refine_by_features([cams], feats, "softmax", chunk=chunk)[0], full, atol=1e-5)
