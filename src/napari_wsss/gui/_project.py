@@ -230,7 +230,13 @@ class ProjectSession:
         self.labels.events.paint.disconnect(self._on_paint)
         self.labels.events.data.disconnect(self._on_data)
         self.labels = None
-        self.timer.stop()
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        try:
+            self.timer.stop()
+        except RuntimeError:  # Qt already deleted the timer (application shutting down)
+            pass
 
     def reset_units(self, keys: list[str]) -> None:
         """A new prediction replaced these units: it is the new baseline, nothing in them is touched."""
@@ -342,7 +348,7 @@ class ProjectSession:
     def close(self) -> None:
         self.flush()
         self.detach()
-        self.timer.stop()
+        self._stop_timer()
         for emitter, cb in ((self.viewer.dims.events.current_step, self._on_step),
                             (self.viewer.layers.events.removed, self._on_removed)):
             try:
@@ -452,10 +458,16 @@ def sessions(viewer: Any) -> list[ProjectSession]:
     return list(_SESSIONS.get(viewer, {}).values())
 
 
-def close_sessions(viewer: Any) -> None:
+def close_sessions(viewer: Any, *_: Any) -> None:
     """Save and close every session of a viewer (widget/viewer close)."""
     for sess in _SESSIONS.pop(viewer, {}).values():
-        sess.close()
+        try:
+            sess.close()
+        except Exception as e:  # closing must not raise out of a Qt destroy signal; the last autosave stands
+            import warnings
+
+            warnings.warn(f"napari-wsss: could not save the last corrections of {sess.project.root}: {e}",
+                          stacklevel=1)
     for cb in list(SESSION_LISTENERS):
         cb(viewer)
 

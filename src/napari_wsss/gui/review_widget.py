@@ -103,6 +103,8 @@ class ReviewWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self._refresh_position)
         _camera(self.viewer).events.center.connect(self._refresh_position)
+        # the viewer may close without closing its docks: save and release the sessions when this widget goes
+        self.destroyed.connect(partial(_project.close_sessions, napari_viewer))
         self._refresh_images()
         self._open_current()
 
