@@ -102,3 +102,24 @@ def test_slide_field_of_view(qtbot, make_napari_viewer, pyramid_tiff: Path, tiny
     assert w.last_error is None
     layer = w.last_result_layer
     assert layer.data.shape == (512, 384)  # the whole 512x384 slide fits at level 0
+
+
+def test_whole_slide_full_resolution_fills_multiscale_layer(qtbot, make_napari_viewer, pyramid_tiff: Path,  # noqa: ANN001
+                                                            tiny_model: Path) -> None:
+    import zarr
+
+    viewer = make_napari_viewer()
+    _open(viewer, pyramid_tiff)
+    w = SegmentWidget(viewer)
+    w.add_model_version(tiny_model)
+    w.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
+    w.segment()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    layer = w.last_result_layer
+    assert layer.multiscale and layer.data[0].shape == (512, 384)
+    out = Path(layer.metadata["napari_wsss"]["zarr"])
+    assert out.parent.parent == pyramid_tiff.parent / "slide.wsss"
+    root = zarr.open_group(str(out), mode="r")
+    assert root.attrs["complete"] is True
+    assert set(np.unique(root["labels/0"][:]).tolist()) <= {0, 1, 2, 3, 4}

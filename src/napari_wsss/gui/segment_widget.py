@@ -43,6 +43,7 @@ SCOPES = {
     "visible field of view": "view",
     "drawn rectangle (Shapes layer)": "rect",
     "whole image (coarsest level that fits)": "whole",
+    "whole slide, full resolution (tiled, saved as zarr)": "slide",
 }
 MAX_PIXELS = 2048 * 2048  # largest plane segmented in one go from the viewer before issue-8 tiling to zarr
 
@@ -278,6 +279,9 @@ class SegmentWidget(QWidget):
             if not model_dir:
                 raise ValueError(f"No model version for method {self.method_combo.currentText()!r}; choose another "
                                  "method or Browse… to a model folder (card.json + weights.pt).")
+            if SCOPES[self.scope_combo.currentText()] == "slide":
+                self._segment_slide(layer, Path(model_dir))
+                return
             planes, placement = self._planes(layer, SCOPES[self.scope_combo.currentText()])
             session = _project.session_for(self.viewer, layer)
             if session is not None:  # a model with other classes must not write into this project
@@ -297,6 +301,37 @@ class SegmentWidget(QWidget):
             on_cancelled=lambda: self.status.setText("Cancelled; nothing was changed."),
             on_finished=lambda: self._set_running(False),
         )
+
+    def _segment_slide(self, layer: Any, model_dir: Path, level: int = 0) -> None:
+        """Segment a whole slide level into a zarr pyramid beside it; the layer shows blocks as they finish."""
+        from ..models.card import load_card
+        from ._slide_job import LiveSlideLayer, slide_job, slide_output_path
+
+        if not layer.multiscale:
+            raise ValueError(f"Layer {layer.name!r} is not a slide pyramid; use 'whole image' or 'all tiles'.")
+        card = load_card(model_dir)
+        out = slide_output_path(layer, card.name or model_dir.name, level)
+        live = LiveSlideLayer(self.viewer, layer, out, card, level)
+        self.last_error = None
+        self._set_running(True)
+
+        def progress(p: Progress) -> None:
+            self._on_progress(p)
+            live.update()
+
+        def done(res: Any) -> None:
+            live.finish(True)
+            self.last_result_layer = live.layer
+            self.status.setText(f"Slide segmented with {card.name}: {res[1].windows_predicted} windows predicted, "
+                                f"{res[1].windows_skipped} glass windows skipped; saved to {out}.")
+
+        def cancelled() -> None:
+            live.finish(False)
+            self.status.setText(f"Cancelled; the partial result in {out} is marked incomplete.")
+
+        self.job = run_job(slide_job, model_dir, self.device_combo.currentText(), list(layer.data), out, level,
+                           _SEGMENTERS, on_progress=progress, on_result=done, on_error=self._show_error,
+                           on_cancelled=cancelled, on_finished=lambda: self._set_running(False))
 
     def cancel(self) -> None:
         if self.job is not None:

@@ -1,0 +1,75 @@
+"""Whole-slide segmentation from the viewer: a worker writes a zarr label pyramid; the layer fills in as it runs.
+
+The worker runs ``inference.slide_segmentation.segment_slide``; on its first progress report the zarr
+arrays exist, and the GUI adds a multiscale Labels layer that reads them lazily and refreshes on every report.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from ..events import Progress
+from ._layers import META_KEY, labels_layer_kwargs, layer_meta, segmentation_name
+
+
+def slide_output_path(image_layer: Any, version: str, level: int) -> Path:
+    """Beside the slide, in its project folder (``<stem>.wsss/segmentations/``); a temp folder if unknown."""
+    from ..store import default_project_root
+
+    src = layer_meta(image_layer).get("path")
+    root = default_project_root(src) if src else Path(tempfile.mkdtemp(prefix="napari-wsss-"))
+    return root / "segmentations" / f"{version}-level{level}.zarr"
+
+
+def slide_job(model_dir: Path, device: str, levels: list[Any], out: Path, level: int, segmenters: dict, *,
+              should_stop: Any) -> Generator[Progress, None, Any]:
+    """Worker body: load (cached) model and segment one slide level into ``out``."""
+    from ..inference.segmenter import load_segmenter
+    from ..inference.slide_segmentation import segment_slide
+
+    key = (str(model_dir), device)
+    if key not in segmenters:
+        yield Progress(0, None, f"loading model {Path(model_dir).name}")
+        segmenters[key] = load_segmenter(model_dir, device)
+    result = yield from segment_slide(segmenters[key], levels, out, level=level, should_stop=should_stop)
+    return segmenters[key].card, result
+
+
+class LiveSlideLayer:
+    """Adds the zarr pyramid as a multiscale Labels layer once it exists, and refreshes it as blocks land."""
+
+    def __init__(self, viewer: Any, image_layer: Any, out: Path, card: Any, level: int) -> None:
+        self.viewer, self.image_layer, self.out, self.card, self.level = viewer, image_layer, out, card, level
+        self.layer: Any = None
+
+    def update(self) -> None:
+        if self.layer is None:
+            if not (self.out / "labels" / "0").exists():
+                return
+            import zarr
+
+            root = zarr.open_group(str(self.out), mode="r")
+            n = sum(1 for _ in root["labels"].array_keys())
+            data = [root[f"labels/{i}"] for i in range(n)]
+            ds = self.image_layer.data[0].shape[0] / self.image_layer.data[self.level].shape[0]
+            name = segmentation_name(self.image_layer.name, f"{self.card.name} whole slide")
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            meta = {"kind": "segmentation", "model": self.card.name, "method": self.card.method,
+                    "image": self.image_layer.name, "zarr": str(self.out), "placement": {"kind": "slide_full"}}
+            kw = labels_layer_kwargs(self.card.class_schema, name, meta=meta)
+            self.layer = self.viewer.add_labels(data, multiscale=True, scale=self.image_layer.scale[-2:] * ds,
+                                                translate=self.image_layer.translate[-2:], **kw)
+        else:
+            self.layer.refresh()
+
+    def finish(self, complete: bool) -> None:
+        self.update()
+        if self.layer is not None:
+            self.layer.refresh()
+            self.layer.metadata[META_KEY]["complete"] = complete
+            if not complete and not self.layer.name.endswith("(incomplete)"):
+                self.layer.name = f"{self.layer.name} (incomplete)"
