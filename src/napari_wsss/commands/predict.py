@@ -1,4 +1,4 @@
-"""``napari-wsss predict``: class-map masks (palette PNG, dataset convention) for an image or a folder."""
+"""``napari-wsss predict``: palette-PNG class maps for tiles or a folder; a zarr label pyramid for a slide."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+WINDOW_PIXELS = 2048 * 2048  # larger images are segmented in overlapping windows
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="segment tiles into palette-PNG class maps")
+    p = sub.add_parser("predict", help="segment tiles into palette-PNG class maps, or a slide into a zarr label "
+                       "pyramid")
     p.add_argument("--model", type=Path, help="model version folder (default: the shipped default model)")
-    p.add_argument("input", type=Path, help="an image file or a folder of tiles")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output PNG (single image) or folder")
+    p.add_argument("input", type=Path, help="an image file, a folder of tiles, or a pyramidal slide (TIFF/SVS)")
+    p.add_argument("-o", "--out", type=Path, required=True,
+                   help="output PNG (single image), folder, or NAME.zarr (slide)")
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--level", type=int, default=0, help="slides: pyramid level to segment (0 = full resolution)")
     p.add_argument("--confidence", action="store_true", help="also write <name>_confidence.png (0..255)")
     p.add_argument("--method", help="insist the model is of this method (e.g. cam_sam); default: what its card says")
     p.add_argument("--sam-checkpoint", type=Path, help="cam_sam: your SAM checkpoint file (else "
@@ -24,20 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from PIL import Image
-
-    from ..atomic import atomic_save
-    from ..data.tiles import list_images, read_rgb, write_mask
-    from ..inference.segmenter import load_segmenter
-    from ..resources import default_model_dir
-    from . import print_progress
-    from ..events import Progress
-
     import os
 
+    from ..data.slide import is_slide_path
+    from ..inference.segmenter import load_segmenter
     from ..models.card import load_card
     from ..models.sam import ENV_CHECKPOINT, ENV_MODEL_TYPE
+    from ..resources import default_model_dir
 
     model_dir = args.model or default_model_dir()
     if args.method and load_card(model_dir).method != args.method:
@@ -47,26 +45,71 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_CHECKPOINT] = str(args.sam_checkpoint)
     if args.sam_model_type:
         os.environ[ENV_MODEL_TYPE] = args.sam_model_type
+    if not args.input.exists():
+        raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
     seg = load_segmenter(model_dir, args.device)
+    if args.input.is_file() and is_slide_path(args.input):
+        return _predict_slide(seg, args)
+    return _predict_tiles(seg, args)
+
+
+def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """A pyramidal slide -> zarr label pyramid (tiled, bounded memory, glass skipped)."""
+    from ..data.slide import open_slide
+    from ..events import run_to_end
+    from ..inference.slide_segmentation import segment_slide
+    from . import print_progress
+
+    out = args.out if args.out.suffix == ".zarr" else args.out / f"{args.input.stem}.zarr"
+    with open_slide(args.input) as slide:
+        res = run_to_end(segment_slide(seg, slide.levels, out, level=args.level, batch_size=args.batch_size),
+                         print_progress)
+    print(f"{res.windows_predicted} windows predicted, {res.windows_skipped} glass windows skipped",
+          file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """Tiles (a file or a folder) -> palette PNG class maps; same-size tiles are batched, large images windowed."""
+    import numpy as np
+    from PIL import Image
+
+    from ..atomic import atomic_save
+    from ..data.tiles import list_images, read_rgb, write_mask
+    from ..events import Progress, run_to_end
+    from ..inference.tiling import segment_image
+    from . import print_progress
+
     schema = seg.card.class_schema
     if args.input.is_dir():
         files = list_images(args.input)
-        out_dir = args.out
-        targets = [out_dir / f"{f.stem}.png" for f in files]
+        targets = [args.out / f"{f.stem}.png" for f in files]
     else:
-        if not args.input.is_file():
-            raise FileNotFoundError(f"{args.input} does not exist; give an image file or a folder of tiles.")
         files = [args.input]
         targets = [args.out if args.out.suffix.lower() == ".png" else args.out / f"{args.input.stem}.png"]
-    for i, (src, dst) in enumerate(zip(files, targets)):
-        # One tile at a time: folders may mix tile sizes, and memory stays flat.
-        pred = seg.predict(read_rgb(src)[None], batch_size=args.batch_size)
-        write_mask(dst, pred.class_map[0], schema)
+
+    def write(dst: Path, class_map: np.ndarray, probs: np.ndarray) -> None:
+        write_mask(dst, class_map, schema)
         if args.confidence:
-            conf = (pred.probs[0].max(0) * 255 + 0.5).astype(np.uint8)
+            conf = (probs.max(0) * 255 + 0.5).astype(np.uint8)
             with atomic_save(dst.with_name(f"{dst.stem}_confidence.png")) as tmp:
                 Image.fromarray(conf).save(tmp, format="PNG")
-        print_progress(Progress(i + 1, len(files), "predicting"))
+
+    done = 0
+    for i in range(0, len(files), args.batch_size):
+        batch = [read_rgb(f) for f in files[i : i + args.batch_size]]
+        dsts = targets[i : i + args.batch_size]
+        if len({b.shape for b in batch}) == 1 and batch[0].shape[0] * batch[0].shape[1] <= WINDOW_PIXELS:
+            pred = seg.predict(np.stack(batch), batch_size=args.batch_size)
+            for n, dst in enumerate(dsts):
+                write(dst, pred.class_map[n], pred.probs[n])
+        else:  # mixed sizes or large images: one at a time, large ones in blended windows
+            for img, dst in zip(batch, dsts):
+                pred = run_to_end(segment_image(seg, img, batch_size=args.batch_size))
+                write(dst, pred.class_map[0], pred.probs[0])
+        done += len(batch)
+        print_progress(Progress(done, len(files), "predicting"))
     print(file=sys.stderr)
     print(targets[0] if len(targets) == 1 else args.out)
     return 0

@@ -20,3 +20,30 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys):
         assert im.mode == "P" and np.asarray(im).max() <= 4
     assert main(["train", "--method", "nope", "--data", str(tiny_dataset), "--out", str(tmp_path / "x")]) == 1
     assert "sshr" in capsys.readouterr().err
+
+
+def test_cli_predict_slide_and_large_image(tiny_dataset, tmp_path, capsys):
+    import zarr
+
+    from tests.conftest import write_pyramid
+
+    model = tmp_path / "m"
+    assert main(["train", "--method", "sshr", "--data", str(tiny_dataset), "--out", str(model), "--epochs", "1",
+                 "--batch-size", "8", "--input-size", "64", "--threads", "2", "--set", "kernel_size=3",
+                 "--no-eval"]) == 0
+    tiles = [np.asarray(Image.open(p)) for p in sorted((tiny_dataset / "test" / "img").glob("*.png"))]
+    pair = np.concatenate([np.concatenate(tiles[:2], 1), np.concatenate(tiles[1::-1], 1)], 0)
+    big = np.tile(pair, (17, 17, 1))  # 2176 x 2176 tissue mosaic: above the one-pass limit
+    slide = write_pyramid(tmp_path / "s.tif", np.ascontiguousarray(big[:1024, :1536]), n_levels=3, tile=256)
+    out = tmp_path / "s.zarr"
+    assert main(["predict", "--model", str(model), str(slide), "-o", str(out), "--batch-size", "4"]) == 0
+    root = zarr.open_group(str(out), mode="r")
+    assert root.attrs["complete"] is True and root["labels/0"].shape == (1024, 1536)
+    assert np.asarray(root["labels/0"][:]).max() > 0
+    # a large plain image is segmented in blended windows, not in one pass
+    Image.fromarray(np.ascontiguousarray(big)).save(tmp_path / "big.png")
+    assert main(["predict", "--model", str(model), str(tmp_path / "big.png"), "-o", str(tmp_path / "big_mask.png")]) == 0
+    with Image.open(tmp_path / "big_mask.png") as im:
+        assert im.size == (2176, 2176) and im.mode == "P"
+    assert main(["predict", "--model", str(model), str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o")]) == 1
+    assert "does not exist" in capsys.readouterr().err
