@@ -51,7 +51,7 @@ def test_train_writes_card_and_roundtrips(tiny_dataset, tmp_path):
     assert card.method == "sshr" and card.backbone == "small_cnn" and card.input_size == 64
     assert card.class_schema.names == LUAD_HISTOSEG.names and card.seed == 0 and card.command == "pytest"
     assert 0 <= card.metrics["test"]["mIoU"] <= 1 and "val" in card.metrics
-    assert card.metrics["train_seconds"] > 0
+    assert card.metrics["train_seconds"] > 0 and "val_threshold_search" in card.metrics
     again = ModelCard.from_dict(json.loads((out / "card.json").read_text()))
     assert again.to_dict() == card.to_dict()
     fit_events = [e for e in events if e.total]
