@@ -88,6 +88,7 @@ class FinetuneConfig:
     held_out_fraction: float = 0.2
     max_teacher_tiles: int = 48
     switch_every: int = 3
+    swap_on_switch: bool = True
     patience: int = 4
     dice_weight: float = 1.0
     ce_weight: float = 1.0
@@ -492,7 +493,10 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
         if (cfg.switch_every and epoch % cfg.switch_every == 0 and epoch < cfg.epochs and ts is not None
                 and state["best_score"] is not None and state["best_score"] > ts):
             # the best student becomes the teacher, the old teacher becomes the student (paper's swap)
-            swap_teacher_student(teacher_model, student, state["best_state"])
+            if cfg.swap_on_switch:
+                swap_teacher_student(teacher_model, student, state["best_state"])
+            else:  # the teacher improves, the student keeps its own weights
+                teacher_model.load_state_dict(state["best_state"])
             state["teacher_score"] = state["best_score"]
             state["switches"] += 1
             state["pending_teacher"] = True
