@@ -162,3 +162,14 @@ def test_state_round_trips_through_a_checkpoint(tmp_path):
     other = SegMixScheduler(64, 0.25, patience=2, window=3)
     with pytest.raises(ValueError, match="same SegMix settings"):
         other.load_state_dict(state["extra"]["segmix"])
+
+
+def test_each_mixed_image_has_one_partner():
+    g = torch.Generator().manual_seed(7)
+    src = plan_mix(6, 64, 64, 8, 0.75, g)
+    partners = set()
+    for i in range(6):
+        srcs = set(src[i].unique().tolist())
+        assert i in srcs and len(srcs) == 2  # itself + one partner, whatever the ratio
+        partners.add(next(iter(srcs - {i})))
+    assert partners == set(range(6))  # partners form a permutation (a cycle): pixels are preserved
