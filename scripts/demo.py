@@ -1,22 +1,36 @@
-"""`make demo`: open napari with the sample data and the plugin's widgets, and segment the first tile.
+"""`make demo`: napari with the sample data and the plugin's widgets: segment, correct, segment a slide.
 
-With ``--headless`` (no display; run under Xvfb by the Makefile) the same flow runs unattended and writes
+The sample data is copied to a temporary folder first, because the annotation project (corrections, slide
+segmentations) is written beside the data and the repository's sample_data/ must stay clean.
+With ``--headless`` (no display; the Makefile runs it under Xvfb) the flow runs unattended and writes
 screenshots to ``--out`` (docs/img/) instead of leaving the window open.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 
-def wait_for(job, app, timeout: float = 300.0) -> None:  # noqa: ANN001
+def wait_for(job, app, timeout: float = 600.0) -> None:  # noqa: ANN001
     t0 = time.time()
-    while job.running and time.time() - t0 < timeout:
+    while job is not None and job.running and time.time() - t0 < timeout:
         app.processEvents()
         time.sleep(0.02)
+
+
+def shoot(viewer, app, path: Path) -> None:  # noqa: ANN001
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # e.g. napari's PyQt5 deprecation notice would cover the canvas
+    app.processEvents()
+    viewer.screenshot(str(path), canvas_only=False)
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,61 +42,83 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_wsss.gui._sample_data import sample_slide, sample_tiles
+    from napari_wsss.gui._reader import read_path
+    from napari_wsss.gui._worker import prepare_torch
+    from napari_wsss.gui.review_widget import ReviewWidget
     from napari_wsss.gui.segment_widget import SegmentWidget
+    from napari_wsss.resources import sample_data_dir
+
+    prepare_torch()
+    work = Path(tempfile.mkdtemp(prefix="napari-wsss-demo-"))
+    tiles = Path(shutil.copytree(sample_data_dir() / "luad_synthetic" / "test", work / "test"))
+    slide = work / "synthetic_slide.tif"
+    shutil.copy(sample_data_dir() / "slide" / "synthetic_slide.tif", slide)
+    print(f"demo data copied to {work} (projects are written beside it)")
 
     viewer = napari.Viewer(title="napari-wsss demo")
-    for data, kwargs, kind in sample_tiles():
+    app = QApplication.instance()
+    viewer.window._qt_window.resize(1500, 950)
+    for data, kwargs, kind in read_path(str(tiles)):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     gt = [ly for ly in viewer.layers if ly.name.endswith("ground truth")]
     for ly in gt:
         ly.visible = False
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Segment", area="right")
-    widget.image_combo.setCurrentText("test")
-    widget.scope_combo.setCurrentText("all tiles in the stack")
-    widget.segment()
-    app = QApplication.instance()
-    if widget.job is not None:
-        wait_for(widget.job, app)
-    if widget.last_error is not None:
-        print(f"demo: segmentation failed: {widget.last_error}", file=sys.stderr)
+    review = ReviewWidget(viewer)
+    seg = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(seg, name="Segment", area="right")
+    viewer.window.add_dock_widget(review, name="Review & correct", area="right")
+    seg.image_combo.setCurrentText("test")
+    seg.scope_combo.setCurrentText("all tiles in the stack")
+    seg.segment()
+    wait_for(seg.job, app)
+    if seg.last_error is not None:
+        print(f"demo: segmentation failed: {seg.last_error}", file=sys.stderr)
         return 1
     if not args.headless:
+        print("Segmented the sample tiles. Correct them with the Review & correct widget; File > Open Sample > "
+              "napari-wsss > slide for a whole slide.")
         napari.run()
         return 0
 
     args.out.mkdir(parents=True, exist_ok=True)
-    viewer.window._qt_window.resize(1400, 900)
-    app.processEvents()
-    shot = args.out / "segment_tiles.png"
-    viewer.screenshot(str(shot), canvas_only=False)
-    print(f"wrote {shot}")
+    # show the tile with the most classes in its image-level label
+    names = [Path(f).name for f in viewer.layers["test"].metadata["napari_wsss"]["files"]]
+    best = max(range(len(names)), key=lambda i: names[i].split("[")[-1].count("1"))
+    viewer.dims.set_current_step(0, best)
+    viewer.reset_view()
+    shoot(viewer, app, args.out / "segment_tiles.png")
+
+    # a pathologist's correction: pick TE in the palette and paint a band across the tile
+    layer = review.labels_layer
+    review.palette_buttons[0].click()  # 1: TE
+    h, w = layer.data.shape[1:]
+    layer.brush_size = 30
+    for x in range(w // 6, 5 * w // 6, 8):
+        layer.paint((best, h // 2, x), layer.selected_label)
+    review.flush()
+    shoot(viewer, app, args.out / "review_correct.png")
+
     for ly in gt:
         ly.visible = True
-    for ly in viewer.layers:
-        if "segmentation" in ly.name:
-            ly.visible = False
-    app.processEvents()
-    shot = args.out / "ground_truth_tiles.png"
-    viewer.screenshot(str(shot), canvas_only=False)
-    print(f"wrote {shot}")
+    layer.visible = False
+    shoot(viewer, app, args.out / "ground_truth_tiles.png")
 
     viewer.layers.clear()
-    for data, kwargs, kind in sample_slide():
+    for data, kwargs, kind in read_path(str(slide)):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    widget.image_combo.setCurrentText(viewer.layers[0].name)
-    widget.scope_combo.setCurrentText("whole image (coarsest level that fits)")
-    widget.segment()
-    if widget.job is not None:
-        wait_for(widget.job, app)
+    seg.image_combo.setCurrentText(viewer.layers[0].name)
+    seg.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
+    seg.segment()
+    wait_for(seg.job, app)
+    if seg.last_error is not None:
+        print(f"demo: slide segmentation failed: {seg.last_error}", file=sys.stderr)
+        return 1
     viewer.reset_view()
-    app.processEvents()
-    shot = args.out / "segment_slide.png"
-    viewer.screenshot(str(shot), canvas_only=False)
-    print(f"wrote {shot}")
+    shoot(viewer, app, args.out / "segment_slide.png")
     print(f"demo ran headless (no display): screenshots are in {args.out}/")
+    review.close()
     viewer.close()
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

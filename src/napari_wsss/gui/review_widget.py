@@ -133,7 +133,9 @@ class ReviewWidget(QWidget):
         if self.session.labels is None:  # a segmentation of our image appeared: track it
             from ._layers import is_segmentation_of, layer_meta
 
-            segs = [ly for ly in self.viewer.layers if is_segmentation_of(ly, self.session.image_layer.name)]
+            # a whole-slide zarr pyramid is an overview (not editable); corrections go to region segmentations
+            segs = [ly for ly in self.viewer.layers
+                    if is_segmentation_of(ly, self.session.image_layer.name) and not ly.multiscale]
             if segs:
                 units = None
                 if self.session.kind == "slide":
