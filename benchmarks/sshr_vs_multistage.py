@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=COMMON["epochs"])
     p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument("--json", type=Path, help="also write raw numbers as JSON")
+    p.add_argument("--work", type=Path, help="keep the trained models here (default: a temp folder, removed)")
     args = p.parse_args(argv)
     options = {**COMMON, "epochs": args.epochs}
     gen_args = dict(n_train=args.n_train, n_val=40, n_test=100, size=224, seed=0, difficulty=0.5)
@@ -109,12 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         data = args.data or Path(tmp) / "syn"
         if not (data / "training").is_dir():
             write_dataset(data, **gen_args)
-        res = run_pair(data, Path(tmp), args.reuse_sshr, options)
+        work = args.work or Path(tmp)
+        res = run_pair(data, work, args.reuse_sshr, options)
         raw["synthetic"] = res
         sections.append(render(f"Generated set ({', '.join(f'{k}={v}' for k, v in gen_args.items())})",
                                res, ["TE", "NEC", "LYM", "TAS"]))
         if args.luad:
-            res = run_pair(args.luad, Path(tmp) / "luad", None, options)
+            res = run_pair(args.luad, work / "luad", None, options)
             raw["luad"] = res
             sections.append(render(f"LUAD-HistoSeg ({args.luad})", res, ["TE", "NEC", "LYM", "TAS"]))
     header = (f"## SSHR vs multi-stage baseline\n\nMeasured by `benchmarks/sshr_vs_multistage.py` on "

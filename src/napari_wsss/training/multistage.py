@@ -85,7 +85,7 @@ def _load_pseudo(tiles: list, pseudo_dir: Path, size: int, n_fg: int) -> tuple[n
     for t in tiles:
         images.append(resize_rgb(read_rgb(t.path), size))
         with Image.open(pseudo_dir / t.path.name) as im:
-            m = resize_mask(np.array(im), size)
+            m = np.array(resize_mask(np.array(im), size))  # writable copy
         m[m >= n_fg] = IGNORE_INDEX  # background is decided by the white rule, not learnt
         masks.append(m)
     return np.stack(images), np.stack(masks)
