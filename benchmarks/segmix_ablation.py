@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -39,6 +40,11 @@ VARIANTS = {
     "SSHR + SegMix": SEGMIX,
     "SSHR + SegMix + PCM": {**SEGMIX, "pcm": True},
 }
+EXTENDED = {  # --extended: what the SegMix rows are made of
+    "SSHR + PCM": {"pcm": True},
+    "SSHR + SegMix, no feedback (56 px / 0.25 throughout)": {**SEGMIX, "segmix_patience": 10**6},
+    "SSHR + SegMix, soft labels": {**SEGMIX, "segmix_labels": "soft"},
+}
 
 
 def log(p: Progress, t0: float = time.time()) -> None:
@@ -60,10 +66,10 @@ def pcm_off_scores(model_dir: Path, data: Path) -> dict:
     return run_to_end(evaluate_folder(seg, data / "test"))
 
 
-def run(data: Path, work: Path, seeds: list[int], options: dict) -> dict:
+def run(data: Path, work: Path, seeds: list[int], options: dict, variants: dict) -> dict:
     res: dict = {}
     for seed in seeds:
-        for name, extra in VARIANTS.items():
+        for name, extra in variants.items():
             out = work / f"{name.replace(' ', '').replace('+', '_')}-s{seed}"
             print(f"== {name}, seed {seed}", flush=True)
             run_to_end(train_sshr(data, out, overwrite=True, **options, **extra, seed=seed), log)
@@ -81,12 +87,13 @@ def run(data: Path, work: Path, seeds: list[int], options: dict) -> dict:
     return res
 
 
-def render(res: dict, seeds: list[int], gen_args: dict, options: dict, wall: float) -> str:
+def render(res: dict, seeds: list[int], gen_args: dict, options: dict, wall: float, load: float) -> str:
     classes = ["TE", "NEC", "LYM", "TAS"]
     lines = ["## SegMix ablation (SSHR)", "",
              f"Measured by `python benchmarks/segmix_ablation.py` on {machine()}; CPU only, the 2 cores were shared "
-             "with other developers' jobs (load average above 5), so training times are noisy to +-30% and only "
-             "their rough ratio means anything. Same generated data "
+             f"with other developers' jobs (1-min load average {load:.1f} at the start), so training times are noisy "
+             "(the same run took 18x longer under load) and only their ratio within one run means anything. "
+             "Same generated data "
              f"({', '.join(f'{k}={v}' for k, v in gen_args.items())}), same settings and seed(s) {seeds} for every "
              f"row; metrics over the 4 tissue classes. Whole run {wall / 60:.0f} min.", "",
              "| variant | test mIoU (mean) | per seed | " + " | ".join(f"IoU {c}" for c in classes)
@@ -117,17 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=COMMON["epochs"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--json", type=Path, help="also write raw numbers as JSON")
+    p.add_argument("--extended", action="store_true", help="also SSHR+PCM, SegMix without feedback, soft labels")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = p.parse_args(argv)
     options = {**COMMON, "epochs": args.epochs}
     gen_args = dict(n_train=args.n_train, n_val=20, n_test=60, size=224, seed=0, difficulty=0.5)
-    t0 = time.perf_counter()
+    t0, load = time.perf_counter(), os.getloadavg()[0]
+    variants = {**VARIANTS, **(EXTENDED if args.extended else {})}
     with tempfile.TemporaryDirectory(prefix="wsss-segmix-") as tmp:
         data = args.data or Path(tmp) / "syn"
         if not (data / "training").is_dir():
             write_dataset(data, **gen_args)
-        res = run(data, Path(tmp), args.seeds, options)
-    text = render(res, args.seeds, gen_args, options, time.perf_counter() - t0)
+        res = run(data, Path(tmp), args.seeds, options, variants)
+    text = render(res, args.seeds, gen_args, options, time.perf_counter() - t0, load)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     if not args.no_write:
