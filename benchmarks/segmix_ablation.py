@@ -66,7 +66,9 @@ def pcm_off_scores(model_dir: Path, data: Path) -> dict:
     return run_to_end(evaluate_folder(seg, data / "test"))
 
 
-def run(data: Path, work: Path, seeds: list[int], options: dict, variants: dict) -> dict:
+def run(data: Path, work: Path, seeds: list[int], options: dict, variants: dict,
+        partial: Path | None = None) -> dict:
+    """Train every variant for every seed; with ``partial``, rewrite the numbers so far after each model."""
     res: dict = {}
     for seed in seeds:
         for name, extra in variants.items():
@@ -84,6 +86,8 @@ def run(data: Path, work: Path, seeds: list[int], options: dict, variants: dict)
                     {"test_mIoU": off["mIoU"], "val_mIoU": float("nan"), "test_IoU": off["IoU"],
                      "train_seconds": card.metrics["train_seconds"], "threshold": card.config.get("threshold"),
                      "segmix": None})
+            if partial is not None:
+                partial.write_text(json.dumps(res, indent=2))
     return res
 
 
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         data = args.data or Path(tmp) / "syn"
         if not (data / "training").is_dir():
             write_dataset(data, **gen_args)
-        res = run(data, Path(tmp), args.seeds, options, variants)
+        res = run(data, Path(tmp), args.seeds, options, variants, args.json)
     text = render(res, args.seeds, gen_args, options, time.perf_counter() - t0, load)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
