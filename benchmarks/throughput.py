@@ -86,15 +86,18 @@ def inference_figures(seg, imgs: np.ndarray, device: str, quick: bool) -> dict: 
 
     from napari_wsss.inference.predict import to_batch
 
+    import copy
+
     model = seg.model
     x1 = to_batch(imgs[:1], seg.card, torch.device(device))
     flops = model_flops(seg, x1)
     n = len(imgs)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
     # naive peer: one tile at a time, default settings (autograd on, default memory format, no batching)
     def naive() -> None:
         for i in range(n):
-            model(to_batch(imgs[i : i + 1], seg.card, torch.device(device)))
+            plain(to_batch(imgs[i : i + 1], seg.card, torch.device(device)))
 
     t_naive = timed(naive, 1 if quick else 2)
 

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 
 from ..events import Progress
 from . import _project
+from ._job_controls import JobControlsMixin
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class ScorePlot(QWidget):
         p.end()
 
 
-class FinetuneWidget(QWidget):
+class FinetuneWidget(JobControlsMixin, QWidget):
     """Fine-tunes a model version on the corrections of an annotation project and lists the new version."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -286,24 +287,19 @@ class FinetuneWidget(QWidget):
             self.status.setText("paused (between batches)" if paused else "resumed")
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self._pause.clear()
+        super().cancel()
+        self._pause.clear()  # a paused job must wake up to see the cancel
+
+    def _run_buttons(self) -> list[Any]:
+        return [self.start_btn]
 
     def _set_running(self, running: bool) -> None:
-        self.start_btn.setEnabled(not running)
+        super()._set_running(running)
         self.pause_btn.setEnabled(running)
-        self.cancel_btn.setEnabled(running)
         if not running:
-            self.progress.setMaximum(100)
             self.pause_btn.setChecked(False)
 
-    def _on_progress(self, p: Progress) -> None:
-        if p.total:
-            self.progress.setMaximum(p.total)
-            self.progress.setValue(p.step)
-        else:
-            self.progress.setMaximum(0)
+    def _progress_text(self, p: Progress) -> str:
         m = p.metrics
         text = p.desc
         if "loss" in m:
@@ -315,7 +311,7 @@ class FinetuneWidget(QWidget):
                 self._by_epoch[int(m["epoch"])] = float(held)
                 self.scores = [self._by_epoch[e] for e in sorted(self._by_epoch)]
                 self.plot.set_values(self.scores)
-        self.status.setText(text)
+        return text
 
     def _on_result(self, out_dir: Any) -> None:
         from ..models.card import load_card
@@ -334,13 +330,6 @@ class FinetuneWidget(QWidget):
 
     def _on_cancelled(self) -> None:
         self.status.setText("Cancelled; nothing was written (the base version and the project are unchanged).")
-
-    def _show_error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        self.last_error = exc
-        self.status.setText(f"Error: {exc}")
-        show_error(str(exc))
 
     # -- using the result ------------------------------------------------------------------------------
     def _segment_widgets(self) -> list[Any]:

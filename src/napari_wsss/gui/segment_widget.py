@@ -32,6 +32,7 @@ from ._layers import (
     rgb_plane,
     segmentation_name,
 )
+from ._job_controls import JobControlsMixin
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
     return seg.card, results
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(JobControlsMixin, QWidget):
     """Runs a weakly supervised model on the selected image and adds the result as an editable Labels layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -334,30 +335,8 @@ class SegmentWidget(QWidget):
                            _SEGMENTERS, on_progress=progress, on_result=done, on_error=self._show_error,
                            on_cancelled=cancelled, on_finished=lambda: self._set_running(False))
 
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-
-    def _set_running(self, running: bool) -> None:
-        self.segment_btn.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
-        if not running:
-            self.progress.setMaximum(100)
-
-    def _on_progress(self, p: Progress) -> None:
-        if p.total:
-            self.progress.setMaximum(p.total)
-            self.progress.setValue(p.step)
-        else:
-            self.progress.setMaximum(0)  # busy indicator
-        self.status.setText(p.desc)
-
-    def _show_error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        self.last_error = exc
-        self.status.setText(f"Error: {exc}")
-        show_error(str(exc))
+    def _run_buttons(self) -> list[Any]:
+        return [self.segment_btn]
 
     # -- results -------------------------------------------------------------------------------------
     def _on_result(self, image_layer: Any, placement: dict[str, Any], result: tuple[Any, list]) -> None:

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..events import Progress
+from ._job_controls import JobControlsMixin
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
     return row
 
 
-class TrainWidget(QWidget):
+class TrainWidget(JobControlsMixin, QWidget):
     """Train a registered method on a LUAD-HistoSeg style folder and write a new model version."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -204,28 +205,16 @@ class TrainWidget(QWidget):
             on_finished=lambda: self._set_running(False), **options,
         )
 
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
+    def _run_buttons(self) -> list[Any]:
+        return [self.train_btn]
 
-    def _set_running(self, running: bool) -> None:
-        self.train_btn.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
-        if not running:
-            self.progress.setMaximum(100)
-
-    def _on_progress(self, p: Progress) -> None:
-        if p.total:
-            self.progress.setMaximum(p.total)
-            self.progress.setValue(p.step)
-        else:
-            self.progress.setMaximum(0)
+    def _progress_text(self, p: Progress) -> str:
         extra = ""
         if "loss" in p.metrics:
             extra = f" loss {p.metrics['loss']:.3f}"
         if "segmix_patch" in p.metrics:
             extra += f", SegMix patch {p.metrics['segmix_patch']:.0f} px ratio {p.metrics['segmix_ratio']:.2f}"
-        self.status.setText(p.desc + extra)
+        return p.desc + extra
 
     def _on_result(self, out_dir: Any) -> None:
         self.last_result = Path(out_dir)
@@ -244,9 +233,3 @@ class TrainWidget(QWidget):
 
         return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and w.viewer is self.viewer]
 
-    def _show_error(self, exc: BaseException) -> None:
-        from napari.utils.notifications import show_error
-
-        self.last_error = exc
-        self.status.setText(f"Error: {exc}")
-        show_error(str(exc))

@@ -19,6 +19,7 @@ Output (a zarr group, written as blocks finish, so a viewer can show results as 
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,43 +199,57 @@ def segment_slide(
         _write_block(lab_arrays, by0, bx0, schema.to_labels(cm))
         _write_block(conf_arrays, by0, bx0, (probs.max(0) * 255 + 0.5).astype(np.uint8))
 
-    for j0 in range(0, n_j, band):
-        j1 = min(n_j, j0 + band)
-        cols = range(max(0, j0 - 1), min(n_j, j1 + 1))
-        cache: dict[tuple[int, int], np.ndarray | None] = {}
-        for i in range(n_i + 1):
-            if i < n_i:
-                todo = []
-                for j in cols:
-                    if window_tissue[i, j]:
-                        todo.append(j)
-                    else:
-                        cache[(i, j)] = None
-                        n_skip += 1
-                for b in range(0, len(todo), batch_size):
-                    if should_stop():
-                        raise Cancelled("slide segmentation cancelled; the partial result is marked incomplete")
-                    js = todo[b: b + batch_size]
-                    crops = [read_window(i, j) for j in js]
-                    keep = [n for n, c in enumerate(crops) if not is_background(c).all()]
-                    for n, j in enumerate(js):
-                        if n not in keep:
+    # One reader thread fetches the next batch of windows (tile decoding releases the GIL) while the model
+    # runs on the current one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for j0 in range(0, n_j, band):
+            j1 = min(n_j, j0 + band)
+            cols = range(max(0, j0 - 1), min(n_j, j1 + 1))
+            batches = [(i, todo[b: b + batch_size]) for i in range(n_i)
+                       for todo in [[j for j in cols if window_tissue[i, j]]]
+                       for b in range(0, len(todo), batch_size)]
+            pending: dict[int, Future] = {}
+
+            def fetch(k: int) -> None:
+                if k < len(batches) and k not in pending:
+                    bi, bjs = batches[k]
+                    pending[k] = pool.submit(lambda: [read_window(bi, j) for j in bjs])
+
+            cache: dict[tuple[int, int], np.ndarray | None] = {}
+            k = 0
+            for i in range(n_i + 1):
+                if i < n_i:
+                    for j in cols:
+                        if not window_tissue[i, j]:
                             cache[(i, j)] = None
                             n_skip += 1
-                    if keep:
-                        pred = segmenter.predict(np.stack([crops[n] for n in keep]), batch_size=len(keep))
-                        for m, n in enumerate(keep):
-                            cache[(i, js[n])] = pred.probs[m].astype(np.float16)
-                        n_pred += len(keep)
-            max_cached = max(max_cached, sum(v is not None for v in cache.values()))
-            if i >= 1:  # row i-1 has all its neighbours now
-                for j in range(j0, j1):
-                    finalize(i - 1, j, cache)
-                done_blocks += j1 - j0
-                for key in [k for k in cache if k[0] <= i - 2]:
-                    del cache[key]
-                yield Progress(done_blocks, total_blocks, "segmenting slide",
-                               {"predicted": n_pred, "skipped": n_skip, "max_cached_windows": max_cached})
+                    while k < len(batches) and batches[k][0] == i:
+                        if should_stop():
+                            raise Cancelled("slide segmentation cancelled; the partial result is marked incomplete")
+                        fetch(k)
+                        crops = pending.pop(k).result()
+                        fetch(k + 1)
+                        js = batches[k][1]
+                        keep = [n for n, c in enumerate(crops) if not is_background(c).all()]
+                        for n, j in enumerate(js):
+                            if n not in keep:
+                                cache[(i, j)] = None
+                                n_skip += 1
+                        if keep:
+                            pred = segmenter.predict(np.stack([crops[n] for n in keep]), batch_size=len(keep))
+                            for m, n in enumerate(keep):
+                                cache[(i, js[n])] = pred.probs[m].astype(np.float16)
+                            n_pred += len(keep)
+                        k += 1
+                max_cached = max(max_cached, sum(v is not None for v in cache.values()))
+                if i >= 1:  # row i-1 has all its neighbours now
+                    for j in range(j0, j1):
+                        finalize(i - 1, j, cache)
+                    done_blocks += j1 - j0
+                    for key in [key for key in cache if key[0] <= i - 2]:
+                        del cache[key]
+                    yield Progress(done_blocks, total_blocks, "segmenting slide",
+                                   {"predicted": n_pred, "skipped": n_skip, "max_cached_windows": max_cached})
     root.attrs["complete"] = True
     root.attrs["windows_predicted"], root.attrs["windows_skipped"] = n_pred, n_skip
     return SlideSegmentation(out, lab_arrays, conf_arrays, level, downsample, n_pred, n_skip)

@@ -1,0 +1,56 @@
+"""What every widget that runs core work shares: Cancel, the busy state, the progress bar, error display."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..events import Progress
+from ._worker import Job
+
+
+def show_progress(bar: Any, p: Progress) -> None:
+    """Put a Progress on a QProgressBar (a busy indicator when the total is unknown)."""
+    if p.total:
+        bar.setMaximum(p.total)
+        bar.setValue(p.step)
+    else:
+        bar.setMaximum(0)
+
+
+class JobControlsMixin:
+    """Mixed into a QWidget that has ``progress`` (QProgressBar), ``status`` (QLabel) and ``cancel_btn``.
+
+    Subclasses list the buttons to disable while a job runs (``_run_buttons``) and may refine the progress text
+    (``_progress_text``); ``job`` and ``last_error`` are what tests and callers inspect.
+    """
+
+    job: Job | None = None
+    last_error: BaseException | None = None
+
+    def _run_buttons(self) -> list[Any]:
+        raise NotImplementedError
+
+    def _progress_text(self, p: Progress) -> str:
+        return p.desc
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _set_running(self, running: bool) -> None:
+        for b in self._run_buttons():
+            b.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+        if not running:
+            self.progress.setMaximum(100)
+
+    def _on_progress(self, p: Progress) -> None:
+        show_progress(self.progress, p)
+        self.status.setText(self._progress_text(p))
+
+    def _show_error(self, exc: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_error = exc
+        self.status.setText(f"Error: {exc}")
+        show_error(str(exc))
