@@ -14,6 +14,7 @@ markers below in docs/benchmarks.md (other sections are left alone).
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import platform
 import sys
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write raw numbers as JSON")
     p.add_argument("--work", type=Path, help="keep the trained models here (default: a temp folder, removed)")
     args = p.parse_args(argv)
+    load_start = os.getloadavg()[0]
     options = {**COMMON, "epochs": args.epochs}
     gen_args = dict(n_train=args.n_train, n_val=40, n_test=100, size=224, seed=0, difficulty=0.5)
     sections, raw = [], {}
@@ -121,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(render(f"LUAD-HistoSeg ({args.luad})", res, ["TE", "NEC", "LYM", "TAS"]))
     header = (f"## SSHR vs multi-stage baseline\n\nMeasured by `benchmarks/sshr_vs_multistage.py` on "
               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU only, "
-              f"torch {torch.__version__}; the CPU was shared with other jobs, so absolute times are noisy, the ratio "
-              "less so. Metrics over the 4 tissue classes (ground-truth background ignored).\n")
+              f"torch {torch.__version__}; 1-min load average {load_start:.1f} at the start and "
+              f"{os.getloadavg()[0]:.1f} at the end (2 cores: above ~2 means other jobs shared the CPU and times are "
+              "noisy). Command: `python benchmarks/sshr_vs_multistage.py "
+              f"{' '.join(argv if argv is not None else sys.argv[1:])}`. Metrics over the 4 tissue classes "
+              "(ground-truth background ignored).\n")
     write_section(header + "\n" + "\n".join(sections), args.out)
     if args.json:
         args.json.write_text(json.dumps(raw, indent=2))
