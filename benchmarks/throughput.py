@@ -49,13 +49,22 @@ def tiles(n: int, size: int = 224) -> np.ndarray:
     return np.stack([generate_tile(i, size=size).image for i in range(n)])
 
 
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU work is asynchronous: time what was done, not what was queued
+
+
 def timed(fn, reps: int) -> float:  # noqa: ANN001
     """Median seconds of ``reps`` calls after one warm-up."""
     fn()
+    _sync()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        _sync()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
