@@ -15,7 +15,8 @@ from napari_wsss.events import Cancelled, run_to_end
 from napari_wsss.models.card import load_card
 from napari_wsss.ops.losses import ifkd_pixel_weights, weighted_pixel_ce
 from napari_wsss.store import Project
-from napari_wsss.training.ifkd import build_targets, finetune, swap_teacher_student
+from napari_wsss.training.ifkd import finetune, swap_teacher_student
+from napari_wsss.training.ifkd_data import build_targets
 
 from ..models._tiles import make_tile
 
