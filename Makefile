@@ -56,8 +56,15 @@ demo: venv
 sample-data: venv
 	$(BIN)/python scripts/make_sample_data.py
 
-bench: venv
-	$(BIN)/python benchmarks/sshr_vs_multistage.py
+# Every benchmark, one after the other (about an hour on 2 CPU cores); each rewrites its own section of
+# docs/benchmarks.md. Run them on an otherwise idle machine: timings are shared-CPU sensitive.
+bench: venv sysdeps
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/sshr_vs_multistage.py --n-train 600 --epochs 6
+	$(BIN)/python benchmarks/segmix_ablation.py
+	$(BIN)/python benchmarks/sam_latency.py
+	QT_QPA_PLATFORM=xcb $(XVFB) $(BIN)/python benchmarks/human_in_the_loop.py --stall
+	QT_QPA_PLATFORM=xcb $(XVFB) $(BIN)/python benchmarks/viewer_responsiveness.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
