@@ -31,6 +31,7 @@ def to_batch(images: np.ndarray, card: ModelCard, device: torch.device) -> torch
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"Expected tiles as (N, H, W, 3) uint8 RGB, got shape {images.shape} dtype {images.dtype}.")
     x = normalise(images, card.mean, card.std)
+    device = torch.device(device)  # callers pass a torch.device or a name such as "cpu"
     if device.type == "cuda":  # pinned host memory lets the copy overlap with the previous batch's compute
         x = x.pin_memory().to(device, non_blocking=True)
     else:
@@ -66,7 +67,7 @@ def autocast_for(device: torch.device):  # noqa: ANN201
     import contextlib
     import os
 
-    if device.type != "cuda" or os.environ.get("NAPARI_WSSS_NO_AUTOCAST") == "1":
+    if torch.device(device).type != "cuda" or os.environ.get("NAPARI_WSSS_NO_AUTOCAST") == "1":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
@@ -76,6 +77,7 @@ class CamSegmenter:
     """A loaded multi-level CAM network (SSHR) that meets the ``Segmenter`` contract."""
 
     def __init__(self, model: torch.nn.Module, card: ModelCard, device: torch.device) -> None:
+        device = torch.device(device)
         # channels-last is the faster convolution layout on CPU (oneDNN) and on tensor-core GPUs
         self.model = model.to(device).eval().to(memory_format=torch.channels_last)
         self.card = card
