@@ -10,7 +10,7 @@ import torch
 
 from ..models.card import ModelCard, load_weights
 from ..models.mil import MIL_FUSE_WEIGHTS, MILNet, fuse, side_maps
-from .predict import background_mask, finish_prediction, load_state_checked, to_batch
+from .predict import load_state_checked, predict_batched, to_batch
 from .segmenter import Prediction
 
 
@@ -36,16 +36,7 @@ class MILSegmenter:
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        maps, probs = [], []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i : i + batch_size]
-            pred = finish_prediction(self.fused_maps(chunk), background_mask(chunk, self.device))
-            maps.append(pred.class_map)
-            probs.append(pred.probs)
-        return Prediction(np.concatenate(maps), np.concatenate(probs))
+        return predict_batched(images, batch_size, self.fused_maps, self.device)
 
 
 def build_mil(card: ModelCard) -> MILNet:

@@ -7,7 +7,7 @@ below the threshold -> background from near-white pixels -> argmax.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,26 @@ def finish_prediction(fg_scores: torch.Tensor, background: torch.Tensor) -> Pred
     class_map = cam_ops.argmax_class_map(fg_scores, background)
     probs = cam_ops.scores_to_probs(scores)
     return Prediction(class_map.to(torch.uint8).cpu().numpy(), probs.float().cpu().numpy())
+
+
+def predict_batched(images: np.ndarray, batch_size: int, tissue_scores: Callable[[np.ndarray], torch.Tensor],
+                    device: torch.device) -> Prediction:
+    """The loop every dense segmenter shares: batches -> tissue scores -> background from glass -> argmax.
+
+    Args:
+        images: (N, H, W, 3) uint8, or one (H, W, 3) tile.
+        tissue_scores: (n, H, W, 3) uint8 chunk -> (n, K, H, W) non-negative per-class scores at tile size.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    maps, probs = [], []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i : i + batch_size]
+        pred = finish_prediction(tissue_scores(chunk), background_mask(chunk, device))
+        maps.append(pred.class_map)
+        probs.append(pred.probs)
+    return Prediction(np.concatenate(maps), np.concatenate(probs))
 
 
 def autocast_for(device: torch.device):  # noqa: ANN201
@@ -115,17 +135,7 @@ class CamSegmenter:
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        maps, probs = [], []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i : i + batch_size]
-            fused, _ = self.fused_cams(chunk)
-            pred = finish_prediction(fused, background_mask(chunk, self.device))
-            maps.append(pred.class_map)
-            probs.append(pred.probs)
-        return Prediction(np.concatenate(maps), np.concatenate(probs))
+        return predict_batched(images, batch_size, lambda chunk: self.fused_cams(chunk)[0], self.device)
 
     @torch.inference_mode()
     def image_probs(self, images: np.ndarray) -> np.ndarray:
@@ -174,20 +184,14 @@ class SegNetSegmenter:
         self.device = device
 
     @torch.inference_mode()
+    def tissue_probs(self, chunk: np.ndarray) -> torch.Tensor:
+        """(n, H, W, 3) uint8 -> (n, K, H, W) softmax class probabilities at tile size."""
+        logits = self.model(to_batch(chunk, self.card, self.device))
+        return torch.softmax(cam_ops.upsample(logits, tuple(chunk.shape[1:3])), dim=1)
+
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        maps, probs = [], []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i : i + batch_size]
-            logits = self.model(to_batch(chunk, self.card, self.device))
-            fg = torch.softmax(cam_ops.upsample(logits, tuple(chunk.shape[1:3])), dim=1)
-            pred = finish_prediction(fg, background_mask(chunk, self.device))
-            maps.append(pred.class_map)
-            probs.append(pred.probs)
-        return Prediction(np.concatenate(maps), np.concatenate(probs))
+        return predict_batched(images, batch_size, self.tissue_probs, self.device)
 
 
 def load_segnet(model_dir: Path, card: ModelCard, device: Any) -> SegNetSegmenter:
