@@ -60,8 +60,9 @@ def list_images(folder: str | Path) -> list[Path]:
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB.
 
-    Grayscale and RGBA are refused rather than guessed at: an H&E model given a converted grayscale image
-    predicts nonsense. 16-bit RGB is rescaled to 8 bits.
+    Grayscale and RGBA with real transparency are refused rather than guessed at: an H&E model given a converted
+    grayscale image predicts nonsense. A fully opaque alpha channel (common in exported PNGs, e.g. the MICCAI
+    2015 tiles) is dropped. 16-bit RGB is rescaled to 8 bits.
 
     Raises:
         ValueError: unreadable/truncated file, or not an RGB image — with the file name and what to do.
@@ -102,7 +103,10 @@ def as_rgb_uint8(arr: np.ndarray, source: str = "image") -> np.ndarray:
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
         raise ValueError(f"{source} has shape {arr.shape}; expected an RGB image (H, W, 3).")
     if arr.shape[-1] == 4:
-        raise ValueError(f"{source} is RGBA; expected RGB. Save it without the alpha channel (e.g. "
+        opaque = 255 if arr.dtype == np.uint8 else 65535 if arr.dtype == np.uint16 else None
+        if opaque is not None and (arr[..., 3] == opaque).all():
+            return as_rgb_uint8(arr[..., :3], source)
+        raise ValueError(f"{source} is RGBA with transparent pixels; expected RGB. Save it without the alpha channel (e.g. "
                          "`convert in.png -alpha off out.png`).")
     if arr.dtype == np.uint8:
         return arr

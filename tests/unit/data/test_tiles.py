@@ -73,6 +73,9 @@ def test_read_rgb_refuses_grey_rgba_and_rescales_16bit(tmp_path: Path, rng: np.r
         read_rgb(grey)
     with pytest.raises(ValueError, match=r"a\.png is RGBA"):
         read_rgb(rgba)
+    opaque = rng.integers(0, 255, (8, 8, 4), dtype=np.uint8)
+    opaque[..., 3] = 255  # an alpha channel that hides nothing is dropped, not refused
+    assert np.array_equal(read_rgb(_save(tmp_path / "o.png", opaque)), opaque[..., :3])
     import tifffile
 
     tifffile.imwrite(tmp_path / "w.tif", np.full((4, 4, 3), 65535, np.uint16), photometric="rgb")
