@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import __version__, methods  # noqa: F401  (fills the registries)
+    from .. import __version__, methods  # noqa: F401  (fills the method registry)
+    from ..models import backbones  # noqa: F401  (fills the backbone registry)
     from ..device import available_devices
     from ..models._registry import BACKBONES, METHODS
     from ..models.card import load_card
