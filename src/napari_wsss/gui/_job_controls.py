@@ -41,8 +41,9 @@ class JobControlsMixin:
         for b in self._run_buttons():
             b.setEnabled(not running)
         self.cancel_btn.setEnabled(running)
-        if not running:
-            self.progress.setMaximum(100)
+        if not running and self.progress.maximum() == 0:  # stop a busy indicator; keep a real bar as it ended
+            self.progress.setMaximum(1)
+            self.progress.setValue(1)
 
     def _on_progress(self, p: Progress) -> None:
         show_progress(self.progress, p)

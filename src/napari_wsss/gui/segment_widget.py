@@ -322,7 +322,6 @@ class SegmentWidget(JobControlsMixin, QWidget):
 
         def done(res: Any) -> None:
             live.finish(True)
-            self.progress.setValue(self.progress.maximum())
             self.last_result_layer = live.layer
             self.status.setText(f"Slide segmented with {card.name}: {res[1].windows_predicted} windows predicted, "
                                 f"{res[1].windows_skipped} glass windows skipped; saved to {out}.")
