@@ -64,7 +64,7 @@ def test_export_reviewed_tiles(qtbot, make_napari_viewer, tiles: Path, tmp_path:
     qtbot.mouseClick(w.export_btn, Qt.LeftButton)
     _wait(qtbot, w)
     assert w.last_error is None, w.last_error
-    assert w.last_result == out and "exported" in w.message.text()
+    assert w.last_result == out and "exported" in w.status.text()
     m = check_manifest(out)
     assert {t["status"] for t in m["tiles"]} == {"accepted", "corrected"}
     assert len(list_mask_pairs(out)) == 2 and len(list_training_tiles(out / "training", S)) == 2
@@ -74,7 +74,7 @@ def test_export_reviewed_tiles(qtbot, make_napari_viewer, tiles: Path, tmp_path:
     w.filter_combo.setCurrentText("all")
     qtbot.mouseClick(w.export_btn, Qt.LeftButton)
     _wait(qtbot, w)
-    assert isinstance(w.last_error, FileExistsError) and "overwrite" in w.message.text()
+    assert isinstance(w.last_error, FileExistsError) and "overwrite" in w.status.text()
     assert (out / "manifest.json").read_bytes() == before
     w.overwrite_box.setChecked(True)
     qtbot.mouseClick(w.export_btn, Qt.LeftButton)
@@ -95,12 +95,12 @@ def test_export_errors_are_shown(qtbot, make_napari_viewer, tmp_path: Path) -> N
     viewer = make_napari_viewer()
     w = ExportWidget(viewer)
     qtbot.addWidget(w)
-    assert w.export() is None and "No project" in w.message.text()
+    assert w.export() is None and "No project" in w.status.text()
     w.project_edit.setText(str(tmp_path / "nowhere"))
     w.out_edit.setText(str(tmp_path / "set"))
     w.export()
     _wait(qtbot, w)
-    assert isinstance(w.last_error, FileNotFoundError) and "No annotation project" in w.message.text()
+    assert isinstance(w.last_error, FileNotFoundError) and "No annotation project" in w.status.text()
     assert not (tmp_path / "set").exists()
 
 
@@ -126,7 +126,7 @@ def test_import_geojson_over_an_image(qtbot, make_napari_viewer, tmp_path: Path)
     lh, lw = layer.data.shape
     assert (S.from_labels(layer.data) != cm[ty - 1000: ty - 1000 + lh, tx - 2000: tx - 2000 + lw]).mean() < 0.02
     (tmp_path / "bad.geojson").write_text("[]")
-    assert w.import_geojson(tmp_path / "bad.geojson") is None and "no polygon" in w.message.text()
+    assert w.import_geojson(tmp_path / "bad.geojson") is None and "no polygon" in w.status.text()
 
 
 def test_writer_palette_png_stack_and_tiff(tmp_path: Path, rng) -> None:  # noqa: ANN001

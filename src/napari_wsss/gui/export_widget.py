@@ -28,10 +28,10 @@ from qtpy.QtWidgets import (
 )
 
 from ..classes import LUAD_HISTOSEG, ClassSchema
-from ..events import Progress
 from ..export.training_set import DEFAULT_FORMATS, FILTERS, FORMATS
 from ..store import INDEX_FILE, Project, default_project_root
 from ._layers import image_source, labels_layer_kwargs, layer_meta
+from ._job_controls import JobControlsMixin
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ FORMAT_LABELS = {"png": "tiles + masks (PNG)", "tiff": "tiles + masks (TIFF)", "
                  "pyramidal-tiff": "pyramidal TIFF labels (slides)"}
 
 
-class ExportWidget(QWidget):
+class ExportWidget(JobControlsMixin, QWidget):
     """Export a project's masks (formats, filter, tiling) and import GeoJSON polygons or exported sets."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -87,8 +87,8 @@ class ExportWidget(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
-        self.message = QLabel("")
-        self.message.setWordWrap(True)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
         self.import_geojson_btn = QPushButton("Import GeoJSON…")
         self.import_set_btn = QPushButton("Import exported set…")
 
@@ -120,7 +120,7 @@ class ExportWidget(QWidget):
         row.addWidget(self.import_geojson_btn)
         row.addWidget(self.import_set_btn)
         layout.addLayout(row)
-        layout.addWidget(self.message)
+        layout.addWidget(self.status)
         layout.addStretch(1)
 
         self.image_combo.currentTextChanged.connect(self._image_changed)
@@ -219,7 +219,7 @@ class ExportWidget(QWidget):
         }
 
     def export(self) -> Job | None:
-        """Start the export in a worker; returns the job (None when the inputs are wrong: see ``message``)."""
+        """Start the export in a worker; returns the job (None when the inputs are wrong: see ``status``)."""
         from ..export.training_set import export_project
 
         if self.job is not None and self.job.running:
@@ -231,14 +231,14 @@ class ExportWidget(QWidget):
                 raise ValueError("No export folder: type one or choose it with Folder….")
             self._flush_sessions()
         except (ValueError, OSError) as e:
-            self._error(e)
+            self._show_error(e)
             return None
         self.last_error = self.last_result = None
-        self._busy(True)
-        self.message.setText("exporting…")
+        self._set_running(True)
+        self.status.setText("exporting…")
         self.job = run_job(export_project, root, Path(out).expanduser(), **self.options(),
-                           on_progress=self._progress, on_result=self._exported, on_error=self._error,
-                           on_cancelled=self._cancelled, on_finished=lambda: self._busy(False))
+                           on_progress=self._on_progress, on_result=self._exported, on_error=self._show_error,
+                           on_cancelled=self._cancelled, on_finished=lambda: self._set_running(False))
         return self.job
 
     def _flush_sessions(self) -> None:
@@ -250,37 +250,27 @@ class ExportWidget(QWidget):
         for s in _project.sessions(self.viewer):
             s.flush()
 
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-
-    def _busy(self, busy: bool) -> None:
-        self.export_btn.setEnabled(not busy)
-        self.cancel_btn.setEnabled(busy)
-        self.import_set_btn.setEnabled(not busy)
-
-    def _progress(self, p: Progress) -> None:
-        self.progress.setMaximum(p.total or 0)
-        self.progress.setValue(p.step)
-        self.message.setText(p.desc)
+    def _run_buttons(self) -> list[Any]:
+        return [self.export_btn, self.import_set_btn]
 
     def _exported(self, path: Path) -> None:
         from napari.utils.notifications import show_info
 
         self.last_result = path
         self.progress.setValue(self.progress.maximum())
-        self.message.setText(f"exported to {path}")
+        self.status.setText(f"exported to {path}")
         show_info(f"Exported to {path}")
 
     def _cancelled(self) -> None:
-        self.message.setText("cancelled; nothing was written")
+        self.status.setText("cancelled; nothing was written")
 
-    def _error(self, exc: BaseException) -> None:
+    def _show_error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
 
         self.last_error = exc
+        # a bare OSError (disk full, permission) reads better as its strerror
         msg = exc.strerror if isinstance(exc, OSError) and exc.strerror and not exc.filename else str(exc)
-        self.message.setText(f"Error: {msg}")
+        self.status.setText(f"Error: {msg}")
         show_error(msg)
 
     # -- import --------------------------------------------------------------------------------------------
@@ -293,14 +283,14 @@ class ExportWidget(QWidget):
     def import_geojson(self, path: str | Path) -> Any:
         """Rasterise GeoJSON class polygons into a Labels layer over the chosen image (level-0 coordinates).
 
-        Returns the new layer, or None on error (shown in ``message`` and as a notification).
+        Returns the new layer, or None on error (shown in ``status`` and as a notification).
         """
         try:
             layer = self._import_geojson(Path(path))
         except (ValueError, KeyError, OSError) as e:
-            self._error(e)
+            self._show_error(e)
             return None
-        self.message.setText(f"imported {Path(path).name} as {layer.name!r}")
+        self.status.setText(f"imported {Path(path).name} as {layer.name!r}")
         return layer
 
     def _import_geojson(self, path: Path) -> Any:
@@ -345,16 +335,16 @@ class ExportWidget(QWidget):
         try:
             root = self.project_root()
         except ValueError as e:
-            self._error(e)
+            self._show_error(e)
             return None
         self.last_error = self.last_result = None
-        self._busy(True)
+        self._set_running(True)
         self.job = run_job(import_set, Path(set_dir), root, overwrite=self.overwrite_box.isChecked(),
-                           on_progress=self._progress, on_result=self._imported, on_error=self._error,
-                           on_finished=lambda: self._busy(False))
+                           on_progress=self._on_progress, on_result=self._imported, on_error=self._show_error,
+                           on_finished=lambda: self._set_running(False))
         return self.job
 
     def _imported(self, project: Project) -> None:
         self.last_result = project
-        self.message.setText(f"imported into {project.root} ({project.counts()['total']} items); reopen the "
+        self.status.setText(f"imported into {project.root} ({project.counts()['total']} items); reopen the "
                              "image in the Review widget to see them")
