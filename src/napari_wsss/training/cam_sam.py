@@ -278,13 +278,9 @@ def train_cam_sam(data_dir: str | Path, out_dir: str | Path, *, should_stop: Sto
                     "epoch_losses": [round(x, 4) for x in cls_losses], "rounds": rounds,
                     "n_train_tiles": len(tiles)}
     if evaluate:
-        from .. import evaluation
-
-        for split, folder in (("val", dirs.val), ("test", dirs.test)):
-            if folder is not None:
-                card.metrics[split] = yield from evaluation.evaluate_folder(seg, folder, should_stop=should_stop)
-    state = {f"classifier.{k}": v.detach().cpu() for k, v in classifier.state_dict().items()}
-    state.update({f"decoder.{k}": v.detach().cpu() for k, v in loaded.model.mask_decoder.state_dict().items()})
+        yield from common.evaluate_splits(seg, card, dirs, should_stop)
+    state = {**common.state_on_cpu(classifier, "classifier."),
+             **common.state_on_cpu(loaded.model.mask_decoder, "decoder.")}
     save_model(out_dir, state, card, overwrite=overwrite)
     common.checkpoint_path_for(out_dir).unlink(missing_ok=True)
     return out_dir

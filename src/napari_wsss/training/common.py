@@ -117,3 +117,20 @@ def tile_size_of(path: Path) -> int:
 
     with Image.open(path) as im:
         return int(max(im.size))
+
+
+def evaluate_splits(segmenter: Any, card: Any, dirs: Any, should_stop: Any):  # noqa: ANN201
+    """Evaluate a freshly trained segmenter on the val and test folders that exist; metrics go into the card.
+
+    A generator (progress per tile, cancellable), shared by every trainer before it saves its version.
+    """
+    from .. import evaluation
+
+    for split, folder in (("val", dirs.val), ("test", dirs.test)):
+        if folder is not None:
+            card.metrics[split] = yield from evaluation.evaluate_folder(segmenter, folder, should_stop=should_stop)
+
+
+def state_on_cpu(model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Detached CPU copy of a model's state dict (what a model version stores), keys optionally prefixed."""
+    return {f"{prefix}{k}": v.detach().cpu() for k, v in model.state_dict().items()}

@@ -139,13 +139,10 @@ def train_mil(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFla
         seed=cfg.seed, command=command, name=out_dir.name,
     )
     if evaluate:
-        from .. import evaluation
         from ..inference.mil import MILSegmenter
 
         seg = MILSegmenter(model.eval(), card, device)
-        for split, folder in (("val", dirs.val), ("test", dirs.test)):
-            if folder is not None:
-                card.metrics[split] = yield from evaluation.evaluate_folder(seg, folder, should_stop=should_stop)
-    save_model(out_dir, {k: v.detach().cpu() for k, v in model.state_dict().items()}, card, overwrite=overwrite)
+        yield from common.evaluate_splits(seg, card, dirs, should_stop)
+    save_model(out_dir, common.state_on_cpu(model), card, overwrite=overwrite)
     ckpt_path.unlink(missing_ok=True)
     return out_dir

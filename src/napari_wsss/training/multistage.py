@@ -178,14 +178,11 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
         seed=cfg.seed, command=command, name=out_dir.name,
     )
     if evaluate:
-        from .. import evaluation
         from ..inference.predict import SegNetSegmenter
 
         seg = SegNetSegmenter(model.eval(), card, device)
-        for split, folder in (("val", dirs.val), ("test", dirs.test)):
-            if folder is not None:
-                card.metrics[split] = yield from evaluation.evaluate_folder(seg, folder, should_stop=should_stop)
-    save_model(out_dir, {k: v.detach().cpu() for k, v in model.state_dict().items()}, card, overwrite=overwrite)
+        yield from common.evaluate_splits(seg, card, dirs, should_stop)
+    save_model(out_dir, common.state_on_cpu(model), card, overwrite=overwrite)
     ckpt.unlink(missing_ok=True)
     shutil.rmtree(stage1_dir, ignore_errors=True)
     if not cfg.keep_pseudo_masks:

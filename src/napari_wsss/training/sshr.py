@@ -194,17 +194,14 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
         card.metrics["segmix"] = {"patch": mixer.patch, "ratio": mixer.ratio, "history": mixer.history}
     if evaluate:
         from ..inference.predict import CamSegmenter
-        from .. import evaluation
 
         seg = CamSegmenter(model.eval(), card, device)
         if cfg.calibrate and dirs.val is not None:
             best, table = yield from calibrate_threshold(seg, dirs.val, should_stop)
             seg.threshold = card.config["threshold"] = best
             card.metrics["val_threshold_search"] = table
-        for split, folder in (("val", dirs.val), ("test", dirs.test)):
-            if folder is not None:
-                card.metrics[split] = yield from evaluation.evaluate_folder(seg, folder, should_stop=should_stop)
-    save_model(out_dir, {k: v.detach().cpu() for k, v in model.state_dict().items()}, card, overwrite=overwrite)
+        yield from common.evaluate_splits(seg, card, dirs, should_stop)
+    save_model(out_dir, common.state_on_cpu(model), card, overwrite=overwrite)
     ckpt_path.unlink(missing_ok=True)
     return out_dir
 
