@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_wsss.classes import LUAD_HISTOSEG
 from napari_wsss.gui._layers import labels_layer_kwargs
@@ -86,3 +87,84 @@ def test_missing_checkpoint_is_a_clear_message(qtbot, widget: SamRefineWidget, m
     qtbot.waitUntil(lambda: widget.job is not None and not widget.job.running, timeout=30_000)
     assert isinstance(widget.last_error, FileNotFoundError)
     assert "NAPARI_WSSS_SAM_CHECKPOINT" in widget.status.text()
+
+
+def test_cancel_during_embedding_leaves_labels_and_next_prompt_works(qtbot, widget: SamRefineWidget,  # noqa: ANN001
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import napari_wsss.models.sam as sam_mod
+
+    gate = threading.Event()
+    real_load = sam_mod.load_sam
+
+    def held_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202  (holds the worker until the test has cancelled)
+        gate.wait(30)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(sam_mod, "load_sam", held_load)
+    labels = widget.viewer.layers["tile segmentation [test]"]
+    before = labels.data.copy()
+    widget.set_class("TE")
+    widget.start()
+    assert not widget.cancel_btn.isEnabled()
+    widget.points_layer.add([32, 32])
+    # the job is running: progress shows the loading step, Cancel is on, the job's inputs are off
+    qtbot.waitUntil(lambda: "loading SAM" in widget.status.text(), timeout=10_000)
+    assert widget.progress.maximum() == 2 and widget.progress.value() == 0
+    assert widget.cancel_btn.isEnabled() and not widget.start_btn.isEnabled()
+    assert not widget.checkpoint_edit.isEnabled()
+    qtbot.mouseClick(widget.cancel_btn, Qt.LeftButton)
+    gate.set()
+    qtbot.waitUntil(lambda: not widget.job.running and not widget.cancel_btn.isEnabled(), timeout=30_000)
+    qtbot.wait(50)  # a refine after the cancel would start a new job here
+    assert not widget.job.running
+    assert widget.last_error is None and "Cancelled" in widget.status.text()
+    assert np.array_equal(labels.data, before) and widget.latencies_ms == []
+    assert widget.start_btn.isEnabled() and widget.checkpoint_edit.isEnabled()
+
+    # the next prompt runs the embedding again and edits the labels; the bar ends full
+    widget.points_layer.add([30, 30])
+    qtbot.waitUntil(lambda: not widget.job.running and len(widget.latencies_ms) > 0, timeout=60_000)
+    assert widget.last_error is None, widget.last_error
+    assert not np.array_equal(labels.data, before)
+    assert widget.progress.value() == widget.progress.maximum() == 2
+    assert not widget.cancel_btn.isEnabled()
+
+
+def test_cancel_with_sam_loaded_does_not_restart_the_embedding(qtbot, widget: SamRefineWidget,  # noqa: ANN001
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import napari_wsss.models.sam as sam_mod
+
+    labels = widget.viewer.layers["tile segmentation [test]"]
+    widget.set_class("TE")
+    widget.start()
+    widget.points_layer.add([32, 32])
+    qtbot.waitUntil(lambda: not widget.job.running and len(widget.latencies_ms) == 1, timeout=60_000)
+    first_job = widget.job
+
+    # a new image: SAM is loaded, the embedding is not cached; hold the encoder until the test has cancelled
+    widget.viewer.add_image(np.full((64, 64, 3), 90, np.uint8), name="tile 2", rgb=True)
+    widget.image_combo.setCurrentText("tile 2")
+    widget.clear_prompts()
+    gate = threading.Event()
+    real_embed = sam_mod.SamSession.embed
+
+    def held_embed(self, image):  # noqa: ANN001, ANN202
+        gate.wait(30)
+        return real_embed(self, image)
+
+    monkeypatch.setattr(sam_mod.SamSession, "embed", held_embed)
+    before = labels.data.copy()
+    widget.points_layer.add([20, 20])
+    qtbot.waitUntil(lambda: widget.job is not first_job and widget.cancel_btn.isEnabled(), timeout=10_000)
+    cancelled_job = widget.job
+    widget.cancel()
+    gate.set()
+    qtbot.waitUntil(lambda: not cancelled_job.running and not widget.cancel_btn.isEnabled(), timeout=30_000)
+    qtbot.wait(100)
+    assert widget.job is cancelled_job  # no new embedding job started by the cancel
+    assert np.array_equal(labels.data, before) and len(widget.latencies_ms) == 1
+    assert "Cancelled" in widget.status.text() and widget.last_error is None

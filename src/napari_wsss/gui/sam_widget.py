@@ -2,7 +2,7 @@
 
 The image embedding is computed once per image plane (or a window of at most ``MAX_SIDE`` px around the
 first prompt of a large plane) in a worker and cached (``models.sam``); every later prompt runs only SAM's
-decoder on the Qt thread (tens of ms). Each edit goes through ``Labels.data_setitem``: one napari undo step
+decoder on the Qt thread (tens of ms). Cancel stops the embedding job and leaves the labels as they were. Each edit goes through ``Labels.data_setitem``: one napari undo step
 and one ``paint`` event (the review store autosaves it as a correction).
 """
 
@@ -22,14 +22,16 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ..events import Progress
+from ..events import Cancelled, Progress
+from ._job_controls import JobControlsMixin
 from ._layers import layer_schema, rgb_plane, to_numpy
-from ._worker import Job, run_job
+from ._worker import run_job
 
 if TYPE_CHECKING:
     import napari
@@ -42,18 +44,26 @@ POSITIVE, NEGATIVE = "lime", "magenta"
 
 def _sam_job(session: Any, checkpoint: str, model_type: str, image: np.ndarray, *, should_stop: Any
              ) -> Generator[Progress, None, Any]:
-    """Worker body: load SAM (first time) and compute/cache the embedding of ``image``; returns the session."""
+    """Worker body: load SAM (first time) and compute/cache the embedding of ``image``; returns the session.
+
+    The encoder is one uninterruptible forward pass, so ``should_stop`` is checked around it: a cancel during it
+    still raises ``Cancelled`` afterwards, so that the widget does not edit the labels the user gave up on.
+    """
     from ..models.sam import EmbeddingCache, SamSession, default_cache_dir, load_sam
 
     if session is None:
         yield Progress(0, 2, "loading SAM")
         session = SamSession(load_sam(checkpoint or None, model_type), EmbeddingCache(default_cache_dir()))
+    if should_stop():
+        raise Cancelled("SAM embedding cancelled")
     yield Progress(1, 2, "computing the SAM image embedding (once per image)")
     session.embed(image)
+    if should_stop():
+        raise Cancelled("SAM embedding cancelled")
     return session
 
 
-class SamRefineWidget(QWidget):
+class SamRefineWidget(JobControlsMixin, QWidget):
     """Refine one class of a Labels layer with Segment Anything prompts (points / box)."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -61,15 +71,13 @@ class SamRefineWidget(QWidget):
         from ..models.sam import ENV_CHECKPOINT
 
         self.viewer = napari_viewer
-        self.job: Job | None = None
-        self.last_error: BaseException | None = None
         self.latencies_ms: list[float] = []
         self.points_layer: Any = None
         self.box_layer: Any = None
         self._session: Any = None
         self._session_key: tuple[str, str] | None = None
         self._snapshot: dict[str, Any] | None = None
-        self._pending = False
+        self._job_cancelled = False
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
@@ -82,6 +90,9 @@ class SamRefineWidget(QWidget):
         self.negative_check = QCheckBox("next points are negative (not this class)")
         self.start_btn = QPushButton("Start prompting")
         self.clear_btn = QPushButton("Accept && clear prompts")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -97,6 +108,7 @@ class SamRefineWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.clear_btn)
+        buttons.addWidget(self.cancel_btn)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.negative_check)
@@ -104,12 +116,14 @@ class SamRefineWidget(QWidget):
         layout.addWidget(QLabel("Left-click adds points in the 'SAM prompts' layer; tick 'negative' for points "
                                 "outside the class; or draw one rectangle in 'SAM box'. Ctrl+Z in the labels "
                                 "layer undoes an edit."))
+        layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
         self.browse_btn.clicked.connect(self._browse)
         self.start_btn.clicked.connect(self.start)
         self.clear_btn.clicked.connect(self.clear_prompts)
+        self.cancel_btn.clicked.connect(self.cancel)
         self.negative_check.toggled.connect(self._set_polarity)
         self.labels_combo.currentTextChanged.connect(self._refresh_classes)
         self.class_combo.currentIndexChanged.connect(lambda *_: self._reset_snapshot())
@@ -257,8 +271,7 @@ class SamRefineWidget(QWidget):
 
     def _refine(self) -> None:
         if self.job is not None and self.job.running:
-            self._pending = True  # prompts changed while the embedding is computed: redo when it is ready
-            return
+            return  # prompts changed while the embedding is computed: _job_finished predicts for the latest ones
         labels = self._labels_layer()
         plane = self._plane_index(labels)
         pts, lab, box = self._prompts(plane)
@@ -283,9 +296,11 @@ class SamRefineWidget(QWidget):
             return
         self.status.setText("computing the SAM image embedding…")
         self.last_error = None
+        self._job_cancelled = False
+        self._set_running(True)
         self.job = run_job(_sam_job, self._session, key[0], key[1], image,
-                           on_progress=lambda p: self.status.setText(p.desc),
-                           on_result=self._embedding_ready, on_error=self._show_error,
+                           on_progress=self._on_progress, on_result=self._embedding_ready,
+                           on_error=self._show_error, on_cancelled=self._cancelled,
                            on_finished=self._job_finished)
 
     def _image_crop(self, plane: tuple[int, ...], win: tuple[int, int, int, int]) -> np.ndarray:
@@ -297,13 +312,23 @@ class SamRefineWidget(QWidget):
             arr = ((arr - lo) / (hi - lo + 1e-9) * 255).astype(np.uint8) if hi > 255 or hi <= 1 else arr.astype(np.uint8)
         return np.ascontiguousarray(arr)
 
+    def _run_buttons(self) -> list[Any]:
+        # what defines the embedding job in flight; prompts may still be added (they are used when it ends)
+        return [self.start_btn, self.browse_btn, self.checkpoint_edit, self.model_type_combo]
+
     def _embedding_ready(self, session: Any) -> None:
         self._session = session
+        self.progress.setValue(self.progress.maximum())
+
+    def _cancelled(self) -> None:
+        self._job_cancelled = True
+        self.status.setText("Cancelled; the labels are unchanged. Add or move a prompt to try again.")
 
     def _job_finished(self) -> None:
-        # whatever the prompts are now (they may have changed during the embedding), predict for them
-        self._pending = False
-        if self._session is not None and self.last_error is None:
+        self._set_running(False)
+        # whatever the prompts are now (they may have changed during the embedding), predict for them; not after
+        # a cancel, which would start the embedding again
+        if self._session is not None and self.last_error is None and not self._job_cancelled:
             self.refine()
 
     def _predict_and_apply(self, image: np.ndarray) -> None:
@@ -343,6 +368,8 @@ class SamRefineWidget(QWidget):
             labels.data_setitem(idx, snap["data"][ys, xs])
 
     def _show_error(self, exc: BaseException) -> None:
+        # the mixin's, plus the exception type (FileNotFoundError says "no checkpoint" at a glance) and a prefix:
+        # SAM errors arrive from layer events, with no button press to tie them to this widget
         self.last_error = exc
         self.status.setText(f"{type(exc).__name__}: {exc}")
         try:
