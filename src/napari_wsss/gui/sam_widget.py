@@ -2,8 +2,9 @@
 
 The image embedding is computed once per image plane (or a window of at most ``MAX_SIDE`` px around the
 first prompt of a large plane) in a worker and cached (``models.sam``); every later prompt runs only SAM's
-decoder on the Qt thread (tens of ms). Cancel stops the embedding job and leaves the labels as they were. Each edit goes through ``Labels.data_setitem``: one napari undo step
-and one ``paint`` event (the review store autosaves it as a correction).
+decoder on the Qt thread (tens of ms). Cancel stops the embedding job and leaves the labels as they were.
+Each edit goes through ``Labels.data_setitem``: one napari undo step and one ``paint`` event (the review store
+autosaves it as a correction).
 """
 
 from __future__ import annotations
