@@ -10,7 +10,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_wsss.classes import BCSS_WSSS, LUAD_HISTOSEG
-from napari_wsss.gui import _project
+from napari_wsss.gui import _project_units
 from napari_wsss.gui._reader import read_path
 from napari_wsss.gui.review_widget import DEFAULT_BRUSH, ReviewWidget
 from napari_wsss.gui.segment_widget import SegmentWidget
@@ -201,7 +201,7 @@ def test_drawn_rectangle_scope(qtbot, make_napari_viewer, tiles: Path, tiny_mode
 
 def test_slide_regions_review(qtbot, make_napari_viewer, pyramid_tiff: Path, tiny_model: Path,  # noqa: ANN001
                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_project, "SLIDE_GRID", 256)
+    monkeypatch.setattr(_project_units, "SLIDE_GRID", 256)
     viewer = make_napari_viewer()
     _open(viewer, pyramid_tiff)
     review = ReviewWidget(viewer)

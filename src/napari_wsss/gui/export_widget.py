@@ -168,10 +168,10 @@ class ExportWidget(JobControlsMixin, QWidget):
 
     def _session_root(self, layer: Any) -> Path | None:
         try:
-            from . import _project
+            from . import _sessions
         except ImportError:  # the review session module is optional here
             return None
-        sess = _project.session_for(self.viewer, layer)
+        sess = _sessions.session_for(self.viewer, layer)
         return sess.project.root if sess is not None else None
 
     def project_root(self) -> Path:
@@ -244,10 +244,10 @@ class ExportWidget(JobControlsMixin, QWidget):
     def _flush_sessions(self) -> None:
         # the Review widget autosaves every few seconds: the last strokes must be in the export
         try:
-            from . import _project
+            from . import _sessions
         except ImportError:
             return
-        for s in _project.sessions(self.viewer):
+        for s in _sessions.sessions(self.viewer):
             s.flush()
 
     def _run_buttons(self) -> list[Any]:

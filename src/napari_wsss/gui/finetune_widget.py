@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..events import Progress
-from . import _project
+from . import _sessions
 from ._job_controls import JobControlsMixin
 from ._worker import Job, run_job
 
@@ -138,7 +138,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         self.browse_project_btn.clicked.connect(self._browse_project)
         self.browse_base_btn.clicked.connect(self._browse_base)
         self.project_combo.currentIndexChanged.connect(self.refresh)
-        _project.SESSION_LISTENERS.append(self._on_sessions_changed)
+        _sessions.SESSION_LISTENERS.append(self._on_sessions_changed)
         self.destroyed.connect(lambda *_: self._forget_listener())
         self._set_running(False)
         self.use_btn.setEnabled(False)
@@ -151,7 +151,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
 
     def _refresh_projects(self) -> None:
         current = self.project_combo.currentData()
-        roots = [str(s.project.root) for s in _project.sessions(self.viewer)]
+        roots = [str(s.project.root) for s in _sessions.sessions(self.viewer)]
         for i in range(self.project_combo.count()):
             if self.project_combo.itemData(i) not in roots:
                 roots.append(self.project_combo.itemData(i))
@@ -232,8 +232,8 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             self._refresh_projects()
 
     def _forget_listener(self) -> None:
-        if self._on_sessions_changed in _project.SESSION_LISTENERS:
-            _project.SESSION_LISTENERS.remove(self._on_sessions_changed)
+        if self._on_sessions_changed in _sessions.SESSION_LISTENERS:
+            _sessions.SESSION_LISTENERS.remove(self._on_sessions_changed)
 
     def _browse_project(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Annotation project folder (<tiles>.wsss)")
@@ -265,7 +265,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         if root is None or not base:
             self._show_error(ValueError("Choose an annotation project and a base model version first."))
             return
-        for sess in _project.sessions(self.viewer):
+        for sess in _sessions.sessions(self.viewer):
             sess.flush()  # the last strokes are corrections too
         self.last_error, self.last_result, self.scores, self._by_epoch = None, None, [], {}
         self.plot.set_values([])
@@ -353,7 +353,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             _, seg = self.viewer.window.add_plugin_dock_widget("napari-wsss", "Segment")
         seg.add_model_version(self.last_result)
         root = self.project_root()
-        sess = next((s for s in _project.sessions(self.viewer) if root is not None
+        sess = next((s for s in _sessions.sessions(self.viewer) if root is not None
                      and Path(s.project.root).resolve() == root.resolve()), None)
         if sess is None:
             self.status.setText(f"{self.last_result.name} is selected in the Segment widget; open the project's tiles "

@@ -24,9 +24,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..store import STATUSES
-from . import _project
+from . import _sessions
 from ._layers import camera as _camera
 from ._layers import image_source, status_text
+from ._project_session import ProjectSession
+from ._project_units import slide_units
 
 if TYPE_CHECKING:
     import napari
@@ -44,7 +46,7 @@ class ReviewWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.session: _project.ProjectSession | None = None
+        self.session: ProjectSession | None = None
         self.last_error: BaseException | None = None
         self.palette_buttons: list[QPushButton] = []
         self._bound_layer: Any = None
@@ -104,7 +106,7 @@ class ReviewWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._refresh_position)
         _camera(self.viewer).events.center.connect(self._refresh_position)
         # the viewer may close without closing its docks: save and release the sessions when this widget goes
-        self.destroyed.connect(partial(_project.close_sessions, napari_viewer))
+        self.destroyed.connect(partial(_sessions.close_sessions, napari_viewer))
         self._refresh_images()
         self._open_current()
 
@@ -139,7 +141,7 @@ class ReviewWidget(QWidget):
             if segs:
                 units = None
                 if self.session.kind == "slide":
-                    units = self.session.slide_units(layer_meta(segs[-1])["placement"], segs[-1].data.shape)
+                    units = slide_units(layer_meta(segs[-1])["placement"], segs[-1].data.shape)
                 self.session.attach(segs[-1], units)
         self._sync_layer()
 
@@ -149,7 +151,7 @@ class ReviewWidget(QWidget):
             self._show_session()
             return
         try:
-            self.session = _project.open_session(self.viewer, self.viewer.layers[name])
+            self.session = _sessions.open_session(self.viewer, self.viewer.layers[name])
         except (ValueError, KeyError, OSError) as e:
             self._error(e)
             return
@@ -299,7 +301,7 @@ class ReviewWidget(QWidget):
 
     # -- closing: nothing painted is lost ------------------------------------------------------------------
     def flush(self) -> None:
-        for s in _project.sessions(self.viewer):
+        for s in _sessions.sessions(self.viewer):
             s.flush()
 
     def hideEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
@@ -307,5 +309,5 @@ class ReviewWidget(QWidget):
         super().hideEvent(event)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        _project.close_sessions(self.viewer)
+        _sessions.close_sessions(self.viewer)
         super().closeEvent(event)

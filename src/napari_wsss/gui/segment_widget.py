@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..events import Progress
-from . import _project
+from . import _sessions
 from ._layers import (
     META_KEY,
     confidence_name,
@@ -153,7 +153,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
         self.image_combo.currentTextChanged.connect(self._refresh_versions)
-        _project.SESSION_LISTENERS.append(self._on_sessions_changed)
+        _sessions.SESSION_LISTENERS.append(self._on_sessions_changed)
         self.destroyed.connect(lambda *_: self._forget_listener())
         self._refresh_images()
         if "sshr" in METHODS.names():
@@ -179,7 +179,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         current = self.version_combo.currentData()
         self.version_combo.clear()
         # shipped versions, then fine-tuned ones kept in open annotation projects, then browsed folders
-        versions = list_model_versions() + _project.project_model_versions(self.viewer) + self._extra_versions
+        versions = list_model_versions() + _sessions.project_model_versions(self.viewer) + self._extra_versions
         for label, path, m in versions:
             if m == method and self.version_combo.findData(str(path)) < 0:
                 self.version_combo.addItem(label, str(path))
@@ -191,8 +191,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
             self._refresh_versions()
 
     def _forget_listener(self) -> None:
-        if self._on_sessions_changed in _project.SESSION_LISTENERS:
-            _project.SESSION_LISTENERS.remove(self._on_sessions_changed)
+        if self._on_sessions_changed in _sessions.SESSION_LISTENERS:
+            _sessions.SESSION_LISTENERS.remove(self._on_sessions_changed)
 
     def add_model_version(self, folder: str | Path) -> None:
         """Make a model version folder selectable (Browse… or a fine-tuned version)."""
@@ -284,7 +284,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
                 self._segment_slide(layer, Path(model_dir))
                 return
             planes, placement = self._planes(layer, SCOPES[self.scope_combo.currentText()])
-            session = _project.session_for(self.viewer, layer)
+            session = _sessions.session_for(self.viewer, layer)
             if session is not None:  # a model with other classes must not write into this project
                 from ..models.card import load_card
 
@@ -348,7 +348,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         rect = placement.get("rect")
         crop = (slice(rect[0], rect[2]), slice(rect[1], rect[3])) if rect else (slice(None),)
         scale, translate = result_geometry(image_layer, placement)
-        session = _project.session_for(self.viewer, image_layer)
+        session = _sessions.session_for(self.viewer, image_layer)
         if session is not None:
             session.flush()  # pending strokes become corrections (and are protected) before anything changes
         if kind in ("stack", "single"):
