@@ -371,6 +371,15 @@ class Project:
         self._write_index()
         return it
 
+    def set_model(self, key: str, model: str) -> Item:
+        """Record which model version predicted an existing item (provenance, e.g. from an imported set)."""
+        if not isinstance(model, str) or not model:
+            raise TypeError(f"Model version of {key!r}: expected a non-empty version name (str), got {model!r}.")
+        it = self.item(key)
+        it.model, it.updated = model, _now()
+        self._write_index()
+        return it
+
     def _archive(self, key: str) -> None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         for kind in ("masks", "touched"):

@@ -193,3 +193,28 @@ def test_model_versions(tiles: Path, tmp_path: Path) -> None:
     bad = save_model(tmp_path / "bcss", {"w": torch.zeros(1)}, ModelCard("sshr", "resnet18", BCSS_WSSS.to_dict()))
     with pytest.raises(ValueError, match="predicts classes"):
         p.add_model_version(bad)
+
+
+def test_set_model_records_provenance_atomically(tiles: Path, rng: np.random.Generator,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    p = Project.open(tiles)
+    p.save_correction("t0", _cm(rng), np.ones((16, 24), bool))
+    assert p.item("t0").model is None
+    it = p.set_model("t0", "sshr-v2")
+    assert it.model == "sshr-v2" and it.status == "corrected"  # the status is left alone
+    assert Project.open(tiles).item("t0").model == "sshr-v2"  # written through to project.json
+
+    def boom(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        p.set_model("t0", "sshr-v3")
+    monkeypatch.undo()
+    assert Project.open(tiles).item("t0").model == "sshr-v2"  # the old index, whole
+    assert not [f for f in p.root.rglob("*") if f.name.startswith(".")]
+
+    with pytest.raises(KeyError, match="No item"):
+        p.set_model("missing", "v1")
+    with pytest.raises(TypeError, match="version name"):
+        p.set_model("t0", None)  # type: ignore[arg-type]

@@ -112,10 +112,10 @@ def import_set(set_dir: str | Path, project_dir: str | Path | None = None, *, so
             pred = project.load_prediction(rec["key"])
             touched = (cm != pred) if pred is not None and pred.shape == cm.shape else np.zeros(cm.shape, bool)
         project.save_correction(rec["key"], cm, touched)
-        it = project.item(rec["key"])
-        if rec.get("model") and not it.model:
-            it.model = rec["model"]  # provenance; written with the status below
-        project.set_status(rec["key"], rec.get("status", "corrected"))
+        with project.batch():  # provenance and status: one index write
+            if rec.get("model") and not project.item(rec["key"]).model:
+                project.set_model(rec["key"], rec["model"])
+            project.set_status(rec["key"], rec.get("status", "corrected"))
     return project
 
 
