@@ -118,3 +118,103 @@ def test_background_is_white_glass_without_specks() -> None:
     bg = is_background(img)
     assert bg[:, 25:].all() and not bg[:, :15].any()
     assert is_background(np.stack([img, img])).shape == (2, 40, 40)
+
+
+# --- is_background against the per-tile scikit-image reference it replaced (exact equality) ---------------------
+
+
+def _reference_clean(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """The old implementation: remove_small_objects then remove_small_holes, one 2-D tile at a time."""
+    from skimage.morphology import remove_small_holes, remove_small_objects
+
+    try:
+        return remove_small_holes(remove_small_objects(mask, max_size=min_size - 1), max_size=min_size - 1)
+    except TypeError:  # scikit-image < 0.26
+        return remove_small_holes(remove_small_objects(mask, min_size=min_size), area_threshold=min_size)
+
+
+def _reference_background(rgb: np.ndarray, threshold: int = 200, min_size: int = 64) -> np.ndarray:
+    grey = np.asarray(rgb).astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    white = grey > threshold
+    flat = white.reshape(-1, *white.shape[-2:])
+    return np.stack([_reference_clean(w, min_size) for w in flat]).reshape(white.shape)
+
+
+def _blobs(rng: np.random.Generator, shape: tuple[int, int, int], cell: int, p: float) -> np.ndarray:
+    """Blocky random masks: components and holes of many sizes, many of them cut by the tile border."""
+    n, h, w = shape
+    coarse = rng.random((n, -(-h // cell), -(-w // cell))) < p
+    big = np.repeat(np.repeat(coarse, cell, axis=1), cell, axis=2)[:, :h, :w]
+    return big ^ (rng.random(shape) < 0.02)  # plus single-pixel specks and pinholes
+
+
+def _structured(h: int, w: int, m: int) -> np.ndarray:
+    """Specks and holes of exactly m - 1 and m pixels, at corners, on edges and inside, and degenerate tiles."""
+    tiles = [np.zeros((h, w), bool), np.ones((h, w), bool)]
+    for size in (max(m - 1, 1), max(m, 1)):
+        for fill in (False, True):  # objects on glass-free tissue / holes in glass
+            t = np.full((h, w), fill)
+            flat = np.zeros(h * w, bool)
+            flat[:size] = True
+            t ^= flat.reshape(h, w)  # a run along the top rows, touching the top-left corner
+            k = min(size, h)
+            t[h - k:, w - 1] ^= True  # a bar on the right edge, touching the bottom-right corner
+            c = max(1, int(np.sqrt(size)))
+            t[h // 2:h // 2 + c, w // 2:w // 2 + c] ^= True  # a square blob inside
+            tiles.append(t)
+    return np.stack(tiles)
+
+
+SHAPES = [(1, 1, 1), (3, 1, 17), (3, 17, 1), (4, 13, 29), (3, 40, 40), (2, 64, 96)]
+MIN_SIZES = [0, 1, 2, 3, 5, 16, 64, 200]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_remove_small_islands_matches_skimage_per_tile(shape: tuple[int, int, int]) -> None:
+    from napari_wsss.data.tiles import _remove_small_islands, _remove_small_islands_runs
+
+    n, h, w = shape
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        masks = [rng.random(shape) < p for p in (0.05, 0.3, 0.5, 0.7, 0.95)]
+        masks += [_blobs(rng, shape, cell, p) for cell in (2, 3, 7) for p in (0.2, 0.5, 0.8)]
+        for m in MIN_SIZES:
+            for mask in [*masks, _structured(h, w, m)]:
+                expected = np.stack([_reference_clean(t, m) for t in mask])
+                for fn in (_remove_small_islands, _remove_small_islands_runs):
+                    got = fn(mask, m)
+                    assert got.dtype == bool and got.shape == mask.shape
+                    assert np.array_equal(got, expected), (fn.__name__, shape, seed, m)
+
+
+def test_small_island_size_limit_is_exclusive() -> None:
+    from napari_wsss.data.tiles import _remove_small_islands_runs
+
+    tile = np.zeros((1, 20, 20), bool)
+    tile[0, 0, :7] = True  # 7 px on the top border: removed with min_size 8, kept with min_size 7
+    tile[0, 5:9, 5:9] = True
+    tile[0, 6, 6] = False  # a 1-px hole: filled with min_size 2
+    assert not _remove_small_islands_runs(tile, 8)[0, 0].any()
+    assert _remove_small_islands_runs(tile, 7)[0, 0, :7].all()
+    assert _remove_small_islands_runs(tile, 2)[0, 6, 6] and not _remove_small_islands_runs(tile, 1)[0, 6, 6]
+
+
+def test_is_background_matches_reference_on_images(rng: np.random.Generator) -> None:
+    from napari_wsss.data.synthetic import generate_tile
+
+    synth = np.stack([generate_tile(i, size=96).image for i in range(6)])
+    assert np.array_equal(is_background(synth), _reference_background(synth))
+    assert np.array_equal(is_background(synth, 180, 10), _reference_background(synth, 180, 10))
+    # near-threshold grey levels, glass blobs and noise; 2-D, 3-D and 4-D (a, b, H, W, 3) inputs
+    grey = np.where(_blobs(rng, (6, 50, 70), 5, 0.5), 230, 150) + rng.integers(-40, 41, (6, 50, 70))
+    rgb = np.clip(grey[..., None] + rng.integers(-3, 4, (6, 50, 70, 3)), 0, 255).astype(np.uint8)
+    for m in (0, 2, 9, 64):
+        assert np.array_equal(is_background(rgb[0], min_size=m), _reference_background(rgb[0], min_size=m))
+        assert np.array_equal(is_background(rgb, min_size=m), _reference_background(rgb, min_size=m))
+        four = rgb.reshape(2, 3, 50, 70, 3)
+        assert np.array_equal(is_background(four, min_size=m), _reference_background(four, min_size=m))
+    # a stack mixing noise-like tiles (handled tile by tile) with smooth ones (handled in one batch)
+    noisy = rng.integers(150, 256, (3, 50, 70, 3), dtype=np.uint8)
+    mixed = np.concatenate([rgb[:2], noisy, rgb[2:]])
+    assert np.array_equal(is_background(mixed), _reference_background(mixed))
+    assert is_background(rgb[0]).shape == (50, 70) and is_background(rgb).dtype == bool
