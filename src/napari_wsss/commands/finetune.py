@@ -75,10 +75,8 @@ def run(args: argparse.Namespace) -> int:
     out = run_to_end(finetune(project, base, args.out, options=options, command=command), print_progress)
     print(file=sys.stderr)
     from ..models.card import load_card
+    from ..training.ifkd import held_out_summary
 
-    held = load_card(out).metrics.get("held_out", {})
-    if held.get("n_tiles"):
-        print(f"held-out mIoU on {held['n_tiles']} corrected tile(s): {held['before']:.4f} -> {held['after']:.4f}",
-              file=sys.stderr)
+    print(held_out_summary(load_card(out).metrics, base.name), file=sys.stderr)
     print(out)
     return 0

@@ -317,10 +317,12 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         from ..models.card import load_card
 
         self.last_result = Path(out_dir)
-        held = load_card(self.last_result).metrics.get("held_out", {})
-        score = ""
+        from ..training.ifkd import held_out_summary
+
+        card = load_card(self.last_result)
+        held = card.metrics.get("held_out", {})
+        score = "; " + held_out_summary(card.metrics, card.parent or "version")
         if held.get("n_tiles"):
-            score = f"; held-out mIoU {held['before']:.3f} -> {held['after']:.3f} on {held['n_tiles']} tile(s)"
             hist = [held["before"], *[h for h in held.get("history", []) if h is not None]]
             self.scores = [float(v) for v in hist]
             self.plot.set_values(self.scores)

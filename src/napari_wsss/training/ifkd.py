@@ -52,7 +52,7 @@ import copy
 import dataclasses
 import datetime as _dt
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,14 +61,8 @@ import numpy as np
 import torch
 
 from ..events import Cancelled, Progress, StopFlag, never_stop
-from ..ops.losses import (
-    SSHR_LEVEL_WEIGHTS,
-    hierarchical_loss,
-    pixel_bce,
-    soft_dice_loss,
-    weighted_pixel_ce,
-)
 from . import common
+from .ifkd_loss import dense_outputs, ifkd_loss, weights_prefix
 from .ifkd_data import (
     TargetDataset,
     TileRecord,
@@ -88,7 +82,7 @@ class FinetuneConfig:
 
     epochs: int = 8
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 3e-4  # 1e-3 helped weak bases but lowered a strong one (docs/benchmarks.md)
     backbone_lr_mult: float = 0.1
     weight_decay: float = 1e-5
     held_out_fraction: float = 0.2
@@ -107,71 +101,6 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# -- the student's dense outputs, per method -------------------------------------------------------------------
-
-@dataclass
-class DenseOutputs:
-    """Student outputs at input resolution: side maps and fusion (N, K, S, S) in [0, 1]; image logits (N, K)."""
-
-    sides: list[torch.Tensor]
-    fused: torch.Tensor
-    image_logits: list[torch.Tensor] | None = None
-    image_weights: Sequence[float] = ()
-
-
-def dense_outputs(method: str, model: torch.nn.Module, x: torch.Tensor, config: dict) -> DenseOutputs:
-    """Per-class maps a network of ``method`` produces for (N, 3, S, S) input (see the module docstring)."""
-    size = tuple(x.shape[-2:])
-    if method == "sshr":
-        from ..models.mil import fuse, side_maps
-        from ..models.sshr import cam_logits
-
-        cams = model(x)
-        sides = side_maps(cams, size)
-        weights = tuple(config.get("fuse_weights", (0.0, 0.6, 0.2, 0.2)))
-        return DenseOutputs(sides, fuse(sides, weights), cam_logits(cams),
-                            tuple(config.get("loss_weights", SSHR_LEVEL_WEIGHTS)))
-    if method == "cam_sam":
-        from ..models.mil import side_maps
-
-        cams = model(x)
-        sides = side_maps(cams, size)
-        return DenseOutputs(sides, sides[0], [c.mean(dim=(2, 3)) for c in cams], (1.0,))
-    if method == "multistage":
-        probs = torch.softmax(model(x), dim=1)
-        return DenseOutputs([probs], probs)
-    if method == "mil":
-        from ..models.mil import MIL_FUSE_WEIGHTS, fuse, side_maps
-
-        sides = side_maps(model(x), size)
-        return DenseOutputs(sides, fuse(sides, tuple(config.get("fuse_weights", MIL_FUSE_WEIGHTS))))
-    raise ValueError(f"Fine-tuning does not know how to read per-pixel outputs from a {method!r} model; "
-                     "supported methods: sshr, multistage, cam_sam, mil.")
-
-
-def weights_prefix(method: str) -> str:
-    """Where the student's parameters sit in the version's ``weights.pt`` (cam_sam also holds SAM's decoder)."""
-    return "classifier." if method == "cam_sam" else ""
-
-
-def ifkd_loss(out: DenseOutputs, target: torch.Tensor, full: torch.Tensor, valid: torch.Tensor,
-              cfg: FinetuneConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The fine-tuning loss for one batch (target (N, K, S, S); full, valid (N, S, S) bool)."""
-    teach = valid & ~full
-    dice = sum(soft_dice_loss(s, target, valid) for s in out.sides) + soft_dice_loss(out.fused, target, valid)
-    ce, _ = weighted_pixel_ce(out.fused, target, teach)
-    nf = full.sum()
-    corr = (pixel_bce(out.fused, target) * full).sum() / nf.clamp_min(1) if bool(nf > 0) else out.fused.sum() * 0
-    total = cfg.dice_weight * dice + cfg.ce_weight * ce + cfg.correction_weight * corr
-    parts = {"dice": float(dice.detach()), "wce": float(ce.detach()), "corr": float(corr.detach())}
-    if out.image_logits is not None and cfg.image_loss_weight > 0:
-        present = ((target * valid[:, None]).flatten(2).amax(dim=2) > 0.5).to(target.dtype)
-        img, _ = hierarchical_loss(out.image_logits, present, out.image_weights)
-        total = total + cfg.image_loss_weight * img
-        parts["image"] = float(img.detach())
-    return total, parts
 
 
 def _teacher_maps(segmenter: Any, images: list[np.ndarray], k: int, should_stop: StopFlag, batch: int = 8
@@ -211,6 +140,23 @@ def held_out_score(segmenter: Any, records: list[TileRecord], n_classes: int) ->
             model.train()
     score = scores_from_confusion(cm)["mIoU"]
     return None if np.isnan(score) else float(score)
+
+
+def held_out_summary(metrics: dict, base_name: str) -> str:
+    """One sentence on the held-out score of a fine-tuned version, with a warning when it did not improve.
+
+    The widget and the CLI both show it: the version is written either way (the user asked for it, and a
+    score on a few held-out tiles is noisy), but the user should know when the base did better there.
+    """
+    held = metrics.get("held_out") or {}
+    if not held.get("n_tiles") or held.get("before") is None or held.get("after") is None:
+        return "no corrected tile was held out (too few corrections), so no held-out score"
+    text = (f"held-out mIoU {held['before']:.3f} -> {held['after']:.3f} on {held['n_tiles']} corrected "
+            f"tile(s) kept out of training")
+    if held["after"] <= held["before"]:
+        text += (f". WARNING: not better than the base {base_name} on those tiles; compare both on more "
+                 "corrected tiles before switching (with few held-out tiles the score is noisy)")
+    return text
 
 
 def swap_teacher_student(teacher: torch.nn.Module, student: torch.nn.Module, best_state: dict) -> dict:
@@ -436,7 +382,8 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
         "n_teacher_tiles": len(teach), "correction_repeat": repeat}}
     card.metrics = {
         "held_out": {"before": score_before, "after": score_after, "metric": "mIoU", "n_tiles": len(held),
-                     "keys": [r.key for r in held], "history": state["history"]},
+                     "keys": [r.key for r in held], "history": state["history"],
+                     "improved": None if score_before is None or score_after is None else score_after > score_before},
         "finetune_seconds": round(seconds, 1), "epochs_run": len(state["history"]),
         "early_stopped": bool(state["early"]), "switches": state["switches"],
         "epoch_losses": [round(x, 4) for x in losses],

@@ -15,7 +15,7 @@ from napari_wsss.events import Cancelled, run_to_end
 from napari_wsss.models.card import load_card
 from napari_wsss.ops.losses import ifkd_pixel_weights, weighted_pixel_ce
 from napari_wsss.store import Project
-from napari_wsss.training.ifkd import finetune, swap_teacher_student
+from napari_wsss.training.ifkd import finetune, held_out_summary, swap_teacher_student
 from napari_wsss.training.ifkd_data import build_targets
 
 from ..models._tiles import make_tile
@@ -108,6 +108,14 @@ def test_switch_swaps_parameters():
         assert torch.equal(student.state_dict()[k], old_teacher[k])
 
 
+def test_held_out_summary_warns_when_the_base_did_better():
+    better = {"held_out": {"before": 0.5, "after": 0.6, "n_tiles": 2}}
+    worse = {"held_out": {"before": 0.6, "after": 0.55, "n_tiles": 2}}
+    assert "0.500 -> 0.600 on 2" in held_out_summary(better, "base") and "WARNING" not in held_out_summary(better, "b")
+    assert "WARNING" in held_out_summary(worse, "sshr-default") and "sshr-default" in held_out_summary(worse, "sshr-default")
+    assert "no held-out score" in held_out_summary({"held_out": {"n_tiles": 0, "before": None, "after": None}}, "b")
+
+
 def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     from napari_wsss.inference.segmenter import load_segmenter
 
@@ -127,6 +135,7 @@ def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     held = card.metrics["held_out"]
     assert held["n_tiles"] == 1 and 0 <= held["before"] <= 1 and 0 <= held["after"] <= 1
     assert len(held["history"]) == 2
+    assert held["improved"] == (held["after"] > held["before"])
     assert any("held_out" in p.metrics for p in progress)
     seg = load_segmenter(out, "cpu")
     assert seg.predict(np.full((1, 64, 64, 3), 120, np.uint8)).class_map.shape == (1, 64, 64)
