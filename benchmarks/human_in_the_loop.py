@@ -145,6 +145,13 @@ def run_scenario(args: argparse.Namespace, work: Path, base: Path, difficulty: f
                      "switches": card.metrics["switches"], "unreviewed": score_tiles(out, un_images, un_masks)})
         print(f"[{tag}] k={k}: test mIoU {scores['mIoU']:.4f} (base {base_scores['mIoU']:.4f}), unreviewed "
               f"{rows[-1]['unreviewed']:.4f}, {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+        if k == args.spread_k:  # the same corrections, other fine-tune seeds: how much is noise?
+            spread = [(scores["mIoU"], rows[-1]["unreviewed"])]
+            for seed in args.seeds:
+                o = run_to_end(finetune(project, base, f"seed{seed}", options={
+                    "num_threads": args.threads, "device": "cpu", **args.options, "seed": seed}))
+                spread.append((evaluate(o, data / "test", device="cpu")["mIoU"], score_tiles(o, un_images, un_masks)))
+            rows[-1]["spread"] = spread
     return {"difficulty": difficulty, "rows": rows, "n_unreviewed": len(keys), "first_unreviewed": max(args.ks)}
 
 
@@ -241,6 +248,16 @@ def report(res: dict, args: argparse.Namespace) -> str:
         lines += ["", f"**Folder: {note}.** Unreviewed tiles: tiles {sc['first_unreviewed']}-"
                   f"{sc['first_unreviewed'] + sc['n_unreviewed'] - 1} of the folder ({sc['n_unreviewed']} tiles, "
                   "never corrected at any k).", "", *scenario_table(sc, names)]
+        for r in sc["rows"]:
+            if r.get("spread"):
+                base_row = sc["rows"][0]
+                t = [a - base_row["mIoU"] for a, _ in r["spread"]]
+                u = [b - base_row["unreviewed"] for _, b in r["spread"]]
+                lines += ["", f"k = {r['k']} repeated with fine-tune seeds {args.options.get('seed', 0)} and "
+                          f"{', '.join(map(str, args.seeds))} (the seed picks which corrected tiles are held out and "
+                          f"the batch order): test mIoU change {np.mean(t):+.4f} on average (from {min(t):+.4f} to "
+                          f"{max(t):+.4f}), never-corrected tiles {np.mean(u):+.4f} (from {min(u):+.4f} to "
+                          f"{max(u):+.4f})."]
     if res["stall"]:
         s = res["stall"]
         lines += ["", f"Viewer responsiveness while the k = 10 fine-tune ran from the Fine-tune widget (napari viewer "
@@ -261,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--difficulties", type=float, nargs="+", default=[0.5, 0.9],
                    help="generator difficulty of each simulated folder (and its test tiles)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--spread-k", type=int, default=10, help="k whose fine-tune is repeated with other seeds")
+    p.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3], help="extra fine-tune seeds at --spread-k")
     p.add_argument("--work", help="work folder (default: a temp folder)")
     p.add_argument("--stall", action="store_true", help="also measure the viewer's event-loop stalls (needs a display)")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing docs/benchmarks.md")
