@@ -8,45 +8,55 @@ A project lives in a folder beside the data (``<folder>.wsss/`` for a tile folde
     predictions/<key>.png  the model's original output for the item (provenance; diff against masks/)
     touched/<key>.png      1-bit PNG: pixels the user changed (True = touched)
     models/<version>/      model versions made for this project (card.json + weights.pt, models/card.py)
-    history/               a correction replaced by a forced re-prediction is moved here first
+    history/               a correction replaced by a forced re-prediction is copied here first
 
 An *item* is a tile (key = file stem) or a slide region (key = ``r{y0}_{x0}_{y1}_{x1}_l{level}``, level-0
 pixel bounds, end-exclusive, the mask stored at ``level``). Item records hold ``key``, ``image`` (tile file) or
 ``region`` ([y0, x0, y1, x1, level]), ``status`` (unreviewed | corrected | accepted), ``model`` (the version
 that predicted it), ``touched_fraction``, ``shape`` ([H, W] of the mask) and ``updated`` (UTC ISO time).
+The records and their (de)serialisation live in :mod:`napari_wsss.store_records`.
 
 Every file is written atomically (temp file + rename): killing the process at any moment leaves each file
 either old or new, never half written; the index is rewritten after the image files it points to.
+Memory follows disk, never leads it: a change builds new records, writes the index, and only then becomes the
+project's state. When the index write fails (disk full, no permission), the image files the change wrote are
+put back (``_store_undo``) and the records in memory stay the old ones, so the project shows what is saved.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_dir, atomic_save, atomic_write_json
+from ._store_undo import FileUndo
+from .atomic import atomic_save, atomic_write_json
 from .classes import LUAD_HISTOSEG, ClassSchema
+from .store_models import ProjectModels
+from .store_records import (
+    FORMAT_VERSION,
+    INDEX_FILE,
+    PROTECTED,
+    STATUSES,
+    Item,
+    check_key,
+    index_dict,
+    now_utc,
+    parse_region_key,
+    read_index,
+    region_key,
+)
 
-FORMAT_VERSION = 1
-INDEX_FILE = "project.json"
+__all__ = ["FORMAT_VERSION", "INDEX_FILE", "PROJECT_SUFFIX", "PROTECTED", "STATUSES", "Item", "Project",
+           "check_key", "default_project_root", "parse_region_key", "region_key"]
+
 PROJECT_SUFFIX = ".wsss"
-STATUSES = ("unreviewed", "corrected", "accepted")
-PROTECTED = ("corrected", "accepted")  # statuses a new prediction must not overwrite silently
-
-_REGION_RE = re.compile(r"^r(\d+)_(\d+)_(\d+)_(\d+)_l(\d+)$")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def default_project_root(source: str | Path) -> Path:
@@ -61,64 +71,29 @@ def default_project_root(source: str | Path) -> Path:
     return source.parent / f"{source.stem}{PROJECT_SUFFIX}"
 
 
-def region_key(y0: int, x0: int, y1: int, x1: int, level: int = 0) -> str:
-    """Item key of a slide region (level-0 bounds, end-exclusive; the mask is stored at ``level``)."""
-    return f"r{int(y0)}_{int(x0)}_{int(y1)}_{int(x1)}_l{int(level)}"
-
-
-def parse_region_key(key: str) -> tuple[int, int, int, int, int] | None:
-    """(y0, x0, y1, x1, level) of a region key, or None for a tile key."""
-    m = _REGION_RE.match(key)
-    return tuple(int(v) for v in m.groups()) if m else None  # type: ignore[return-value]
-
-
-def check_key(key: str) -> str:
-    """Keys become file names: refuse path separators, hidden names and control characters."""
-    if not key or "/" in key or "\\" in key or key.startswith(".") or any(ord(c) < 32 for c in key):
-        raise ValueError(f"Invalid item key {key!r}: keys are tile file stems or region keys "
-                         "(r{y0}_{x0}_{y1}_{x1}_l{level}); no '/', '\\', leading '.' or control characters.")
-    return key
-
-
 @dataclass
-class Item:
-    """One record of the index (see the module docstring for the meaning of each field)."""
+class _Batch:
+    """An open :meth:`Project.batch`: the records as its single index write will store them, the files to undo."""
 
-    key: str
-    image: str | None = None
-    region: list[int] | None = None
-    status: str = "unreviewed"
-    model: str | None = None
-    touched_fraction: float = 0.0
-    shape: list[int] | None = None
-    mask: str | None = None
-    prediction: str | None = None
-    touched: str | None = None
-    updated: str = field(default_factory=_now)
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "project.json") -> Item:
-        if "key" not in d:
-            raise ValueError(f"{source}: an item record has no 'key' ({d!r}); the index is damaged.")
-        known = set(cls.__dataclass_fields__)
-        item = cls(**{k: v for k, v in d.items() if k in known})
-        if item.status not in STATUSES:
-            raise ValueError(f"{source}: item {item.key!r} has status {item.status!r}; expected one of {STATUSES}.")
-        return item
+    items: dict[str, Item]
+    files: FileUndo = field(default_factory=FileUndo)
+    changed: bool = False
 
 
-class Project:
-    """An annotation project folder. Open with :meth:`Project.open`; every method writes through to disk."""
+class Project(ProjectModels):
+    """An annotation project folder. Open with :meth:`Project.open`; every method writes through to disk.
+
+    Model versions kept in the project (``models/``) come from :class:`~napari_wsss.store_models.ProjectModels`.
+    """
 
     def __init__(self, root: Path, source: str, schema: ClassSchema, items: dict[str, Item],
                  created: str | None = None) -> None:
         self.root = Path(root)
         self.source = source
         self.schema = schema
-        self._items = items
-        self.created = created or _now()
-        self._defer = 0  # > 0 inside batch(): the index is written once at the end
-        self._pending = False
+        self._items = items  # the records project.json holds; replaced whole, only after a successful write
+        self.created = created or now_utc()
+        self._batch: _Batch | None = None
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -148,89 +123,107 @@ class Project:
         if not create:
             raise FileNotFoundError(f"No annotation project at {root} (no {INDEX_FILE}).")
         project = cls(root, str(Path(source).resolve()), schema or LUAD_HISTOSEG, {})
-        project._write_index()
+        project._commit({}, FileUndo())
         return project
 
     @classmethod
     def load(cls, root: str | Path) -> Project:
         """Open an existing project folder (``project.json`` inside)."""
         root = Path(root)
-        path = root / INDEX_FILE
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"No annotation project at {root} (no {INDEX_FILE}).") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e}); the project index is damaged. The masks in "
-                             f"{root / 'masks'} are intact; move project.json away to rebuild it.") from e
-        if int(d.get("format_version", 1)) > FORMAT_VERSION:
-            raise ValueError(f"{path}: project format {d['format_version']} is newer than this napari-wsss "
-                             f"understands ({FORMAT_VERSION}); upgrade napari-wsss.")
-        schema = ClassSchema.from_dict(d["schema"])
-        items = {r["key"]: Item.from_dict(r, str(path)) for r in d.get("items", [])}
-        return cls(root, d.get("source", ""), schema, items, d.get("created"))
+        source, schema, items, created = read_index(root)
+        return cls(root, source, schema, items, created)
 
+    # -- writing the index ---------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[Project]:
-        """Write the index once for many item changes (e.g. a prediction of a whole folder)."""
-        self._defer += 1
+        """Write the index once for many item changes (e.g. a prediction of a whole folder).
+
+        Changes made before an error inside the block are still written. When that one write fails, every
+        change of the batch is taken back, in memory and on disk. Nested batches join the outermost one.
+        """
+        if self._batch is not None:
+            yield self
+            return
+        batch = self._batch = _Batch(dict(self._items))
         try:
             yield self
         finally:
-            self._defer -= 1
-            if self._defer == 0 and self._pending:
-                self._write_index()
+            self._batch = None
+            if batch.changed:
+                self._commit(batch.items, batch.files)
 
-    def _write_index(self) -> None:
-        if self._defer:
-            self._pending = True
-            return
-        self._pending = False
-        atomic_write_json(self.root / INDEX_FILE, {
-            "format": "napari-wsss annotation project",
-            "format_version": FORMAT_VERSION,
-            "source": self.source,
-            "created": self.created,
-            "updated": _now(),
-            "schema": self.schema.to_dict(),
-            "items": [asdict(it) for it in self._items.values()],
-        })
+    @contextmanager
+    def _change(self) -> Iterator[tuple[dict[str, Item], FileUndo]]:
+        """One change: the caller puts new records (key -> Item) in the dict and logs the files it writes.
+
+        Leaving writes the index with the new records (or hands them to the open batch); an error anywhere
+        undoes the files and leaves the records in memory as they were.
+        """
+        records: dict[str, Item] = {}
+        files = FileUndo()
+        try:
+            yield records, files
+        except BaseException:
+            files.undo()
+            raise
+        if self._batch is not None:
+            self._batch.items.update(records)
+            self._batch.files.absorb(files)
+            self._batch.changed = self._batch.changed or bool(records)
+        elif records:
+            self._commit({**self._items, **records}, files)
+
+    def _commit(self, items: dict[str, Item], files: FileUndo) -> None:
+        """Write ``items`` as the index, then make them current; if the write fails, undo ``files`` instead."""
+        try:
+            atomic_write_json(self.root / INDEX_FILE, index_dict(self.source, self.created, self.schema, items))
+        except BaseException:
+            files.undo()
+            raise
+        self._items = items
+        files.forget()
 
     # -- items ---------------------------------------------------------------------------------------
+    @property
+    def _records(self) -> dict[str, Item]:
+        """The records as changes see them: those of the open batch (written at its end), else the saved ones."""
+        return self._batch.items if self._batch is not None else self._items
+
     def items(self) -> list[Item]:
         """All item records, in the order they were first registered."""
-        return list(self._items.values())
+        return list(self._records.values())
 
     def item(self, key: str) -> Item:
         try:
-            return self._items[key]
+            return self._records[key]
         except KeyError:
             raise KeyError(f"No item {key!r} in the project {self.root}.") from None
 
     def __contains__(self, key: str) -> bool:
-        return key in self._items
+        return key in self._records
 
     def register(self, entries: list[dict[str, Any]]) -> None:
         """Add items that are not there yet, e.g. every tile of a folder: ``[{"key", "image"|"region"}, ...]``.
 
         Existing records are left as they are; the index is written once.
         """
-        new = False
+        new: dict[str, Item] = {}
         for e in entries:
             key = check_key(e["key"])
-            if key not in self._items:
-                self._items[key] = Item(key, image=e.get("image"), region=e.get("region"), shape=e.get("shape"))
-                new = True
-        if new:
-            self._write_index()
+            if key not in self._records and key not in new:
+                new[key] = Item(key, image=e.get("image"), region=e.get("region"), shape=e.get("shape"))
+        with self._change() as (records, _):
+            records.update(new)
 
-    def _ensure(self, key: str, image: str | None = None, region: list[int] | None = None) -> Item:
-        check_key(key)
-        it = self._items.get(key)
-        if it is None:
+    def _record(self, key: str, image: str | None = None, region: list[int] | None = None) -> Item:
+        """A new record for ``key`` to fill in: a copy of the current one (left untouched), or a fresh one."""
+        old = self._records.get(check_key(key))
+        if old is None:
             if region is None and (r := parse_region_key(key)) is not None:
                 region = list(r)
-            it = self._items[key] = Item(key, image=image, region=region)
+            it = Item(key)
+        else:
+            it = replace(old)
         if image is not None:
             it.image = image
         if region is not None:
@@ -239,17 +232,17 @@ class Project:
 
     def is_protected(self, key: str) -> bool:
         """True when the user corrected or accepted the item: a new prediction must ask first."""
-        it = self._items.get(key)
+        it = self._records.get(key)
         return it is not None and it.status in PROTECTED
 
     def counts(self) -> dict[str, int]:
         """``{"total", "unreviewed", "corrected", "accepted", "reviewed", "predicted"}``."""
+        records = self._records
         c = {s: 0 for s in STATUSES}
-        for it in self._items.values():
+        for it in records.values():
             c[it.status] += 1
-        total = len(self._items)
-        return {"total": total, **c, "reviewed": c["corrected"] + c["accepted"],
-                "predicted": sum(it.prediction is not None for it in self._items.values())}
+        return {"total": len(records), **c, "reviewed": c["corrected"] + c["accepted"],
+                "predicted": sum(it.prediction is not None for it in records.values())}
 
     # -- files ---------------------------------------------------------------------------------------
     def path(self, kind: str, key: str) -> Path:
@@ -258,17 +251,19 @@ class Project:
             raise ValueError(f"Unknown project file kind {kind!r}; expected masks, predictions or touched.")
         return self.root / kind / f"{check_key(key)}.png"
 
-    def _write_class_map(self, kind: str, key: str, class_map: np.ndarray) -> str:
+    def _write_class_map(self, kind: str, key: str, class_map: np.ndarray, files: FileUndo) -> str:
         from .data.tiles import write_mask
 
         path = self.path(kind, key)
+        files.keep(path)
         write_mask(path, class_map, self.schema)
         return str(path.relative_to(self.root))
 
-    def _write_touched(self, key: str, touched: np.ndarray) -> str:
+    def _write_touched(self, key: str, touched: np.ndarray, files: FileUndo) -> str:
         from PIL import Image
 
         path = self.path("touched", key)
+        files.keep(path)
         with atomic_save(path) as tmp:
             Image.fromarray(np.asarray(touched, dtype=bool)).save(tmp, format="PNG")  # mode "1": 1 bit/pixel
         return str(path.relative_to(self.root))
@@ -298,12 +293,6 @@ class Project:
         return read_mask(path, self.schema) if path.is_file() else None
 
     # -- writing -------------------------------------------------------------------------------------
-    def check_model(self, card: Any) -> None:
-        """Raise a clear ValueError when a model (a ``ModelCard``) predicts other classes than the project."""
-        from .models.card import check_schema
-
-        check_schema(card, self.schema, "model")
-
     def save_prediction(self, key: str, class_map: np.ndarray, model: Any, *, image: str | None = None,
                         region: list[int] | None = None, force: bool = False) -> Item:
         """Store a model's output for an item as its prediction and its current mask.
@@ -311,7 +300,7 @@ class Project:
         Args:
             class_map: (H, W) uint8 class map (dataset convention).
             model: a ``ModelCard`` (its classes are checked against the project) or a version name.
-            force: replace a corrected/accepted item; its correction is moved to ``history/`` first.
+            force: replace a corrected/accepted item; its correction is copied to ``history/`` first.
 
         Raises:
             ValueError: the model's classes differ from the project's, or the item is corrected/accepted and
@@ -320,19 +309,21 @@ class Project:
         name = model if isinstance(model, str) else (model.name or "model")
         if not isinstance(model, str):
             self.check_model(model)
+        check_key(key)
         if self.is_protected(key) and not force:
-            raise ValueError(f"Item {key!r} is {self._items[key].status} by the user; a new prediction would "
+            raise ValueError(f"Item {key!r} is {self._records[key].status} by the user; a new prediction would "
                              "replace that work. Skip it, or pass force=True (the correction goes to history/).")
-        it = self._ensure(key, image, region)
-        if self.is_protected(key):
-            self._archive(key)
         cm = self.schema.validate_class_map(class_map, source=f"prediction for {key}")
-        it.prediction = self._write_class_map("predictions", key, cm)
-        it.mask = self._write_class_map("masks", key, cm)
-        self.path("touched", key).unlink(missing_ok=True)
-        it.touched, it.touched_fraction = None, 0.0
-        it.status, it.model, it.shape, it.updated = "unreviewed", name, list(cm.shape), _now()
-        self._write_index()
+        it = self._record(key, image, region)
+        with self._change() as (records, files):
+            if self.is_protected(key):
+                self._archive(key, files)
+            it.prediction = self._write_class_map("predictions", key, cm, files)
+            it.mask = self._write_class_map("masks", key, cm, files)
+            files.remove(self.path("touched", key))
+            it.touched, it.touched_fraction = None, 0.0
+            it.status, it.model, it.shape, it.updated = "unreviewed", name, list(cm.shape), now_utc()
+            records[key] = it
         return it
 
     def save_correction(self, key: str, class_map: np.ndarray, touched: np.ndarray) -> Item:
@@ -350,64 +341,44 @@ class Project:
         if touched.shape != cm.shape:
             raise ValueError(f"Correction for {key!r}: touched map shape {touched.shape} differs from the mask's "
                              f"{cm.shape}; both must cover the same pixels.")
-        it = self._ensure(key)
-        it.mask = self._write_class_map("masks", key, cm)
-        it.touched = self._write_touched(key, touched)
-        it.touched_fraction = round(float(touched.mean()) if touched.size else 0.0, 6)
-        it.shape, it.updated = list(cm.shape), _now()
-        if touched.any():
-            it.status = "corrected"
-        elif it.status == "corrected":
-            it.status = "unreviewed"
-        self._write_index()
+        it = self._record(key)
+        with self._change() as (records, files):
+            it.mask = self._write_class_map("masks", key, cm, files)
+            it.touched = self._write_touched(key, touched, files)
+            it.touched_fraction = round(float(touched.mean()) if touched.size else 0.0, 6)
+            it.shape, it.updated = list(cm.shape), now_utc()
+            if touched.any():
+                it.status = "corrected"
+            elif it.status == "corrected":
+                it.status = "unreviewed"
+            records[key] = it
         return it
 
     def set_status(self, key: str, status: str) -> Item:
         """Mark an item ``unreviewed``, ``corrected`` or ``accepted``."""
         if status not in STATUSES:
             raise ValueError(f"Unknown status {status!r}; expected one of {STATUSES}.")
-        it = self._ensure(key)
-        it.status, it.updated = status, _now()
-        self._write_index()
+        it = self._record(key)
+        it.status, it.updated = status, now_utc()
+        with self._change() as (records, _):
+            records[key] = it
         return it
 
     def set_model(self, key: str, model: str) -> Item:
         """Record which model version predicted an existing item (provenance, e.g. from an imported set)."""
         if not isinstance(model, str) or not model:
             raise TypeError(f"Model version of {key!r}: expected a non-empty version name (str), got {model!r}.")
-        it = self.item(key)
-        it.model, it.updated = model, _now()
-        self._write_index()
+        it = replace(self.item(key), model=model, updated=now_utc())
+        with self._change() as (records, _):
+            records[key] = it
         return it
 
-    def _archive(self, key: str) -> None:
+    def _archive(self, key: str, files: FileUndo) -> None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         for kind in ("masks", "touched"):
             src = self.path(kind, key)
             if src.is_file():
                 dst = self.root / "history" / f"{key}.{stamp}.{kind}.png"
+                files.keep(dst)  # a new file: removed again if the change fails
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
-
-    # -- model versions ------------------------------------------------------------------------------
-    @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
-
-    def model_versions(self) -> list[Path]:
-        """Model version folders stored in the project (e.g. fine-tuned from its corrections), by name."""
-        d = self.models_dir
-        return sorted(p for p in d.iterdir() if (p / "card.json").is_file()) if d.is_dir() else []
-
-    def add_model_version(self, folder: str | Path, name: str | None = None) -> Path:
-        """Copy a model version folder into ``models/<name>`` (atomically), after checking its classes."""
-        from .models.card import load_card
-
-        card = load_card(folder)
-        self.check_model(card)
-        dst = self.models_dir / check_key(name or Path(folder).name)
-        with atomic_dir(dst) as tmp:
-            for f in Path(folder).iterdir():
-                if f.is_file():
-                    shutil.copy2(f, tmp / f.name)
-        return dst

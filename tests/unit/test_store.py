@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 from PIL import Image
 
 from napari_wsss.classes import BCSS_WSSS, LUAD_HISTOSEG
+from napari_wsss import store
 from napari_wsss.models.card import ModelCard
 from napari_wsss.store import (
     Project,
@@ -218,3 +221,123 @@ def test_set_model_records_provenance_atomically(tiles: Path, rng: np.random.Gen
         p.set_model("missing", "v1")
     with pytest.raises(TypeError, match="version name"):
         p.set_model("t0", None)  # type: ignore[arg-type]
+
+
+# -- a failed index write: memory stays what the disk holds ------------------------------------------------
+
+
+def _disk_files(root: Path) -> dict[str, bytes]:
+    """Every file of the project but the index, with its bytes (history/ and hidden leftovers included)."""
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*"))
+            if f.is_file() and f.name != "project.json"}
+
+
+def _records(p: Project) -> list[dict]:
+    return [asdict(it) for it in p.items()]
+
+
+def _assert_memory_is_disk(p: Project, files_before: dict[str, bytes]) -> None:
+    q = Project.load(p.root)
+    assert _records(p) == _records(q) and p.counts() == q.counts()
+    assert _disk_files(p.root) == files_before  # image files put back, new ones removed
+    assert not [f for f in p.root.rglob("*") if f.name.startswith(".")]  # no temp files or backups left
+    for it in q.items():  # the index points only to files that exist
+        assert all((p.root / rel).is_file() for rel in (it.mask, it.prediction, it.touched) if rel)
+
+
+def _fail_index_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "atomic_write_json", disk_full)
+
+
+@pytest.fixture
+def worked(tiles: Path, rng: np.random.Generator) -> Project:
+    """t0 predicted then corrected, t1 predicted, t2 registered only."""
+    p = Project.open(tiles)
+    p.register([{"key": f"t{i}", "image": f"t{i}.png"} for i in range(3)])
+    for key in ("t0", "t1"):
+        p.save_prediction(key, _cm(rng), "v1")
+    touched = np.zeros((16, 24), bool)
+    touched[:4] = True
+    p.save_correction("t0", np.where(touched, 2, p.load_mask("t0")).astype(np.uint8), touched)
+    return p
+
+
+def _touched(rng: np.random.Generator) -> np.ndarray:
+    return rng.random((16, 24)) < 0.3
+
+
+CHANGES: dict[str, Callable[[Project, np.random.Generator], object]] = {
+    "register": lambda p, rng: p.register([{"key": "t9", "image": "t9.png"}, {"key": "t1"}]),
+    "save_prediction_new_item": lambda p, rng: p.save_prediction("t5", _cm(rng), "v2", image="t5.png"),
+    "save_prediction_registered": lambda p, rng: p.save_prediction("t2", _cm(rng), "v2"),
+    "save_prediction_replaces": lambda p, rng: p.save_prediction("t1", _cm(rng), "v2"),
+    "save_prediction_force": lambda p, rng: p.save_prediction("t0", _cm(rng), "v2", force=True),
+    "save_correction": lambda p, rng: p.save_correction("t1", _cm(rng), _touched(rng)),
+    "save_correction_again": lambda p, rng: p.save_correction("t0", _cm(rng), _touched(rng)),
+    "save_correction_new_item": lambda p, rng: p.save_correction("r0_0_16_24_l0", _cm(rng), _touched(rng)),
+    "set_status": lambda p, rng: p.set_status("t1", "accepted"),
+    "set_status_new_item": lambda p, rng: p.set_status("t7", "accepted"),
+    "set_model": lambda p, rng: p.set_model("t0", "v9"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_failed_index_write_changes_nothing(worked: Project, rng: np.random.Generator, change: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    before, files_before = _records(worked), _disk_files(worked.root)
+    _fail_index_writes(monkeypatch)
+    with pytest.raises(OSError, match="No space"):
+        CHANGES[change](worked, rng)
+    monkeypatch.undo()
+    assert _records(worked) == before
+    _assert_memory_is_disk(worked, files_before)
+    CHANGES[change](worked, rng)  # the project still works once the disk has room again
+    assert _records(worked) == _records(Project.load(worked.root)) != before
+
+
+def test_failed_image_write_puts_the_earlier_files_back(worked: Project, rng: np.random.Generator,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """save_correction writes the mask, then the touched map: when the second fails, the first is undone."""
+    before, files_before = _records(worked), _disk_files(worked.root)
+
+    def disk_full(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "atomic_save", disk_full)  # the touched-map writer
+    with pytest.raises(OSError):
+        worked.save_correction("t0", _cm(rng), _touched(rng))
+    monkeypatch.undo()
+    assert _records(worked) == before
+    _assert_memory_is_disk(worked, files_before)
+
+
+def test_batch_failing_at_its_write_rolls_back_every_change(worked: Project, rng: np.random.Generator,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    before, files_before = _records(worked), _disk_files(worked.root)
+    with pytest.raises(OSError, match="No space"):
+        with worked.batch():
+            worked.register([{"key": "t9", "image": "t9.png"}])
+            worked.save_prediction("t2", _cm(rng), "v2")
+            worked.save_correction("t1", _cm(rng), _touched(rng))
+            worked.save_prediction("t1", _cm(rng), "v3", force=True)  # replaces the correction just made
+            worked.save_prediction("t0", _cm(rng), "v3", force=True)
+            worked.set_model("t2", "v4")
+            with worked.batch():  # nested: joins the outer write
+                worked.set_status("t2", "accepted")
+            assert worked.item("t2").status == "accepted" and worked.counts()["total"] == 4  # seen inside
+            assert Project.load(worked.root).item("t2").status == "unreviewed"  # not written yet
+            _fail_index_writes(monkeypatch)
+    monkeypatch.undo()
+    assert _records(worked) == before
+    _assert_memory_is_disk(worked, files_before)
+
+
+def test_batch_keeps_the_changes_made_before_an_error(worked: Project) -> None:
+    with pytest.raises(RuntimeError):
+        with worked.batch():
+            worked.set_status("t1", "accepted")
+            raise RuntimeError("stopped")
+    assert Project.load(worked.root).item("t1").status == "accepted" == worked.item("t1").status

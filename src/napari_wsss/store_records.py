@@ -1,0 +1,109 @@
+"""The records of an annotation project's index (``project.json``): item keys, the item record, (de)serialisation.
+
+Kept apart from :mod:`napari_wsss.store` so the format can be read and checked without the file-writing logic;
+``docs/project_format.md`` describes the same format for readers outside Python.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .classes import ClassSchema
+
+FORMAT_VERSION = 1
+INDEX_FILE = "project.json"
+STATUSES = ("unreviewed", "corrected", "accepted")
+PROTECTED = ("corrected", "accepted")  # statuses a new prediction must not overwrite silently
+
+_REGION_RE = re.compile(r"^r(\d+)_(\d+)_(\d+)_(\d+)_l(\d+)$")
+
+
+def now_utc() -> str:
+    """Current UTC time, ISO 8601 with milliseconds: the `created`/`updated` stamps of the index."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def region_key(y0: int, x0: int, y1: int, x1: int, level: int = 0) -> str:
+    """Item key of a slide region (level-0 bounds, end-exclusive; the mask is stored at ``level``)."""
+    return f"r{int(y0)}_{int(x0)}_{int(y1)}_{int(x1)}_l{int(level)}"
+
+
+def parse_region_key(key: str) -> tuple[int, int, int, int, int] | None:
+    """(y0, x0, y1, x1, level) of a region key, or None for a tile key."""
+    m = _REGION_RE.match(key)
+    return tuple(int(v) for v in m.groups()) if m else None  # type: ignore[return-value]
+
+
+def check_key(key: str) -> str:
+    """Keys become file names: refuse path separators, hidden names and control characters."""
+    if not key or "/" in key or "\\" in key or key.startswith(".") or any(ord(c) < 32 for c in key):
+        raise ValueError(f"Invalid item key {key!r}: keys are tile file stems or region keys "
+                         "(r{y0}_{x0}_{y1}_{x1}_l{level}); no '/', '\\', leading '.' or control characters.")
+    return key
+
+
+@dataclass
+class Item:
+    """One record of the index (see :mod:`napari_wsss.store` for the meaning of each field).
+
+    The project replaces a record with a new object on every change instead of editing it, so a change whose
+    index write fails can be dropped without touching the record that is still current.
+    """
+
+    key: str
+    image: str | None = None
+    region: list[int] | None = None
+    status: str = "unreviewed"
+    model: str | None = None
+    touched_fraction: float = 0.0
+    shape: list[int] | None = None
+    mask: str | None = None
+    prediction: str | None = None
+    touched: str | None = None
+    updated: str = field(default_factory=now_utc)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = INDEX_FILE) -> Item:
+        if "key" not in d:
+            raise ValueError(f"{source}: an item record has no 'key' ({d!r}); the index is damaged.")
+        known = set(cls.__dataclass_fields__)
+        item = cls(**{k: v for k, v in d.items() if k in known})
+        if item.status not in STATUSES:
+            raise ValueError(f"{source}: item {item.key!r} has status {item.status!r}; expected one of {STATUSES}.")
+        return item
+
+
+def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, Item]) -> dict[str, Any]:
+    """The JSON object of ``project.json`` for these records (items in registration order)."""
+    return {
+        "format": "napari-wsss annotation project",
+        "format_version": FORMAT_VERSION,
+        "source": source,
+        "created": created,
+        "updated": now_utc(),
+        "schema": schema.to_dict(),
+        "items": [asdict(it) for it in items.values()],
+    }
+
+
+def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | None]:
+    """(source, schema, items by key, created) of the project folder ``root``, with a clear error when damaged."""
+    path = root / INDEX_FILE
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No annotation project at {root} (no {INDEX_FILE}).") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the project index is damaged. The masks in "
+                         f"{root / 'masks'} are intact; move project.json away to rebuild it.") from e
+    if int(d.get("format_version", 1)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: project format {d['format_version']} is newer than this napari-wsss "
+                         f"understands ({FORMAT_VERSION}); upgrade napari-wsss.")
+    schema = ClassSchema.from_dict(d["schema"])
+    items = {r["key"]: Item.from_dict(r, str(path)) for r in d.get("items", [])}
+    return d.get("source", ""), schema, items, d.get("created")
