@@ -30,12 +30,7 @@ def to_batch(images: np.ndarray, card: ModelCard, device: torch.device) -> torch
         images = images[None]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"Expected tiles as (N, H, W, 3) uint8 RGB, got shape {images.shape} dtype {images.dtype}.")
-    x = normalise(images, card.mean, card.std)
-    device = torch.device(device)  # callers pass a torch.device or a name such as "cpu"
-    if device.type == "cuda":  # pinned host memory lets the copy overlap with the previous batch's compute
-        x = x.pin_memory().to(device, non_blocking=True)
-    else:
-        x = x.to(device)
+    x = normalise(images, card.mean, card.std, device=torch.device(device))  # converted on the device
     scale = float(card.config.get("scale", 1.0))
     if scale != 1.0:
         h, w = images.shape[1:3]
