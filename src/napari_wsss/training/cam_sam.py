@@ -23,35 +23,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classes import get_schema
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 from . import common
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import CamTrainConfig
 from .loop import fit
 
 
 @dataclass
-class CamSamConfig:
-    """CAM+SAM settings. Classifier: backbone, ADL and enhanced channel; prompts: CAM threshold, points and the
-    consistency filter; decoder: rounds, epochs and learning rate; SAM: the user's checkpoint and model type."""
+class CamSamConfig(CamTrainConfig):
+    """CAM+SAM settings. Classifier: ADL and enhanced channel; prompts: CAM threshold, points and the
+    consistency filter; decoder: rounds, epochs and learning rate; SAM: the user's checkpoint and model type.
+    Backbone, SGD schedule, SegMix, PCM (training only: SAM prompts use raw CAMs)... are in :mod:`.config`."""
 
-    backbone: str = "small_cnn"
-    schema: str = "luad"
-    input_size: int = 224
     epochs: int = 10
     batch_size: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    new_lr_mult: float = 10.0
-    bias_lr_mult: float = 20.0
     adl_stages: tuple[int, ...] = (3, 4)
     adl_drop_rate: float = 0.75
     adl_gamma: float = 0.8
     enhanced: bool = True
     hf_cutoff: float = 0.05
-    threshold: float = 0.2
     cam_threshold: float = 0.5
     n_points: int = 50
     consistency: float = 0.9
@@ -61,31 +53,9 @@ class CamSamConfig:
     sam_checkpoint: str | None = None
     sam_model_type: str = "auto"
     sam_cache_dir: str | None = None
-    flips: bool = True
-    rotate: bool = False
-    segmix: bool = False
-    segmix_patch: int = 0  # 0 = input_size // 2 (see SSHRConfig for the SegMix / PCM options)
-    segmix_ratio: float = 0.25
-    segmix_min_patch: int = 8
-    segmix_max_ratio: float = 0.5
-    segmix_patience: int = 3
-    segmix_window: int = 20
-    segmix_signal: str = "loss"
-    segmix_labels: str = "hard"
-    pcm: bool = False  # PCM consistency loss while training the classifier (SAM prompts use raw CAMs)
-    pcm_weight: float = 0.2
-    pcm_mode: str = "relu"
-    pretrained: Any = "auto"
-    seed: int = 0
-    num_threads: int | None = None
-    device: str | None = None
 
     # read by training.sshr.cam_step_fn: one CAM level
     loss_weights: tuple[float, ...] = (1.0,)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 _RESUME_KEYS = ("backbone", "schema", "input_size", "adl_stages", "enhanced", "epochs", "batch_size", "lr", "seed")
@@ -111,9 +81,7 @@ def train_classifier(cfg: CamSamConfig, tiles: list, out_dir: Path, device: torc
                           seed=cfg.seed)
     loader = common.make_loader(ds, cfg.batch_size, gen)
     model = build_classifier(cfg, len(tiles[0].labels)).to(device)
-    opt = torch.optim.SGD(common.split_param_groups(model, model.new_parameters(), cfg.lr, cfg.weight_decay,
-                                                    cfg.new_lr_mult, cfg.bias_lr_mult),
-                          lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = common.sgd(model, cfg)
     ckpt = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": "cam_sam"}
     mixer = None
@@ -223,16 +191,12 @@ def train_cam_sam(data_dir: str | Path, out_dir: str | Path, *, should_stop: Sto
     """
     from ..data.datasets import resize_rgb
     from ..data.tiles import list_training_tiles, read_rgb
-    from ..device import select_device
     from ..inference.cam_sam import CamSamSegmenter
     from ..models.sam import EmbeddingCache, SamSession, default_cache_dir, load_sam
 
     cfg = common.config_from_options(CamSamConfig, options)
-    schema = get_schema(cfg.schema)
-    out_dir = common.check_out_dir(out_dir, overwrite)
-    dirs = common.resolve_data_dirs(data_dir)
-    common.set_threads(cfg.num_threads)
-    device = select_device(cfg.device)
+    run = common.setup_training(cfg, data_dir, out_dir, overwrite)  # train_classifier reseeds for its data
+    out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
     # Fail on a missing/wrong SAM before the classifier trains, not after.
     loaded = load_sam(cfg.sam_checkpoint, cfg.sam_model_type, device)
     session = SamSession(loaded, EmbeddingCache(cfg.sam_cache_dir or default_cache_dir()))

@@ -1,4 +1,5 @@
-"""Pieces every trainer shares: data folders, output checks, seeding, threads, loaders, option parsing."""
+"""Pieces every trainer shares: the run preamble, data folders, output checks, seeding, threads, loaders,
+option parsing, the SGD set-up."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from ..classes import ClassSchema, get_schema
+from ..device import select_device
+from .config import RunConfig, TrainConfig
 
 C = TypeVar("C")
 
@@ -87,6 +92,34 @@ def config_from_options(cls: type[C], options: dict[str, Any]) -> C:
     return cfg
 
 
+@dataclass(frozen=True)
+class RunSetup:
+    """What a trainer's preamble hands to its body."""
+
+    out_dir: Path
+    dirs: DataDirs
+    schema: ClassSchema
+    device: torch.device
+    generator: torch.Generator  # seeded: the data loader's shuffling
+
+
+def start_run(cfg: RunConfig) -> tuple[torch.device, torch.Generator]:
+    """Threads, seeds, then the device, once per run: the part of the preamble fine-tuning shares too."""
+    set_threads(cfg.num_threads)
+    gen = seed_everything(cfg.seed)
+    return select_device(cfg.device), gen
+
+
+def setup_training(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, overwrite: bool) -> RunSetup:
+    """Every trainer's preamble: check the schema, the output folder and the data folders (fail before any
+    training), then :func:`start_run`."""
+    schema = get_schema(cfg.schema)
+    out = check_out_dir(out_dir, overwrite)
+    dirs = resolve_data_dirs(data_dir)
+    device, gen = start_run(cfg)
+    return RunSetup(out, dirs, schema, device, gen)
+
+
 def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator,
                 shuffle: bool = True) -> torch.utils.data.DataLoader:
     """In-process loader (tiles are in memory; worker processes would only fight for the 2 cores)."""
@@ -109,6 +142,15 @@ def split_param_groups(model: torch.nn.Module, new_params: list[torch.nn.Paramet
               {"params": new_w, "lr": lr * new_mult, "weight_decay": weight_decay},
               {"params": new_b, "lr": lr * bias_mult, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def sgd(model: torch.nn.Module, cfg: TrainConfig, lr: float | None = None) -> torch.optim.SGD:
+    """SGD over :func:`split_param_groups` of ``model.new_parameters()`` with ``cfg``'s momentum, decay and
+    multipliers; ``lr`` overrides ``cfg.lr`` (the multi-stage segmentation network's ``seg_lr``)."""
+    lr = cfg.lr if lr is None else lr
+    groups = split_param_groups(model, model.new_parameters(), lr, cfg.weight_decay, cfg.new_lr_mult,
+                                cfg.bias_lr_mult)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def tile_size_of(path: Path) -> int:

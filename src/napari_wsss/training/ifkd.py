@@ -49,7 +49,6 @@ save, so the project and the base version are untouched.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime as _dt
 import time
 from collections.abc import Callable, Generator
@@ -62,6 +61,7 @@ import torch
 
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from . import common
+from .config import RunConfig
 from .ifkd_loss import dense_outputs, ifkd_loss, weights_prefix
 from .ifkd_data import (
     TargetDataset,
@@ -77,8 +77,9 @@ SUPPORTED_METHODS = ("sshr", "multistage", "cam_sam", "mil")
 
 
 @dataclass
-class FinetuneConfig:
-    """IFKD fine-tuning settings (sized for a CPU: a few minutes for tens of tiles)."""
+class FinetuneConfig(RunConfig):
+    """IFKD fine-tuning settings (sized for a CPU: a few minutes for tens of tiles); flips, seed, threads and
+    device are in :mod:`.config`."""
 
     epochs: int = 8
     batch_size: int = 8
@@ -94,13 +95,6 @@ class FinetuneConfig:
     ce_weight: float = 1.0
     correction_weight: float = 1.0
     image_loss_weight: float = 0.5
-    flips: bool = True
-    seed: int = 0
-    num_threads: int | None = None
-    device: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _teacher_maps(segmenter: Any, images: list[np.ndarray], k: int, should_stop: StopFlag, batch: int = 8
@@ -211,7 +205,6 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
             method whose per-pixel outputs are unknown.
         FileExistsError: ``out_name`` is taken.
     """
-    from ..device import select_device
     from ..inference.segmenter import load_segmenter
     from ..models.card import ModelCard, load_card, load_weights, save_model
     from ..store import Project
@@ -233,9 +226,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     if not items:
         raise ValueError(f"The project {project.root} has no corrected or accepted tiles with their image file; "
                          "correct (or accept) some tiles in the Review widget first.")
-    common.set_threads(cfg.num_threads)
-    common.seed_everything(cfg.seed)
-    device = select_device(cfg.device)
+    device, _ = common.start_run(cfg)  # the loader gets its own generator below, seeded after the teacher's maps
     k = project.schema.n_foreground
     t0 = time.perf_counter()
 

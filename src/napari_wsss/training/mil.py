@@ -9,7 +9,6 @@ the fields of :class:`MILConfig`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -18,42 +17,24 @@ from typing import Any
 
 import torch
 
-from ..classes import get_schema
 from ..events import Progress, StopFlag, never_stop
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 from ..models.mil import MIL_FUSE_WEIGHTS, MILNet, fuse, side_maps
 from ..ops.losses import soft_dice_loss
 from . import common
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .loop import fit
 
 
 @dataclass
-class MILConfig:
-    """MIL teacher settings (``input_size``: side tiles are resized to; inference rescales the same way)."""
+class MILConfig(TrainConfig):
+    """MIL teacher settings; the shared ones (backbone, input size, SGD schedule, seed...) are in :mod:`.config`."""
 
-    backbone: str = "small_cnn"
-    schema: str = "luad"
-    input_size: int = 224
     epochs: int = 10
     batch_size: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    new_lr_mult: float = 10.0
-    bias_lr_mult: float = 20.0
     fuse_weights: tuple[float, ...] = MIL_FUSE_WEIGHTS
     dropout: float = 0.1
-    flips: bool = True
-    rotate: bool = False
-    pretrained: str = "auto"
-    seed: int = 0
-    num_threads: int | None = None
-    device: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 _RESUME_KEYS = ("backbone", "schema", "input_size", "epochs", "batch_size", "lr", "seed")
@@ -87,26 +68,19 @@ def train_mil(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFla
     """
     from ..data.datasets import TileLabelDataset
     from ..data.tiles import list_training_tiles
-    from ..device import select_device
 
     cfg = common.config_from_options(MILConfig, options)
-    schema = get_schema(cfg.schema)
-    out_dir = common.check_out_dir(out_dir, overwrite)
-    dirs = common.resolve_data_dirs(data_dir)
-    common.set_threads(cfg.num_threads)
-    gen = common.seed_everything(cfg.seed)
-    device = select_device(cfg.device)
+    run = common.setup_training(cfg, data_dir, out_dir, overwrite)
+    out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
 
     tiles = list_training_tiles(dirs.training, schema, labels_csv)
     tile_size = common.tile_size_of(tiles[0].path)
     yield Progress(0, None, f"MIL: reading {len(tiles)} training tiles")
     ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
                           seed=cfg.seed)
-    loader = common.make_loader(ds, cfg.batch_size, gen)
+    loader = common.make_loader(ds, cfg.batch_size, run.generator)
     model = MILNet(cfg.backbone, schema.n_foreground, dropout=cfg.dropout, pretrained=cfg.pretrained).to(device)
-    groups = common.split_param_groups(model, model.new_parameters(), cfg.lr, cfg.weight_decay,
-                                       cfg.new_lr_mult, cfg.bias_lr_mult)
-    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = common.sgd(model, cfg)
 
     ckpt_path = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": "mil", "classes": schema.names}

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..classes import get_schema
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, load_card, save_model
 from ..ops.losses import IGNORE_INDEX, segmentation_loss
@@ -102,13 +101,11 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
     """
     from ..data.datasets import TileMaskDataset
     from ..data.tiles import list_training_tiles
-    from ..device import select_device
     from ..models.segnet import SegNet
 
     cfg = common.config_from_options(MultistageConfig, options)
-    schema = get_schema(cfg.schema)
-    out_dir = common.check_out_dir(out_dir, overwrite)
-    dirs = common.resolve_data_dirs(data_dir)
+    run = common.setup_training(cfg, data_dir, out_dir, overwrite)  # stage 1 and stage 3 reseed for their data
+    out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
     stage1_dir, pseudo_dir = _stage_paths(out_dir)
     seconds: dict[str, float] = {}
 
@@ -121,8 +118,6 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
     seconds["cam"] = load_card(stage1_dir).metrics.get("train_seconds", time.perf_counter() - t0)
 
     # Stage 2: offline pseudo-masks.
-    common.set_threads(cfg.num_threads)
-    device = select_device(cfg.device)
     tiles = list_training_tiles(dirs.training, schema, labels_csv)
     t0 = time.perf_counter()
     yield from write_pseudo_masks(stage1_dir, tiles, pseudo_dir, device, should_stop=should_stop)
@@ -142,10 +137,7 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
         model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in cam_state.items()
                                         if k.startswith("backbone.")})
     model.to(device)
-    lr = cfg.seg_lr or cfg.lr
-    opt = torch.optim.SGD(common.split_param_groups(model, model.new_parameters(), lr, cfg.weight_decay,
-                                                    cfg.new_lr_mult, cfg.bias_lr_mult),
-                          lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = common.sgd(model, cfg, cfg.seg_lr or cfg.lr)
     ckpt = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": "multistage", "classes": schema.names}
     start = 0

@@ -6,7 +6,6 @@ the written model version folder; options are the fields of :class:`SSHRConfig`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -15,64 +14,30 @@ from typing import Any
 
 import torch
 
-from ..classes import get_schema
 from ..events import Progress, StopFlag, never_stop
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 from ..models.sshr import SSHRNet, cam_logits
 from ..ops.losses import SSHR_LEVEL_WEIGHTS, hierarchical_loss
 from . import common
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import CamTrainConfig
 from .loop import fit
 
 
 @dataclass
-class SSHRConfig:
-    """SSHR training settings (paper defaults where they make sense on CPU).
+class SSHRConfig(CamTrainConfig):
+    """SSHR training settings (paper defaults where they make sense on CPU); the shared ones (backbone, input
+    size, SGD schedule, SegMix, PCM, seed...) are in :mod:`.config`."""
 
-    ``input_size`` is the side tiles are resized to for training; inference rescales tiles by the same
-    factor (``input_size / tile size``), so training at 112 px on 224 px tiles is 4x cheaper.
-    """
-
-    backbone: str = "small_cnn"
-    schema: str = "luad"
-    input_size: int = 224
     epochs: int = 21
     batch_size: int = 20
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    new_lr_mult: float = 10.0
-    bias_lr_mult: float = 20.0
     loss_weights: tuple[float, ...] = SSHR_LEVEL_WEIGHTS
     fuse_weights: tuple[float, ...] = (0.0, 0.6, 0.2, 0.2)
-    threshold: float = 0.2
     hfrm: bool = True
     kernel_size: int = 15
     dropout: float = 0.5
-    flips: bool = True
-    rotate: bool = False
-    segmix: bool = False
-    segmix_patch: int = 0  # first SegMix cell side in input pixels; 0 = input_size // 2
-    segmix_ratio: float = 0.25
-    segmix_min_patch: int = 8
-    segmix_max_ratio: float = 0.5
-    segmix_patience: int = 3  # plateau windows before the patch shrinks and the ratio grows
-    segmix_window: int = 20  # batches per feedback window
-    segmix_signal: str = "loss"  # or "accuracy" (image-label accuracy of the deep head)
-    segmix_labels: str = "hard"  # or "soft" (area-weighted)
-    pcm: bool = False  # pixel correlation module: consistency loss in training, refined CAMs at inference
-    pcm_weight: float = 0.2
-    pcm_mode: str = "relu"
-    pcm_inference: bool = True
-    pretrained: str | bool = "auto"
+    pcm_inference: bool = True  # refined CAMs at inference when ``pcm``
     calibrate: bool = True
-    seed: int = 0
-    num_threads: int | None = None
-    device: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 # Settings a resumed run must share with its checkpoint (others, like threads, may change).
@@ -132,31 +97,24 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
     """Train a multi-head CAM net (SSHR with ``cfg.hfrm``; the baseline's stage 1 without) and save it."""
     from ..data.datasets import TileLabelDataset
     from ..data.tiles import list_training_tiles
-    from ..device import select_device
 
     mixer = None
     if cfg.segmix:
         from ..models.segmix import SegMixScheduler
 
         mixer = SegMixScheduler.from_config(cfg)
-    schema = get_schema(cfg.schema)
-    out_dir = common.check_out_dir(out_dir, overwrite)
-    dirs = common.resolve_data_dirs(data_dir)
-    common.set_threads(cfg.num_threads)
-    gen = common.seed_everything(cfg.seed)
-    device = select_device(cfg.device)
+    run = common.setup_training(cfg, data_dir, out_dir, overwrite)
+    out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
 
     tiles = list_training_tiles(dirs.training, schema, labels_csv)
     tile_size = common.tile_size_of(tiles[0].path)
     yield Progress(0, None, f"{desc}: reading {len(tiles)} training tiles")
     ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips,
                           rotate=cfg.rotate, seed=cfg.seed)
-    loader = common.make_loader(ds, cfg.batch_size, gen)
+    loader = common.make_loader(ds, cfg.batch_size, run.generator)
 
     model = build_cam_net(cfg, schema.n_foreground, cfg.pretrained).to(device)
-    groups = common.split_param_groups(model, model.new_parameters(), cfg.lr, cfg.weight_decay,
-                                       cfg.new_lr_mult, cfg.bias_lr_mult)
-    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = common.sgd(model, cfg)
 
     ckpt_path = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": method, "classes": schema.names}

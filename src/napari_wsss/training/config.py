@@ -1,0 +1,69 @@
+"""Settings the trainers' config dataclasses share, declared once.
+
+Field names and defaults are a public contract: ``--set KEY=VALUE``, the widgets and every saved model card
+(``card.config`` is ``cfg.to_dict()``) use them, so a field here must mean the same in every trainer that
+inherits it. Fields whose default differs per trainer (``epochs``, ``batch_size``) stay in the trainer.
+Dataclass inheritance puts these fields first; nothing reads configs by position (options are keywords).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class RunConfig:
+    """Every trainer, fine-tuning included: augmentation flips, reproducibility, threads, device."""
+
+    flips: bool = True
+    seed: int = 0
+    num_threads: int | None = None  # None: NAPARI_WSSS_THREADS or min(4, cores), see common.set_threads
+    device: str | None = None  # None: cuda > mps > cpu, see device.select_device
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field values as JSON would give them back (tuples as lists), so a card compares equal after a reload."""
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Trainers of a new network from image-level labels (SSHR, multi-stage, CAM+SAM, MIL): backbone, input
+    size and the SGD schedule of ``common.sgd`` (new layers at ``new_lr_mult``, their biases at ``bias_lr_mult``).
+
+    ``input_size`` is the side tiles are resized to for training; inference rescales tiles by the same
+    factor (``input_size / tile size``), so training at 112 px on 224 px tiles is 4x cheaper.
+    """
+
+    backbone: str = "small_cnn"
+    schema: str = "luad"
+    input_size: int = 224
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    new_lr_mult: float = 10.0
+    bias_lr_mult: float = 20.0
+    rotate: bool = False
+    pretrained: str | bool = "auto"  # "auto", True, or False (CLI "none")
+
+
+@dataclass
+class CamTrainConfig(TrainConfig):
+    """CAM classifiers trained by ``sshr.cam_step_fn`` (SSHR, multi-stage stage 1, CAM+SAM): class gating,
+    SegMix (``models.segmix.SegMixScheduler.from_config``) and the PCM consistency loss."""
+
+    threshold: float = 0.2  # class gating at inference: sigmoid of the image logits >= threshold
+    segmix: bool = False
+    segmix_patch: int = 0  # first SegMix cell side in input pixels; 0 = input_size // 2
+    segmix_ratio: float = 0.25
+    segmix_min_patch: int = 8
+    segmix_max_ratio: float = 0.5
+    segmix_patience: int = 3  # plateau windows before the patch shrinks and the ratio grows
+    segmix_window: int = 20  # batches per feedback window
+    segmix_signal: str = "loss"  # or "accuracy" (image-label accuracy of the deep head)
+    segmix_labels: str = "hard"  # or "soft" (area-weighted)
+    pcm: bool = False  # pixel correlation module: consistency loss while training the classifier
+    pcm_weight: float = 0.2
+    pcm_mode: str = "relu"
