@@ -111,8 +111,8 @@ def import_set(set_dir: str | Path, project_dir: str | Path | None = None, *, so
         if touched is None:
             pred = project.load_prediction(rec["key"])
             touched = (cm != pred) if pred is not None and pred.shape == cm.shape else np.zeros(cm.shape, bool)
-        project.save_correction(rec["key"], cm, touched)
-        with project.batch():  # provenance and status: one index write
+        with project.batch():  # mask, provenance and status: one index write, all or nothing
+            project.save_correction(rec["key"], cm, touched)
             if rec.get("model") and not project.item(rec["key"]).model:
                 project.set_model(rec["key"], rec["model"])
             project.set_status(rec["key"], rec.get("status", "corrected"))
