@@ -1,4 +1,4 @@
-"""`make demo`: napari with the sample data and the plugin's widgets: segment, correct, segment a slide.
+"""`make demo`: napari with the sample data and the plugin's widgets: segment, correct, fine-tune, segment a slide.
 
 The sample data is copied to a temporary folder first, because the annotation project (corrections, slide
 segmentations) is written beside the data and the repository's sample_data/ must stay clean.
@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 def wait_for(job, app, timeout: float = 600.0) -> None:  # noqa: ANN001
@@ -97,6 +99,35 @@ def main(argv: list[str] | None = None) -> int:
         layer.paint((best, h // 2, x), layer.selected_label)
     review.flush()
     shoot(viewer, app, args.out / "review_correct.png")
+
+    # the pathologist corrects four tiles to the truth and accepts them, then fine-tunes on them (IFKD, worker)
+    from napari_wsss.gui.finetune_widget import FinetuneWidget
+
+    truth = gt[0].data
+    for i in [best] + [j for j in range(len(names)) if j != best][:3]:
+        viewer.dims.set_current_step(0, i)
+        diff = np.nonzero(np.asarray(truth[i]) != np.asarray(layer.data[i]))
+        if diff[0].size:
+            layer.data_setitem((np.full(diff[0].size, i), *diff), np.asarray(truth[i])[diff])
+        review.set_status("accepted")
+    viewer.dims.set_current_step(0, best)
+    docks = getattr(viewer.window, "_dock_widgets", {})
+    for name in ("Segment", "Review & correct"):  # room for the Fine-tune widget in the screenshot
+        if name in docks:
+            docks[name].hide()
+    ft = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(ft, name="Fine-tune", area="right")
+    ft.refresh()
+    ft.start()
+    wait_for(ft.job, app)
+    if ft.last_error is not None:
+        print(f"demo: fine-tuning failed: {ft.last_error}", file=sys.stderr)
+        return 1
+    shoot(viewer, app, args.out / "finetune.png")
+    viewer.window.remove_dock_widget(ft)
+    for name in ("Segment", "Review & correct"):
+        if name in docks:
+            docks[name].show()
 
     for ly in gt:
         ly.visible = True

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -122,7 +123,16 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         buttons = QHBoxLayout()
         for b in (self.start_btn, self.pause_btn, self.cancel_btn):
             buttons.addWidget(b)
-        layout = QVBoxLayout(self)
+        # the content scrolls when the dock is short (three docks stacked): squeezed rows would overlap
+        inner = QWidget()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(inner)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
