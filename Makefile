@@ -6,20 +6,28 @@ STAMP  := $(VENV)/.installed
 # torch is pinned to the build these machines carry on local disk; override on other machines.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 XVFB   := xvfb-run -a -s "-screen 0 1280x1024x24"
+# CI reproducibility: the project is installed under constraints.txt, the versions the whole suite last passed
+# with, so a new napari/Qt/numpy release cannot break CI unseen. Users installing the package are not
+# constrained. CONSTRAINTS= (empty) installs the newest releases instead, to try them.
+CONSTRAINTS ?= constraints.txt
+# The Qt binding the extras install (PyQt6). A venv made before the switch from PyQt5 keeps PyQt5 beside it and
+# qtpy would still prefer PyQt5; QT_API=pyqt5 (or pyside6, installed by hand) runs on another binding.
+export QT_API ?= pyqt6
 PYTEST_ARGS ?=
 
-# Debian packages a headless napari needs: Xvfb, Mesa GL and the xcb libraries Qt loads.
+# Debian packages a headless napari needs: Xvfb, Mesa GL and the xcb libraries Qt loads (Qt 6's xcb plugin
+# needs libxcb-cursor0; QtCore of both Qt 5 and Qt 6 links GLib, which slim images lack).
 APT_PACKAGES := xvfb xauth libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
 	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 \
-	libxcb-cursor0 libdbus-1-3 libfontconfig1
+	libxcb-cursor0 libdbus-1-3 libfontconfig1 libglib2.0-0
 
 .PHONY: venv sysdeps test test-core demo bench clean sample-data
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[testing]"
+	$(BIN)/pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[testing]"
 	touch $(STAMP)
 
 venv: $(STAMP)
