@@ -25,11 +25,21 @@ def wait_for(job, app, timeout: float = 600.0) -> None:  # noqa: ANN001
         time.sleep(0.02)
 
 
+def dock_of(widget):  # noqa: ANN001, ANN201
+    """The QDockWidget napari wrapped ``widget`` in (None when it is not docked)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    p = widget.parentWidget()
+    while p is not None and not isinstance(p, QDockWidget):
+        p = p.parentWidget()
+    return p
+
+
 def shoot(viewer, app, path: Path) -> None:  # noqa: ANN001
     from napari._qt.dialogs.qt_notification import NapariQtNotification
 
     for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-        toast.close()  # e.g. napari's PyQt5 deprecation notice would cover the canvas
+        toast.close()  # e.g. napari's notifications would cover the canvas
     app.processEvents()
     viewer.screenshot(str(path), canvas_only=False)
     print(f"wrote {path}")
@@ -111,10 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             layer.data_setitem((np.full(diff[0].size, i), *diff), np.asarray(truth[i])[diff])
         review.set_status("accepted")
     viewer.dims.set_current_step(0, best)
-    docks = getattr(viewer.window, "_dock_widgets", {})
-    for name in ("Segment", "Review & correct"):  # room for the Fine-tune widget in the screenshot
-        if name in docks:
-            docks[name].hide()
+    docks = [d for d in (dock_of(seg), dock_of(review)) if d is not None]
+    for dock in docks:  # room for the Fine-tune widget in the screenshot
+        dock.hide()
     ft = FinetuneWidget(viewer)
     viewer.window.add_dock_widget(ft, name="Fine-tune", area="right")
     ft.refresh()
@@ -125,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     shoot(viewer, app, args.out / "finetune.png")
     viewer.window.remove_dock_widget(ft)
-    for name in ("Segment", "Review & correct"):
-        if name in docks:
-            docks[name].show()
+    for dock in docks:
+        dock.show()
 
     for ly in gt:
         ly.visible = True
