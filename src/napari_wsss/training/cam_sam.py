@@ -24,9 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..events import Cancelled, Progress, StopFlag, never_stop
-from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 from . import common
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import resume_from, save_checkpoint
 from .config import CamTrainConfig
 from .loop import fit
 
@@ -73,13 +72,10 @@ def train_classifier(cfg: CamSamConfig, tiles: list, out_dir: Path, device: torc
                      should_stop: StopFlag = never_stop, resume: bool = False
                      ) -> Generator[Progress, None, tuple[torch.nn.Module, float, list[float]]]:
     """Part 1: the ADL CAM classifier, with an epoch checkpoint ``<out>.ckpt.pt`` for ``resume``."""
-    from ..data.datasets import TileLabelDataset
     from .sshr import cam_step_fn
 
     gen = common.seed_everything(cfg.seed)
-    ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
-                          seed=cfg.seed)
-    loader = common.make_loader(ds, cfg.batch_size, gen)
+    loader = common.label_loader(tiles, cfg, cfg.batch_size, gen)
     model = build_classifier(cfg, len(tiles[0].labels)).to(device)
     opt = common.sgd(model, cfg)
     ckpt = common.checkpoint_path_for(out_dir)
@@ -90,13 +86,8 @@ def train_classifier(cfg: CamSamConfig, tiles: list, out_dir: Path, device: torc
 
         mixer = SegMixScheduler.from_config(cfg)
     start, spent = 0, 0.0
-    if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, run_config, _RESUME_KEYS + ("method",))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, spent = state["epoch"], float(state["extra"].get("seconds", 0.0))
-        if mixer is not None and "segmix" in state["extra"]:
-            mixer.load_state_dict(state["extra"]["segmix"])
+    if resume:
+        start, spent = resume_from(ckpt, model, opt, run_config, _RESUME_KEYS + ("method",), mixer)
     t0 = time.perf_counter()
 
     def on_epoch_end(epoch: int, step: int, losses: list[float]) -> None:
@@ -190,7 +181,7 @@ def train_cam_sam(data_dir: str | Path, out_dir: str | Path, *, should_stop: Sto
     Returns (generator value): ``out_dir``.
     """
     from ..data.datasets import resize_rgb
-    from ..data.tiles import list_training_tiles, read_rgb
+    from ..data.tiles import read_rgb
     from ..inference.cam_sam import CamSamSegmenter
     from ..models.sam import EmbeddingCache, SamSession, default_cache_dir, load_sam
 
@@ -201,23 +192,16 @@ def train_cam_sam(data_dir: str | Path, out_dir: str | Path, *, should_stop: Sto
     loaded = load_sam(cfg.sam_checkpoint, cfg.sam_model_type, device)
     session = SamSession(loaded, EmbeddingCache(cfg.sam_cache_dir or default_cache_dir()))
 
-    tiles = list_training_tiles(dirs.training, schema, labels_csv)
-    tile_size = common.tile_size_of(tiles[0].path)
-    yield Progress(0, None, f"CAM+SAM: reading {len(tiles)} training tiles")
+    tiles, tile_size = yield from common.training_tiles(dirs, schema, labels_csv, "CAM+SAM")
     seconds: dict[str, float] = {}
     classifier, seconds["classifier"], cls_losses = yield from train_classifier(
         cfg, tiles, out_dir, device, should_stop=should_stop, resume=resume)
 
-    card = ModelCard(
-        method="cam_sam", backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        config={**{k: v for k, v in cfg.to_dict().items() if k != "sam_cache_dir"},
-                "fuse_weights": [1.0], "tile_size": tile_size, "scale": cfg.input_size / tile_size,
-                "sam_checkpoint": str(loaded.checkpoint.resolve()), "sam_model_type": loaded.model_type,
-                "sam_arch": {k: list(v) if isinstance(v, tuple) else v
-                             for k, v in dataclasses.asdict(loaded.arch).items()}},
-        training_data=str(Path(data_dir).resolve()), seed=cfg.seed, command=command, name=out_dir.name,
-    )
+    sam = {"sam_checkpoint": str(loaded.checkpoint.resolve()), "sam_model_type": loaded.model_type,
+           "sam_arch": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(loaded.arch).items()}}
+    card = common.version_card("cam_sam", cfg, schema, tile_size, data_dir, out_dir, command,
+                               config={"fuse_weights": [1.0], **sam})
+    del card.config["sam_cache_dir"]  # a cache folder of this machine, not a setting of the model
     seg = CamSamSegmenter(classifier, session, card, device)
     # Tiles at their own size (SAM resizes to its input); labels gate which classes are prompted.
     images = [read_rgb(t.path) for t in tiles]
@@ -237,14 +221,8 @@ def train_cam_sam(data_dir: str | Path, out_dir: str | Path, *, should_stop: Sto
             info["decoder_loss"] = round(losses[-1], 4)
         rounds.append(info)
     seconds["sam_rounds"] = time.perf_counter() - t0
-    card.metrics = {"train_seconds": round(sum(seconds.values()), 1),
-                    "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
-                    "epoch_losses": [round(x, 4) for x in cls_losses], "rounds": rounds,
-                    "n_train_tiles": len(tiles)}
-    if evaluate:
-        yield from common.evaluate_splits(seg, card, dirs, should_stop)
+    card.metrics = common.train_metrics(seconds, cls_losses, len(tiles), rounds=rounds)
     state = {**common.state_on_cpu(classifier, "classifier."),
              **common.state_on_cpu(loaded.model.mask_decoder, "decoder.")}
-    save_model(out_dir, state, card, overwrite=overwrite)
-    common.checkpoint_path_for(out_dir).unlink(missing_ok=True)
-    return out_dir
+    return (yield from common.save_version(out_dir, state, card, dirs, seg if evaluate else None, should_stop,
+                                           overwrite))

@@ -54,3 +54,21 @@ def load_checkpoint(path: str | Path, config: dict[str, Any] | None = None,
                 "Resume with the same settings, or delete the checkpoint to start again."
             )
     return state
+
+
+def resume_from(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                config: dict[str, Any], must_match: tuple[str, ...], mixer: Any = None) -> tuple[int, float]:
+    """Restore ``model``, ``optimizer`` and a SegMix ``mixer`` (if any) from the checkpoint at ``path``.
+
+    One place for every trainer's ``resume=True``, so they restore the same things the same way.
+    Returns (completed epochs, training seconds already spent); ``(0, 0.0)`` when there is no checkpoint yet
+    (a first run with ``--resume`` simply starts). Raises like :func:`load_checkpoint`.
+    """
+    if not Path(path).is_file():
+        return 0, 0.0
+    state = load_checkpoint(path, config, must_match)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if mixer is not None and "segmix" in state["extra"]:
+        mixer.load_state_dict(state["extra"]["segmix"])
+    return state["epoch"], float(state["extra"].get("seconds", 0.0))

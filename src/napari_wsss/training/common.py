@@ -1,5 +1,5 @@
 """Pieces every trainer shares: the run preamble, data folders, output checks, seeding, threads, loaders,
-option parsing, the SGD set-up."""
+option parsing, the SGD set-up, and the card, evaluation and save that end a run."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Generator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 
 from ..classes import ClassSchema, get_schema
 from ..device import select_device
+from ..events import Progress
 from .config import RunConfig, TrainConfig
 
 C = TypeVar("C")
@@ -120,6 +122,17 @@ def setup_training(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, 
     return RunSetup(out, dirs, schema, device, gen)
 
 
+def training_tiles(dirs: DataDirs, schema: ClassSchema, labels_csv: str | Path | None, desc: str
+                   ) -> Generator[Progress, None, tuple[list, int]]:
+    """The labelled training tiles and their side length (what the card records for inference's scale)."""
+    from ..data.tiles import list_training_tiles
+
+    tiles = list_training_tiles(dirs.training, schema, labels_csv)
+    tile_size = tile_size_of(tiles[0].path)
+    yield Progress(0, None, f"{desc}: reading {len(tiles)} training tiles")
+    return tiles, tile_size
+
+
 def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: torch.Generator,
                 shuffle: bool = True) -> torch.utils.data.DataLoader:
     """In-process loader (tiles are in memory; worker processes would only fight for the 2 cores)."""
@@ -128,6 +141,18 @@ def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: t
         raise ValueError("No training tiles found; check the training folder and its file names.")
     return torch.utils.data.DataLoader(dataset, batch_size=min(batch_size, n), shuffle=shuffle,
                                        drop_last=n >= batch_size, generator=generator, num_workers=0)
+
+
+def label_loader(tiles: list, cfg: TrainConfig, batch_size: int, generator: torch.Generator
+                 ) -> torch.utils.data.DataLoader:
+    """Batches of (image, image-level labels) of ``tiles`` at ``cfg.input_size``, augmented as ``cfg`` says:
+    the data of every trainer that learns from image labels, so they all see the same pixels."""
+    from ..data.datasets import TileLabelDataset
+    from ..models.card import IMAGENET_MEAN, IMAGENET_STD
+
+    ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
+                          seed=cfg.seed)
+    return make_loader(ds, batch_size, generator)
 
 
 def split_param_groups(model: torch.nn.Module, new_params: list[torch.nn.Parameter], lr: float,
@@ -176,3 +201,45 @@ def evaluate_splits(segmenter: Any, card: Any, dirs: Any, should_stop: Any):  # 
 def state_on_cpu(model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     """Detached CPU copy of a model's state dict (what a model version stores), keys optionally prefixed."""
     return {f"{prefix}{k}": v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def train_metrics(seconds: float | dict[str, float], epoch_losses: list[float], n_tiles: int,
+                  **more: Any) -> dict[str, Any]:
+    """A new version's training metrics, rounded as every card shows them; ``seconds`` per stage (a dict) adds
+    ``stage_seconds`` and sums them; ``more`` goes before ``n_train_tiles``."""
+    out: dict[str, Any] = {}
+    if isinstance(seconds, dict):
+        out["train_seconds"] = round(sum(seconds.values()), 1)
+        out["stage_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    else:
+        out["train_seconds"] = round(seconds, 1)
+    return {**out, "epoch_losses": [round(x, 4) for x in epoch_losses], **more, "n_train_tiles": n_tiles}
+
+
+def version_card(method: str, cfg: TrainConfig, schema: ClassSchema, tile_size: int, data_dir: str | Path,
+                 out_dir: Path, command: str, config: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None) -> Any:
+    """The ``ModelCard`` of a version trained from ``data_dir``: ``cfg`` (with ``config`` entries added or
+    replaced) plus the tile size and the scale inference applies, so the version rebuilds and reruns."""
+    from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+
+    return ModelCard(
+        method=method, backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        config={**cfg.to_dict(), **(config or {}), "tile_size": tile_size, "scale": cfg.input_size / tile_size},
+        training_data=str(Path(data_dir).resolve()), metrics=metrics or {}, seed=cfg.seed, command=command,
+        name=out_dir.name,
+    )
+
+
+def save_version(out_dir: Path, state: dict[str, torch.Tensor], card: Any, dirs: DataDirs, segmenter: Any,
+                 should_stop: Any, overwrite: bool) -> Generator[Progress, None, Path]:
+    """End of every trainer: evaluate ``segmenter`` (None: skip) into the card, write the version atomically,
+    then drop the resume checkpoint (only now: a failed save leaves the run resumable). Returns ``out_dir``."""
+    from ..models.card import save_model
+
+    if segmenter is not None:
+        yield from evaluate_splits(segmenter, card, dirs, should_stop)
+    save_model(out_dir, state, card, overwrite=overwrite)
+    checkpoint_path_for(out_dir).unlink(missing_ok=True)
+    return out_dir

@@ -18,11 +18,10 @@ from typing import Any
 import torch
 
 from ..events import Progress, StopFlag, never_stop
-from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 from ..models.mil import MIL_FUSE_WEIGHTS, MILNet, fuse, side_maps
 from ..ops.losses import soft_dice_loss
 from . import common
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import resume_from, save_checkpoint
 from .config import TrainConfig
 from .loop import fit
 
@@ -66,30 +65,20 @@ def train_mil(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFla
         options: :class:`MILConfig` fields.
     Returns (generator value): ``out_dir``.
     """
-    from ..data.datasets import TileLabelDataset
-    from ..data.tiles import list_training_tiles
-
     cfg = common.config_from_options(MILConfig, options)
     run = common.setup_training(cfg, data_dir, out_dir, overwrite)
     out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
 
-    tiles = list_training_tiles(dirs.training, schema, labels_csv)
-    tile_size = common.tile_size_of(tiles[0].path)
-    yield Progress(0, None, f"MIL: reading {len(tiles)} training tiles")
-    ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
-                          seed=cfg.seed)
-    loader = common.make_loader(ds, cfg.batch_size, run.generator)
+    tiles, tile_size = yield from common.training_tiles(dirs, schema, labels_csv, "MIL")
+    loader = common.label_loader(tiles, cfg, cfg.batch_size, run.generator)
     model = MILNet(cfg.backbone, schema.n_foreground, dropout=cfg.dropout, pretrained=cfg.pretrained).to(device)
     opt = common.sgd(model, cfg)
 
     ckpt_path = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": "mil", "classes": schema.names}
     start_epoch, spent = 0, 0.0
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, run_config, _RESUME_KEYS + ("method", "classes"))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, spent = state["epoch"], float(state["extra"].get("seconds", 0.0))
+    if resume:
+        start_epoch, spent = resume_from(ckpt_path, model, opt, run_config, _RESUME_KEYS + ("method", "classes"))
     t0 = time.perf_counter()
 
     def step(m: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
@@ -103,20 +92,12 @@ def train_mil(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFla
 
     result = yield from fit(model, opt, loader, step, epochs=cfg.epochs, start_epoch=start_epoch,
                             should_stop=should_stop, on_epoch_end=on_epoch_end, desc="MIL")
-    card = ModelCard(
-        method="mil", backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        config={**cfg.to_dict(), "tile_size": tile_size, "scale": cfg.input_size / tile_size},
-        training_data=str(Path(data_dir).resolve()),
-        metrics={"train_seconds": round(spent + time.perf_counter() - t0, 1),
-                 "epoch_losses": [round(x, 4) for x in result.epoch_losses], "n_train_tiles": len(tiles)},
-        seed=cfg.seed, command=command, name=out_dir.name,
-    )
+    metrics = common.train_metrics(spent + time.perf_counter() - t0, result.epoch_losses, len(tiles))
+    card = common.version_card("mil", cfg, schema, tile_size, data_dir, out_dir, command, metrics=metrics)
+    seg = None
     if evaluate:
         from ..inference.mil import MILSegmenter
 
         seg = MILSegmenter(model.eval(), card, device)
-        yield from common.evaluate_splits(seg, card, dirs, should_stop)
-    save_model(out_dir, common.state_on_cpu(model), card, overwrite=overwrite)
-    ckpt_path.unlink(missing_ok=True)
-    return out_dir
+    return (yield from common.save_version(out_dir, common.state_on_cpu(model), card, dirs, seg, should_stop,
+                                           overwrite))

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from ..events import Cancelled, Progress, StopFlag, never_stop
-from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, load_card, save_model
+from ..models.card import IMAGENET_MEAN, IMAGENET_STD, load_card
 from ..ops.losses import IGNORE_INDEX, segmentation_loss
 from . import common
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import resume_from, save_checkpoint
 from .loop import fit
 from .sshr import SSHRConfig, train_cam_net
 
@@ -141,11 +141,9 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
     ckpt = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": "multistage", "classes": schema.names}
     start = 0
-    if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, run_config, ("backbone", "schema", "input_size", "seg_head", "classes"))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = state["epoch"]
+    if resume:
+        start, _ = resume_from(ckpt, model, opt, run_config,
+                               ("backbone", "schema", "input_size", "seg_head", "classes"))
 
     def step(m: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch[0].to(device), batch[1].to(device)
@@ -159,23 +157,15 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
                             on_epoch_end=on_epoch_end, desc="multistage 3/3 segmentation")
     seconds["segmentation"] = time.perf_counter() - t0
     tile_size = common.tile_size_of(tiles[0].path)
-    card = ModelCard(
-        method="multistage", backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        config={**cfg.to_dict(), "seg_epochs": epochs, "tile_size": tile_size, "scale": cfg.input_size / tile_size},
-        training_data=str(Path(data_dir).resolve()),
-        metrics={"train_seconds": round(sum(seconds.values()), 1),
-                 "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
-                 "epoch_losses": [round(x, 4) for x in result.epoch_losses], "n_train_tiles": len(tiles)},
-        seed=cfg.seed, command=command, name=out_dir.name,
-    )
+    metrics = common.train_metrics(seconds, result.epoch_losses, len(tiles))
+    card = common.version_card("multistage", cfg, schema, tile_size, data_dir, out_dir, command,
+                               config={"seg_epochs": epochs}, metrics=metrics)
+    seg = None
     if evaluate:
         from ..inference.predict import SegNetSegmenter
 
         seg = SegNetSegmenter(model.eval(), card, device)
-        yield from common.evaluate_splits(seg, card, dirs, should_stop)
-    save_model(out_dir, common.state_on_cpu(model), card, overwrite=overwrite)
-    ckpt.unlink(missing_ok=True)
+    yield from common.save_version(out_dir, common.state_on_cpu(model), card, dirs, seg, should_stop, overwrite)
     shutil.rmtree(stage1_dir, ignore_errors=True)
     if not cfg.keep_pseudo_masks:
         shutil.rmtree(pseudo_dir, ignore_errors=True)

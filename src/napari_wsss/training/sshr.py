@@ -15,11 +15,10 @@ from typing import Any
 import torch
 
 from ..events import Progress, StopFlag, never_stop
-from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 from ..models.sshr import SSHRNet, cam_logits
 from ..ops.losses import SSHR_LEVEL_WEIGHTS, hierarchical_loss
 from . import common
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import resume_from, save_checkpoint
 from .config import CamTrainConfig
 from .loop import fit
 
@@ -95,9 +94,6 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
                   labels_csv: str | Path | None = None, command: str = "", evaluate: bool = True,
                   desc: str = "SSHR") -> Generator[Progress, None, Path]:
     """Train a multi-head CAM net (SSHR with ``cfg.hfrm``; the baseline's stage 1 without) and save it."""
-    from ..data.datasets import TileLabelDataset
-    from ..data.tiles import list_training_tiles
-
     mixer = None
     if cfg.segmix:
         from ..models.segmix import SegMixScheduler
@@ -106,12 +102,8 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
     run = common.setup_training(cfg, data_dir, out_dir, overwrite)
     out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
 
-    tiles = list_training_tiles(dirs.training, schema, labels_csv)
-    tile_size = common.tile_size_of(tiles[0].path)
-    yield Progress(0, None, f"{desc}: reading {len(tiles)} training tiles")
-    ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips,
-                          rotate=cfg.rotate, seed=cfg.seed)
-    loader = common.make_loader(ds, cfg.batch_size, run.generator)
+    tiles, tile_size = yield from common.training_tiles(dirs, schema, labels_csv, desc)
+    loader = common.label_loader(tiles, cfg, cfg.batch_size, run.generator)
 
     model = build_cam_net(cfg, schema.n_foreground, cfg.pretrained).to(device)
     opt = common.sgd(model, cfg)
@@ -119,13 +111,9 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
     ckpt_path = common.checkpoint_path_for(out_dir)
     run_config = {**cfg.to_dict(), "method": method, "classes": schema.names}
     start_epoch, spent = 0, 0.0
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, run_config, _RESUME_KEYS + ("method", "classes"))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, spent = state["epoch"], float(state["extra"].get("seconds", 0.0))
-        if mixer is not None and "segmix" in state["extra"]:
-            mixer.load_state_dict(state["extra"]["segmix"])
+    if resume:
+        start_epoch, spent = resume_from(ckpt_path, model, opt, run_config, _RESUME_KEYS + ("method", "classes"),
+                                         mixer)
 
     t0 = time.perf_counter()
 
@@ -137,19 +125,11 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
 
     result = yield from fit(model, opt, loader, cam_step_fn(cfg, device, mixer), epochs=cfg.epochs,
                             start_epoch=start_epoch, should_stop=should_stop, on_epoch_end=on_epoch_end, desc=desc)
-    train_seconds = spent + time.perf_counter() - t0
-
-    card = ModelCard(
-        method=method, backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        config={**cfg.to_dict(), "tile_size": tile_size, "scale": cfg.input_size / tile_size},
-        training_data=str(Path(data_dir).resolve()),
-        metrics={"train_seconds": round(train_seconds, 1), "epoch_losses": [round(x, 4) for x in result.epoch_losses],
-                 "n_train_tiles": len(tiles)},
-        seed=cfg.seed, command=command, name=out_dir.name,
-    )
+    metrics = common.train_metrics(spent + time.perf_counter() - t0, result.epoch_losses, len(tiles))
+    card = common.version_card(method, cfg, schema, tile_size, data_dir, out_dir, command, metrics=metrics)
     if mixer is not None:
         card.metrics["segmix"] = {"patch": mixer.patch, "ratio": mixer.ratio, "history": mixer.history}
+    seg = None
     if evaluate:
         from ..inference.predict import CamSegmenter
 
@@ -158,10 +138,8 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
             best, table = yield from calibrate_threshold(seg, dirs.val, should_stop)
             seg.threshold = card.config["threshold"] = best
             card.metrics["val_threshold_search"] = table
-        yield from common.evaluate_splits(seg, card, dirs, should_stop)
-    save_model(out_dir, common.state_on_cpu(model), card, overwrite=overwrite)
-    ckpt_path.unlink(missing_ok=True)
-    return out_dir
+    return (yield from common.save_version(out_dir, common.state_on_cpu(model), card, dirs, seg, should_stop,
+                                           overwrite))
 
 
 THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)

@@ -73,8 +73,11 @@ def test_cancel_leaves_no_model_and_resume_finishes(tiny_dataset, tmp_path):
     assert not out.exists()
     ckpt = common.checkpoint_path_for(out)
     assert load_checkpoint(ckpt)["epoch"] == 1
-    run_to_end(train_sshr(tiny_dataset, out, resume=True, evaluate=False, **FAST))
+    events = []
+    run_to_end(train_sshr(tiny_dataset, out, resume=True, evaluate=False, **FAST), events.append)
     assert (out / "card.json").is_file() and not ckpt.exists()
+    fit_descs = [e.desc for e in events if "SSHR epoch" in e.desc]
+    assert fit_descs and all(d == "SSHR epoch 2/2" for d in fit_descs)  # resumed: epoch 1 not trained again
 
 
 def test_resume_with_other_classes_is_refused(tiny_dataset, tmp_path):
