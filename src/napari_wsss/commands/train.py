@@ -1,26 +1,47 @@
-"""``napari-wsss train``: train a method on a LUAD-HistoSeg style folder and write a model version."""
+"""``napari-wsss train``: train a method on a LUAD-HistoSeg style folder and write a model version.
+
+Every field of the trainers' config dataclasses (``training.config.trainer_configs``) is an option: a flag
+``--field-name`` and ``--set field_name=VALUE``. The flags written out below only give some of them a better
+name, help or type; the rest are made from the dataclasses when ``train`` is parsed (not at start-up: the
+trainers import torch, and ``napari-wsss --help`` must stay instant).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
+
+
+class _TrainParser(argparse.ArgumentParser):
+    """The ``train`` parser: adds the trainers' option flags the first time it parses."""
+
+    _option_flags_added = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        if not self._option_flags_added:
+            from ..training.config import trainer_configs
+
+            self._option_flags_added = True
+            add_option_flags(self, trainer_configs())
+        return super().parse_known_args(args, namespace)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a segmentation method from image-level labels")
+    p.__class__ = _TrainParser  # argparse's add_parser cannot be told which class to make
     p.add_argument("--method", default="sshr", help="registered method (see `napari-wsss info`); default sshr")
     p.add_argument("--data", type=Path, required=True, help="dataset root (training/, val/, test/) or tile folder")
     p.add_argument("--out", type=Path, required=True, help="new model version folder, e.g. models/my-sshr")
     p.add_argument("--labels-csv", type=Path, help="image-level labels as filename,<class names> instead of names")
     p.add_argument("--schema", help="class schema: luad or bcss (default luad)")
     p.add_argument("--backbone", help="small_cnn, resnet18, resnet34, resnet50")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
     p.add_argument("--input-size", type=int, help="side tiles are resized to for training (inference rescales)")
-    p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
     p.add_argument("--segmix", action="store_true", default=None, help="SegMix patch shuffling (CAM methods)")
@@ -34,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="pixel correlation module: CAM consistency loss in training, refined CAMs at inference")
     p.add_argument("--no-pretrained", action="store_const", const="none", dest="pretrained",
                    help="start from scratch even if ImageNet weights are cached")
-    p.add_argument("--sam-checkpoint", type=Path, help="cam_sam: your SAM checkpoint file (else $NAPARI_WSSS_SAM_CHECKPOINT)")
+    p.add_argument("--sam-checkpoint", type=Path,
+                   help="cam_sam: your SAM checkpoint file (else $NAPARI_WSSS_SAM_CHECKPOINT)")
     p.add_argument("--sam-model-type", choices=["auto", "vit_b", "vit_l", "vit_h"],
                    help="cam_sam: SAM encoder the checkpoint must hold (default auto: read from the file)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -45,19 +67,72 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_set(items: list[str]) -> dict:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (JSON values where they parse)."""
+def _json_value(text: str) -> Any:
+    """A JSON value where the text parses as one, else the text (``--set``'s rule)."""
     import json
 
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _flag_kwargs(tp: Any) -> dict[str, Any]:
+    """argparse settings for a config field of type ``tp`` (None: types differ between trainers)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else None  # "X | None": an X; "str | bool": JSON or text
+    if tp is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if tp in (int, float, str):
+        return {"type": tp}
+    item = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and len(item) == 2 and item[1] is Ellipsis and item[0] in (int, float, str):
+        return {"type": item[0], "nargs": "+"}
+    return {"type": _json_value, "metavar": "JSON"}
+
+
+def add_option_flags(parser: argparse.ArgumentParser, configs: dict[str, type]) -> None:
+    """Add ``--field-name`` (dest ``field_name``) for every config field no flag of ``parser`` sets yet.
+
+    The help names the methods that take the option and their defaults.
+    """
+    uses: dict[str, list[tuple[str, Any, Any]]] = {}
+    for method, cls in configs.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default
+            if default is dataclasses.MISSING:
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else "none: required"
+            uses.setdefault(f.name, []).append((method, hints[f.name], default))
+    taken = {a.dest for a in parser._actions}
+    group = parser.add_argument_group("method options", "every option of the trainers' configs "
+                                      "(also --set KEY=VALUE); the flags above are some of them")
+    for name, where in uses.items():
+        if name in taken:
+            continue
+        kinds = {tp for _, tp, _ in where}
+        by_default: dict[str, list[str]] = {}
+        for method, _, default in where:
+            by_default.setdefault(repr(default), []).append(method)
+        text = "; ".join(f"{', '.join(ms)} (default {d})" for d, ms in by_default.items())
+        group.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=text.replace("%", "%%"),
+                           **_flag_kwargs(kinds.pop() if len(kinds) == 1 else None))
+
+
+def option_names(configs: dict[str, type]) -> list[str]:
+    """Every option a trainer takes (the union of the config fields), in declaration order."""
+    return list(dict.fromkeys(f.name for cls in configs.values() for f in dataclasses.fields(cls)))
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (JSON values where they parse)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set threshold=0.3.")
-        try:
-            out[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.replace("-", "_")] = value
+        out[key.replace("-", "_")] = _json_value(value)
     return out
 
 
@@ -65,16 +140,13 @@ def run(args: argparse.Namespace) -> int:
     from .. import methods  # noqa: F401  (fills the registry)
     from ..events import run_to_end
     from ..models._registry import METHODS
+    from ..training.config import trainer_configs
     from . import print_progress
 
     spec = METHODS.get(args.method)
     if spec.train is None:
         raise ValueError(f"Method {args.method!r} cannot be trained from the command line.")
-    options = {k: getattr(args, k) for k in ("schema", "backbone", "epochs", "batch_size", "lr", "input_size",
-                                             "seed", "device", "num_threads", "segmix", "segmix_patch", "segmix_ratio",
-                                             "segmix_patience", "segmix_window", "segmix_signal", "pcm", "pretrained",
-                                             "sam_checkpoint", "sam_model_type")
-               if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in option_names(trainer_configs()) if getattr(args, k, None) is not None}
     if "sam_checkpoint" in options:
         options["sam_checkpoint"] = str(options["sam_checkpoint"])
     if options.get("pretrained") == "none":

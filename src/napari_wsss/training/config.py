@@ -1,4 +1,4 @@
-"""Settings the trainers' config dataclasses share, declared once.
+"""Settings the trainers' config dataclasses share, declared once, and the list of those dataclasses.
 
 Field names and defaults are a public contract: ``--set KEY=VALUE``, the widgets and every saved model card
 (``card.config`` is ``cfg.to_dict()``) use them, so a field here must mean the same in every trainer that
@@ -67,3 +67,17 @@ class CamTrainConfig(TrainConfig):
     pcm: bool = False  # pixel correlation module: consistency loss while training the classifier
     pcm_weight: float = 0.2
     pcm_mode: str = "relu"
+
+
+def trainer_configs() -> dict[str, type[TrainConfig]]:
+    """Each trainer's config dataclass by method name: the options the CLI (``napari-wsss train``) offers.
+
+    Imports the trainers (hence torch), so call it when training, not at start-up. A new field of one of these
+    classes becomes a ``--set`` key and a named flag by itself; a new trainer adds its class here.
+    """
+    from .cam_sam import CamSamConfig
+    from .mil import MILConfig
+    from .multistage import MultistageConfig
+    from .sshr import SSHRConfig
+
+    return {"sshr": SSHRConfig, "multistage": MultistageConfig, "cam_sam": CamSamConfig, "mil": MILConfig}
