@@ -8,6 +8,16 @@ from ..events import Progress
 from ._worker import Job
 
 
+def with_button(field: Any, button: Any) -> Any:
+    """A form row: ``field`` stretching, ``button`` (e.g. Browse…) beside it."""
+    from qtpy.QtWidgets import QHBoxLayout
+
+    row = QHBoxLayout()
+    row.addWidget(field, 1)
+    row.addWidget(button)
+    return row
+
+
 def show_progress(bar: Any, p: Progress) -> None:
     """Put a Progress on a QProgressBar (a busy indicator when the total is unknown)."""
     if p.total:
@@ -26,6 +36,16 @@ class JobControlsMixin:
 
     job: Job | None = None
     last_error: BaseException | None = None
+
+    def _init_job_controls(self) -> None:
+        """Create ``cancel_btn`` (off until a job runs), ``progress`` and a word-wrapped ``status``."""
+        from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
+
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
 
     def _run_buttons(self) -> list[Any]:
         raise NotImplementedError

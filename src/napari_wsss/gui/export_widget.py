@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -84,11 +83,7 @@ class ExportWidget(JobControlsMixin, QWidget):
         self.out_btn = QPushButton("Folder…")
         self.overwrite_box = QCheckBox("replace a non-empty folder")
         self.export_btn = QPushButton("Export")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self._init_job_controls()
         self.import_geojson_btn = QPushButton("Import GeoJSON…")
         self.import_set_btn = QPushButton("Import exported set…")
 

@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -31,7 +30,7 @@ from qtpy.QtWidgets import (
 
 from ..events import Progress
 from . import _sessions
-from ._job_controls import JobControlsMixin
+from ._job_controls import JobControlsMixin, with_button
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -101,24 +100,15 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         self.start_btn = QPushButton("Fine-tune")
         self.pause_btn = QPushButton("Pause")
         self.pause_btn.setCheckable(True)
-        self.cancel_btn = QPushButton("Cancel")
+        self._init_job_controls()
         self.use_btn = QPushButton("Use this version")
         self.use_btn.setToolTip("select the new version in the Segment widget and re-segment the unreviewed tiles")
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.plot = ScorePlot()
 
-        row_p = QHBoxLayout()
-        row_p.addWidget(self.project_combo, 1)
-        row_p.addWidget(self.browse_project_btn)
-        row_b = QHBoxLayout()
-        row_b.addWidget(self.base_combo, 1)
-        row_b.addWidget(self.browse_base_btn)
         form = QFormLayout()
-        form.addRow("project", row_p)
+        form.addRow("project", with_button(self.project_combo, self.browse_project_btn))
         form.addRow("", self.counts_label)
-        form.addRow("base version", row_b)
+        form.addRow("base version", with_button(self.base_combo, self.browse_base_btn))
         form.addRow("epochs", self.epochs_spin)
         buttons = QHBoxLayout()
         for b in (self.start_btn, self.pause_btn, self.cancel_btn):

@@ -23,14 +23,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ..events import Cancelled, Progress
-from ._job_controls import JobControlsMixin
+from ._job_controls import JobControlsMixin, with_button
 from ._layers import layer_schema, rgb_plane, to_numpy
 from ._worker import run_job
 
@@ -91,20 +90,13 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         self.negative_check = QCheckBox("next points are negative (not this class)")
         self.start_btn = QPushButton("Start prompting")
         self.clear_btn = QPushButton("Accept && clear prompts")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self._init_job_controls()
 
-        ckpt_row = QHBoxLayout()
-        ckpt_row.addWidget(self.checkpoint_edit, 1)
-        ckpt_row.addWidget(self.browse_btn)
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("labels", self.labels_combo)
         form.addRow("class", self.class_combo)
-        form.addRow("SAM checkpoint", ckpt_row)
+        form.addRow("SAM checkpoint", with_button(self.checkpoint_edit, self.browse_btn))
         form.addRow("SAM model type", self.model_type_combo)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn)

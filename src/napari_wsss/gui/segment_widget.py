@@ -13,8 +13,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -32,7 +30,7 @@ from ._layers import (
     rgb_plane,
     segmentation_name,
 )
-from ._job_controls import JobControlsMixin
+from ._job_controls import JobControlsMixin, with_button
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -119,19 +117,12 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.scope_combo.addItems(list(SCOPES))
         self.confidence_check = QCheckBox("show confidence")
         self.segment_btn = QPushButton("Segment")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self._init_job_controls()
 
-        version_row = QHBoxLayout()
-        version_row.addWidget(self.version_combo, 1)
-        version_row.addWidget(self.browse_btn)
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("method", self.method_combo)
-        form.addRow("model", version_row)
+        form.addRow("model", with_button(self.version_combo, self.browse_btn))
         form.addRow("device", self.device_combo)
         form.addRow("region", self.scope_combo)
         buttons = QHBoxLayout()

@@ -18,9 +18,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -111,11 +109,7 @@ class TrainWidget(JobControlsMixin, QWidget):
         cam_form.addRow(self.pcm_check)
 
         self.train_btn = QPushButton("Train")
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self._init_job_controls()
 
         form = QFormLayout()
         form.addRow("data", _folder_row(self.data_edit, self.data_btn))
