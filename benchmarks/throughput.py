@@ -156,22 +156,38 @@ def train_step_time(device: str, input_size: int, batch: int = 16) -> float:
     return timed(step, 5)
 
 
-def slide_child(size: int, device: str) -> None:
-    """Run in a subprocess so ru_maxrss is this slide's peak alone; prints one JSON line."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, MB.
+
+    Linux's VmHWM belongs to the process's own address space. ru_maxrss is not enough here: exec carries the
+    forking parent's high-water mark into the child's ru_maxrss, so a child started by a big parent reported the
+    parent's size (earlier runs of this script over-stated the slide peaks that way).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def slide_child(size: int, device: str) -> None:
+    """Run in a subprocess so the peak is this slide's alone; prints one JSON line."""
     from napari_wsss.data.slide import open_slide
     from napari_wsss.events import run_to_end
     from napari_wsss.inference.slide_segmentation import segment_slide
 
     path = CACHE / f"slide_{size}.tif"
     seg, _ = load_model(device)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = peak_rss_mb()
     with open_slide(path) as slide, tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         res = run_to_end(segment_slide(seg, slide.levels, Path(tmp) / "labels.zarr", batch_size=8))
         wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"size": size, "wall_s": wall, "peak_rss_mb": peak, "rss_after_model_mb": rss0,
                       "predicted": res.windows_predicted, "skipped": res.windows_skipped}))
 
