@@ -176,10 +176,8 @@ def measure_stall(work: Path, base: Path, truth: dict, args: argparse.Namespace,
     from qtpy.QtWidgets import QApplication
 
     from napari_wsss.gui._responsiveness import StallMeter
-    from napari_wsss.gui._worker import prepare_torch
     from napari_wsss.gui.finetune_widget import FinetuneWidget
 
-    prepare_torch()
     folder = work / "pool-stall"
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(folder.parent / f"{folder.name}.wsss", ignore_errors=True)

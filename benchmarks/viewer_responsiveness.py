@@ -54,14 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     from napari_wsss.data.synthetic import write_dataset
     from napari_wsss.gui._reader import read_path
     from napari_wsss.gui._responsiveness import StallMeter
-    from napari_wsss.gui._worker import prepare_torch
     from napari_wsss.gui.review_widget import ReviewWidget
     from napari_wsss.gui.segment_widget import SegmentWidget
 
     work = Path(tempfile.mkdtemp(prefix="wsss-resp-"))
     data = write_dataset(work / "luad", n_train=8, n_val=0, n_test=args.tiles, size=224, seed=3)
     model = _model(args.model, data / "training", work)
-    prepare_torch()
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
     for d, kw, kind in read_path(str(data / "test")):

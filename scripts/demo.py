@@ -55,12 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_wsss.gui._reader import read_path
-    from napari_wsss.gui._worker import prepare_torch
     from napari_wsss.gui.review_widget import ReviewWidget
     from napari_wsss.gui.segment_widget import SegmentWidget
     from napari_wsss.resources import sample_data_dir
 
-    prepare_torch()
     work = Path(tempfile.mkdtemp(prefix="napari-wsss-demo-"))
     tiles = Path(shutil.copytree(sample_data_dir() / "luad_synthetic" / "test", work / "test"))
     slide = work / "synthetic_slide.tif"

@@ -14,14 +14,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.gui)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _torch_on_main_thread() -> None:
-    # torch's lazy triton import crashes when a worker thread triggers it first (environment.md)
-    from napari_wsss.gui._worker import prepare_torch
-
-    prepare_torch()
-
-
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from napari_wsss.data.synthetic import write_dataset

@@ -11,6 +11,34 @@ from ..classes import ClassSchema
 META_KEY = "napari_wsss"  # layer.metadata[META_KEY] holds what the plugin knows about a layer
 
 
+def unwrap(obj: Any) -> Any:
+    """The object behind napari's ``PublicOnlyProxy``, for identity checks only.
+
+    napari hands every docked widget its own proxy of the viewer, and each attribute read through a proxy
+    (``viewer.layers[name]``) returns a new proxy: ``is``/``id()`` on them never agree across widgets. Compare
+    what they wrap instead (``__wrapped__`` is wrapt's public name for it; nothing private is read).
+    """
+    for _ in range(8):  # proxies of proxies are possible; a bound keeps a broken object from looping
+        inner = getattr(obj, "__wrapped__", None)
+        if inner is None or not _is_proxy(obj):
+            return obj
+        obj = inner
+    return obj
+
+
+def _is_proxy(obj: Any) -> bool:
+    try:
+        import wrapt
+    except ImportError:  # napari always brings wrapt; without it nothing can be a proxy
+        return False
+    return isinstance(obj, wrapt.ObjectProxy)
+
+
+def same(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` are the same napari object, whichever proxies they came through."""
+    return a is not None and b is not None and unwrap(a) is unwrap(b)
+
+
 def segmentation_name(image_name: str, version: str) -> str:
     return f"{image_name} segmentation [{version}]"
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classes import ClassSchema
 from ..store import Project
-from ._layers import camera
+from ._layers import camera, unwrap
 from ._project_units import Unit, slice_bbox, slide_units, static_units, units_in
 
 AUTOSAVE_MS = 2000
@@ -30,8 +30,10 @@ class ProjectSession:
     def __init__(self, viewer: Any, image_layer: Any, project: Project, kind: str) -> None:
         from qtpy.QtCore import QTimer
 
-        self.viewer = viewer
-        self.image_layer = image_layer
+        # the objects behind the widgets' proxies: the session outlives the widget that opened it, and its
+        # identity checks (which layer is tracked, which was removed) must hold for every widget's proxy
+        self.viewer = unwrap(viewer)
+        self.image_layer = unwrap(image_layer)
         self.project = project
         self.kind = kind  # tiles | image | slide
         self.schema: ClassSchema = project.schema
@@ -53,8 +55,8 @@ class ProjectSession:
         if kind in ("tiles", "image"):
             self.units = static_units(image_layer, kind)
             self.project.register([{"key": u.key, "image": u.image} for u in self.units])
-        viewer.dims.events.current_step.connect(self._on_step)
-        viewer.layers.events.removed.connect(self._on_removed)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self.viewer.layers.events.removed.connect(self._on_removed)
 
     # -- units -----------------------------------------------------------------------------------------
     def units_for(self, placement: dict[str, Any], shape: tuple[int, ...], plane_keys: list[Any]) -> list[Unit]:
@@ -112,6 +114,7 @@ class ProjectSession:
     # -- attaching a Labels layer --------------------------------------------------------------------------
     def attach(self, layer: Any, units: list[Unit] | None = None) -> None:
         """Track corrections on ``layer`` (the baseline for "touched" is the stored prediction)."""
+        layer = unwrap(layer)
         if self.labels is not None and self.labels is not layer:
             self.flush()
             self.detach()
@@ -247,7 +250,7 @@ class ProjectSession:
             self.flush()
 
     def _on_removed(self, event: Any) -> None:
-        if event.value is self.labels:
+        if unwrap(event.value) is self.labels:
             self.flush()
             self.detach()
 

@@ -1,46 +1,55 @@
-"""The open project sessions of each viewer: the Review widget opens them, the other widgets look them up.
+"""The open project sessions: the Review widget opens them, the other widgets look them up.
 
-One session per image layer, kept while the viewer lives; ``SESSION_LISTENERS`` let widgets refresh their
+Sessions are keyed on the annotation project's folder, the one thing every widget agrees on: napari gives each
+docked widget its own ``PublicOnlyProxy`` of the viewer (and a new proxy per layer read), so the viewer object or
+``id(layer)`` differ between the Segment and the Review widget of one viewer. The project folder also makes the
+session the single writer of its project in this process. ``SESSION_LISTENERS`` let widgets refresh their
 project and model-version lists when one opens or closes.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..classes import ClassSchema
-from ..store import Project
-from ._layers import image_source, is_segmentation_of, layer_meta
+from ..store import Project, default_project_root
+from ._layers import image_source, is_segmentation_of, layer_meta, same, unwrap
 from ._project_restore import restore_layer
 from ._project_session import ProjectSession
 from ._project_units import slide_units
 
-_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SESSIONS: dict[str, ProjectSession] = {}  # resolved project folder -> its session
 SESSION_LISTENERS: list[Callable[[Any], Any]] = []  # called with the viewer when a session opens or closes
+
+
+def _key(image_layer: Any) -> str | None:
+    src = image_source(image_layer)
+    return None if src is None else str(default_project_root(src[1]))
 
 
 def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = None) -> ProjectSession:
     """The project session of an image layer, opened (and its stored masks restored) on first use.
 
     Raises:
-        ValueError: the layer holds an in-memory array (no file to keep a project beside), or the project on
-            disk uses other classes than ``schema``.
+        ValueError: the layer holds an in-memory array (no file to keep a project beside), the project is open
+            in another viewer of this process, or the project on disk uses other classes than ``schema``.
     """
-    sessions = _SESSIONS.setdefault(viewer, {})
-    sess = sessions.get(id(image_layer))
-    if sess is not None:
-        return sess
-    src = image_source(image_layer)
-    if src is None:
+    key = _key(image_layer)
+    if key is None:
         raise ValueError(f"Layer {image_layer.name!r} was not opened from a file, so there is nowhere to keep its "
                          "corrections. Open the tile folder, slide or image with File > Open (napari-wsss reader).")
-    kind, path = src
+    sess = _SESSIONS.get(key)
+    if sess is not None and same(sess.viewer, viewer):
+        sess.image_layer = unwrap(image_layer)  # the same data reopened as a new layer
+        return sess
+    if sess is not None:  # another window had it (often one already closed): save its work, then take over
+        _close(key)
+    kind, path = image_source(image_layer)  # type: ignore[misc]
     project = Project.open(path, schema)
     sess = ProjectSession(viewer, image_layer, project, kind)
-    sessions[id(image_layer)] = sess
+    _SESSIONS[key] = sess
     existing = [ly for ly in viewer.layers if is_segmentation_of(ly, image_layer.name)]
     if existing:
         layer = existing[-1]
@@ -57,25 +66,32 @@ def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = Non
 
 def session_for(viewer: Any, image_layer: Any) -> ProjectSession | None:
     """The open session of an image layer, or None (no project is kept until the Review widget opens one)."""
-    return _SESSIONS.get(viewer, {}).get(id(image_layer))
+    key = _key(image_layer)
+    sess = _SESSIONS.get(key) if key is not None else None
+    return sess if sess is not None and same(sess.viewer, viewer) else None
 
 
 def sessions(viewer: Any) -> list[ProjectSession]:
-    return list(_SESSIONS.get(viewer, {}).values())
+    """The sessions open in ``viewer`` (any proxy of it), each project once."""
+    return [s for s in _SESSIONS.values() if same(s.viewer, viewer)]
 
 
 def close_sessions(viewer: Any, *_: Any) -> None:
     """Save and close every session of a viewer (widget/viewer close)."""
-    for sess in _SESSIONS.pop(viewer, {}).values():
-        try:
-            sess.close()
-        except Exception as e:  # closing must not raise out of a Qt destroy signal; the last autosave stands
-            import warnings
-
-            warnings.warn(f"napari-wsss: could not save the last corrections of {sess.project.root}: {e}",
-                          stacklevel=1)
+    for key in [k for k, s in _SESSIONS.items() if same(s.viewer, viewer)]:
+        _close(key)
     for cb in list(SESSION_LISTENERS):
         cb(viewer)
+
+
+def _close(key: str) -> None:
+    sess = _SESSIONS.pop(key)
+    try:
+        sess.close()
+    except Exception as e:  # closing must not raise out of a Qt destroy signal; the last autosave stands
+        import warnings
+
+        warnings.warn(f"napari-wsss: could not save the last corrections of {sess.project.root}: {e}", stacklevel=1)
 
 
 def project_model_versions(viewer: Any) -> list[tuple[str, Path, str]]:

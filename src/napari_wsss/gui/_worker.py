@@ -15,30 +15,6 @@ from typing import Any
 
 from ..events import Cancelled, Progress
 
-_TORCH_READY = False
-
-
-def prepare_torch() -> None:
-    """Import torch's lazily loaded parts on the main thread, once.
-
-    torch imports ``triton`` lazily on the first training step; when that happens in a worker thread the
-    process can segfault (seen with torch 2.14 + PyQt5 under Xvfb). A tiny forward/backward here also moves the
-    ~250 ms first-call initialisation off the worker's critical path.
-    """
-    global _TORCH_READY
-    if _TORCH_READY:
-        return
-    import torch
-
-    try:
-        import triton.runtime  # noqa: F401
-    except Exception:  # triton is optional (CPU-only builds, macOS)
-        pass
-    x = torch.zeros(1, 3, 8, 8, requires_grad=True)
-    torch.nn.functional.conv2d(x, torch.zeros(2, 3, 3, 3)).sum().backward()
-    _TORCH_READY = True
-
-
 class Job:
     """A running core generator: ``cancel()`` asks it to stop at its next check."""
 
@@ -73,7 +49,6 @@ def run_job(
     Callbacks run on the Qt thread. A ``Cancelled`` exception from the core calls ``on_cancelled`` instead of
     ``on_error``; other exceptions go to ``on_error`` (default: a napari error notification).
     """
-    prepare_torch()
     job = Job()
 
     def _error(exc: BaseException) -> None:

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 from ..events import Progress
 from . import _sessions
 from ._job_controls import JobControlsMixin, with_button
+from ._layers import same
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -228,7 +229,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         return [Path(self.base_combo.itemData(i)).name for i in range(self.base_combo.count())]
 
     def _on_sessions_changed(self, viewer: Any) -> None:
-        if viewer is self.viewer:
+        if same(viewer, self.viewer):
             self._refresh_projects()
 
     def _forget_listener(self) -> None:
@@ -339,7 +340,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
 
         from .segment_widget import SegmentWidget
 
-        return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and w.viewer is self.viewer]
+        return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and same(w.viewer, self.viewer)]
 
     def use_version(self) -> Any:
         """Select the new version in the Segment widget and re-segment the project's unreviewed tiles.

@@ -28,6 +28,7 @@ from ._layers import (
     layer_meta,
     result_geometry,
     rgb_plane,
+    same,
     segmentation_name,
 )
 from ._job_controls import JobControlsMixin, with_button
@@ -178,7 +179,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
             self.version_combo.setCurrentIndex(self.version_combo.findData(current))
 
     def _on_sessions_changed(self, viewer: Any) -> None:
-        if viewer is self.viewer:
+        if same(viewer, self.viewer):
             self._refresh_versions()
 
     def _forget_listener(self) -> None:

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from ..events import Progress
 from ._job_controls import JobControlsMixin
+from ._layers import same
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -225,5 +226,5 @@ class TrainWidget(JobControlsMixin, QWidget):
 
         from .segment_widget import SegmentWidget
 
-        return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and w.viewer is self.viewer]
+        return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and same(w.viewer, self.viewer)]
 

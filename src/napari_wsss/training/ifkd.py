@@ -106,9 +106,9 @@ def _teacher_maps(segmenter: Any, images: list[np.ndarray], k: int, should_stop:
             raise Cancelled("fine-tune cancelled while computing the teacher's maps")
         chunk = images[i : i + batch]
         if all(im.shape == chunk[0].shape for im in chunk):
-            probs = segmenter.predict(np.stack(chunk), batch_size=batch).probs
-        else:
-            probs = np.concatenate([segmenter.predict(im[None], batch_size=1).probs for im in chunk])
+            probs = list(segmenter.predict(np.stack(chunk), batch_size=batch).probs)
+        else:  # real folders mix tile sizes (GlaS: 775x522 beside 581x442): one image at a time
+            probs = [segmenter.predict(im[None], batch_size=1).probs[0] for im in chunk]
         out.extend(p[:k].astype(np.float32) for p in probs)
         yield Progress(min(len(images), i + batch), len(images), "fine-tune: teacher maps")
     return out

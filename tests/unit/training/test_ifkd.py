@@ -32,14 +32,22 @@ def tiny_sshr(tmp_path_factory, tiny_dataset):
                                  pretrained="none", device="cpu", num_threads=2, evaluate=False))
 
 
-def make_project(root: Path, n_tiles: int = 8, n_corrected: int = 3, n_accepted: int = 1) -> Project:
-    """A tile folder with its annotation project: some tiles corrected with their true mask, one accepted."""
+def make_project(root: Path, n_tiles: int = 8, n_corrected: int = 3, n_accepted: int = 1,
+                 shapes: list[tuple[int, int]] | None = None) -> Project:
+    """A tile folder with its annotation project: some tiles corrected with their true mask, one accepted.
+
+    ``shapes`` gives (H, W) per tile (cycled), for folders of mixed, non-square tiles as real ones are.
+    """
     rng = np.random.default_rng(3)
     folder = root / "tiles"
     folder.mkdir(parents=True)
     truth = {}
     for i in range(n_tiles):
         img, mask, lab = make_tile(rng, 64)
+        if shapes:
+            h, w = shapes[i % len(shapes)]
+            reps = (-(-h // 64), -(-w // 64))
+            img, mask = np.tile(img, (*reps, 1))[:h, :w], np.tile(mask, reps)[:h, :w]
         name = f"p{i:02d}-[{' '.join(map(str, lab))}].png"
         Image.fromarray(img).save(folder / name)
         truth[Path(name).stem] = mask
@@ -180,6 +188,16 @@ def test_no_corrections_is_a_clear_error(tmp_path, tiny_sshr):
     project = make_project(tmp_path, n_corrected=0, n_accepted=0)
     with pytest.raises(ValueError, match="no corrected or accepted"):
         run_to_end(finetune(project, tiny_sshr, options=FAST))
+
+
+def test_finetune_on_mixed_non_square_tiles(tmp_path, tiny_sshr):
+    # real folders mix sizes (GlaS: 775x522 beside 581x442); this raised numpy's concatenation error before
+    project = make_project(tmp_path, n_tiles=6, n_corrected=3, n_accepted=1,
+                           shapes=[(96, 144), (70, 90), (64, 64)])
+    out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, epochs=1)))
+    card = load_card(out)
+    assert out.parent == project.root / "models" and card.parent == load_card(tiny_sshr).name
+    assert (out / "weights.pt").is_file()
 
 
 def test_finetune_a_mil_version_and_cli(tmp_path, tiny_dataset):
