@@ -13,10 +13,10 @@ from napari_wsss.classes import LUAD_HISTOSEG as S
 from napari_wsss.data.tiles import list_mask_pairs, list_training_tiles, read_mask
 from napari_wsss.export.manifest import check_manifest
 from napari_wsss.export.vectors import class_map_to_features, write_geojson
-from napari_wsss.gui._reader import read_path
 from napari_wsss.gui._writer import write_labels
 from napari_wsss.gui.export_widget import ExportWidget
 from napari_wsss.store import Project
+from ._plugin import EXPORT, dock, open_path
 from tests.unit.export.conftest import blob_mask
 
 
@@ -42,8 +42,7 @@ def tiles(tmp_path: Path) -> Path:
 
 
 def _open(viewer, path: Path) -> None:  # noqa: ANN001
-    for data, kw, kind in read_path(str(path)):
-        getattr(viewer, f"add_{kind}")(data, **kw)
+    open_path(viewer, path)
 
 
 def _wait(qtbot, w: ExportWidget) -> None:  # noqa: ANN001
@@ -53,8 +52,7 @@ def _wait(qtbot, w: ExportWidget) -> None:  # noqa: ANN001
 def test_export_reviewed_tiles(qtbot, make_napari_viewer, tiles: Path, tmp_path: Path) -> None:  # noqa: ANN001
     viewer = make_napari_viewer()
     _open(viewer, tiles)
-    w = ExportWidget(viewer)
-    qtbot.addWidget(w)
+    w = dock(viewer, EXPORT)
     assert Path(w.project_edit.text()) == tiles.parent / "case.wsss"
     out = tmp_path / "set"
     w.out_edit.setText(str(out))
@@ -93,8 +91,7 @@ def test_export_reviewed_tiles(qtbot, make_napari_viewer, tiles: Path, tmp_path:
 
 def test_export_errors_are_shown(qtbot, make_napari_viewer, tmp_path: Path) -> None:  # noqa: ANN001
     viewer = make_napari_viewer()
-    w = ExportWidget(viewer)
-    qtbot.addWidget(w)
+    w = dock(viewer, EXPORT)
     assert w.export() is None and "No project" in w.status.text()
     w.project_edit.setText(str(tmp_path / "nowhere"))
     w.out_edit.setText(str(tmp_path / "set"))
@@ -112,8 +109,7 @@ def test_import_geojson_over_an_image(qtbot, make_napari_viewer, tmp_path: Path)
     write_geojson(tmp_path / "qupath.geojson", class_map_to_features(cm, S))
     viewer = make_napari_viewer()
     _open(viewer, tmp_path / "he.png")
-    w = ExportWidget(viewer)
-    qtbot.addWidget(w)
+    w = dock(viewer, EXPORT)
     layer = w.import_geojson(tmp_path / "qupath.geojson")
     assert layer is not None and layer in viewer.layers and layer.data.shape == (48, 64)
     assert (S.from_labels(layer.data) != cm).mean() < 0.02

@@ -13,6 +13,7 @@ from napari_wsss.classes import LUAD_HISTOSEG
 from napari_wsss.data.tiles import read_mask
 from napari_wsss.gui.finetune_widget import FinetuneWidget
 from napari_wsss.store import Project
+from ._plugin import FINETUNE, SEGMENT, dock
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def corrected_project(tmp_path: Path, tiny_dataset: Path) -> Project:
 
 @pytest.fixture
 def widget(make_napari_viewer, corrected_project: Project, tiny_model: Path):  # noqa: ANN001, ANN201
-    w = FinetuneWidget(make_napari_viewer())
+    w = dock(make_napari_viewer(), FINETUNE)
     w.set_project(corrected_project.root)
     w.add_base_version(tiny_model)
     w.epochs_spin.setValue(2)
@@ -60,7 +61,7 @@ def test_short_finetune_lists_a_new_version(qtbot, widget: FinetuneWidget, corre
     # "Use this version" hands it to a Segment widget
     from napari_wsss.gui.segment_widget import SegmentWidget
 
-    seg = SegmentWidget(widget.viewer)
+    seg = dock(widget.viewer, SEGMENT)
     assert widget.use_version() is seg
     assert seg.version_combo.currentData() == str(widget.last_result)
 

@@ -7,17 +7,16 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import Qt
 
-from napari_wsss.gui._reader import read_path
 from napari_wsss.gui._responsiveness import StallMeter
 from napari_wsss.gui.segment_widget import SegmentWidget
+from ._plugin import SEGMENT, dock, open_path
 
 
 def test_event_loop_keeps_ticking_during_segmentation(qtbot, make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
                                                       tiny_model: Path) -> None:
     viewer = make_napari_viewer()
-    for data, kw, kind in read_path(str(tiny_dataset / "test")):
-        getattr(viewer, f"add_{kind}")(data, **kw)
-    w = SegmentWidget(viewer)
+    open_path(viewer, tiny_dataset / "test")
+    w = dock(viewer, SEGMENT)
     w.add_model_version(tiny_model)
     w.image_combo.setCurrentText("test")
     w.scope_combo.setCurrentText("all tiles in the stack")

@@ -11,17 +11,17 @@ from qtpy.QtCore import Qt
 
 from napari_wsss.classes import BCSS_WSSS, LUAD_HISTOSEG
 from napari_wsss.gui import _project_units
-from napari_wsss.gui._reader import read_path
 from napari_wsss.gui.review_widget import DEFAULT_BRUSH, ReviewWidget
 from napari_wsss.gui.segment_widget import SegmentWidget
 from napari_wsss.store import Project
+from napari_wsss.gui._layers import same
+from ._plugin import REVIEW, SEGMENT, dock, open_path
 
 NEC = LUAD_HISTOSEG.index_of("NEC")  # class-map index 1 -> napari label 2
 
 
 def _open(viewer, path: Path) -> None:  # noqa: ANN001
-    for data, kw, kind in read_path(str(path)):
-        getattr(viewer, f"add_{kind}")(data, **kw)
+    open_path(viewer, path)
 
 
 @pytest.fixture
@@ -32,8 +32,8 @@ def tiles(tmp_path: Path, tiny_dataset: Path) -> Path:
 
 def _widgets(viewer, folder: Path, model: Path) -> tuple[SegmentWidget, ReviewWidget]:  # noqa: ANN001
     _open(viewer, folder)
-    review = ReviewWidget(viewer)
-    seg = SegmentWidget(viewer)
+    review = dock(viewer, REVIEW)
+    seg = dock(viewer, SEGMENT)
     seg.add_model_version(model)
     seg.image_combo.setCurrentText(folder.name)
     return seg, review
@@ -53,7 +53,7 @@ def test_segment_correct_change_tile_reopen_restores(qtbot, make_napari_viewer, 
     assert review.session is not None and review.session.project.root == tiles.parent / "case.wsss"
     _segment(qtbot, seg)
     layer = review.labels_layer
-    assert layer is seg.last_result_layer
+    assert same(layer, seg.last_result_layer)  # one layer, whichever proxy each widget holds
     assert review.session.project.counts()["predicted"] == 3
 
     viewer.dims.set_current_step(0, 0)  # napari opens a stack on its middle tile
@@ -83,7 +83,7 @@ def test_segment_correct_change_tile_reopen_restores(qtbot, make_napari_viewer, 
     viewer.close()
     viewer2 = make_napari_viewer()
     _open(viewer2, tiles)
-    review2 = ReviewWidget(viewer2)
+    review2 = dock(viewer2, REVIEW)
     restored = review2.labels_layer
     assert restored is not None and "tiny-sshr" in restored.name
     assert restored.data[1, 20, 20] == label
@@ -92,7 +92,7 @@ def test_segment_correct_change_tile_reopen_restores(qtbot, make_napari_viewer, 
     assert review2.counts_label.text() == "1 / 3 reviewed (1 corrected, 0 accepted)"
 
     # segmenting again keeps the corrected tile and says so
-    seg2 = SegmentWidget(viewer2)
+    seg2 = dock(viewer2, SEGMENT)
     seg2.add_model_version(tiny_model)
     seg2.image_combo.setCurrentText(tiles.name)
     _segment(qtbot, seg2)
@@ -171,7 +171,7 @@ def test_model_with_other_classes_is_refused(qtbot, make_napari_viewer, tiles: P
 def test_empty_layer_and_no_rectangle_give_clear_errors(qtbot, make_napari_viewer, tiny_model: Path) -> None:  # noqa: ANN001
     viewer = make_napari_viewer()
     viewer.add_labels(np.zeros((8, 8), np.uint8), name="only labels")
-    seg = SegmentWidget(viewer)
+    seg = dock(viewer, SEGMENT)
     seg.add_model_version(tiny_model)
     seg.segment()  # no image layer at all
     assert seg.job is None and "No image selected" in str(seg.last_error)
@@ -180,7 +180,7 @@ def test_empty_layer_and_no_rectangle_give_clear_errors(qtbot, make_napari_viewe
     seg.scope_combo.setCurrentText("drawn rectangle (Shapes layer)")
     seg.segment()
     assert seg.job is None and "No rectangle drawn" in str(seg.last_error)
-    review = ReviewWidget(viewer)  # in-memory layers: no project, and no crash
+    review = dock(viewer, REVIEW)  # in-memory layers: no project, and no crash
     assert review.session is None
 
 
@@ -204,8 +204,8 @@ def test_slide_regions_review(qtbot, make_napari_viewer, pyramid_tiff: Path, tin
     monkeypatch.setattr(_project_units, "SLIDE_GRID", 256)
     viewer = make_napari_viewer()
     _open(viewer, pyramid_tiff)
-    review = ReviewWidget(viewer)
-    seg = SegmentWidget(viewer)
+    review = dock(viewer, REVIEW)
+    seg = dock(viewer, SEGMENT)
     seg.add_model_version(tiny_model)
     _segment(qtbot, seg, "whole image (coarsest level that fits)")
     s = review.session

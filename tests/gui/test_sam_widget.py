@@ -11,6 +11,8 @@ from qtpy.QtCore import Qt
 from napari_wsss.classes import LUAD_HISTOSEG
 from napari_wsss.gui._layers import labels_layer_kwargs
 from napari_wsss.gui.sam_widget import SamRefineWidget
+from napari_wsss.gui._layers import same
+from ._plugin import SAM, dock
 from tests._sam import write_tiny_sam
 
 
@@ -32,7 +34,7 @@ def widget(make_napari_viewer, tiny_ckpt: Path, tmp_path: Path, monkeypatch: pyt
     labels[:8, :8] = 1  # an old TE region somewhere else: replaced by SAM's mask
     labels[56:, 56:] = 2  # another class: left alone unless SAM's mask covers it
     viewer.add_labels(labels, **labels_layer_kwargs(LUAD_HISTOSEG, "tile segmentation [test]"))
-    w = SamRefineWidget(viewer)
+    w = dock(viewer, SAM)
     w.image_combo.setCurrentText("tile")
     w.labels_combo.setCurrentText("tile segmentation [test]")
     w.checkpoint_edit.setText(str(tiny_ckpt))
@@ -46,7 +48,7 @@ def test_point_prompt_changes_labels_and_undo_reverts(qtbot, widget: SamRefineWi
     widget.set_class("TE")
     assert widget.class_combo.currentData() == 1
     widget.start()
-    assert viewer.layers.selection.active is widget.points_layer and widget.points_layer.mode == "add"
+    assert same(viewer.layers.selection.active, widget.points_layer) and widget.points_layer.mode == "add"
     painted = []
     labels.events.paint.connect(lambda e: painted.append(e))
 

@@ -9,20 +9,19 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_wsss.classes import LUAD_HISTOSEG
-from napari_wsss.gui._reader import read_path
 from napari_wsss.gui.segment_widget import SegmentWidget
+from ._plugin import SEGMENT, dock, open_path
 
 
 def _open(viewer, path: Path) -> None:  # noqa: ANN001
-    for data, kw, kind in read_path(str(path)):
-        getattr(viewer, f"add_{kind}")(data, **kw)
+    open_path(viewer, path)
 
 
 @pytest.fixture
 def widget(make_napari_viewer, tiny_dataset: Path, tiny_model: Path):  # noqa: ANN001, ANN201
     viewer = make_napari_viewer()
     _open(viewer, tiny_dataset / "test")
-    w = SegmentWidget(viewer)
+    w = dock(viewer, SEGMENT)
     w.add_model_version(tiny_model)
     w.image_combo.setCurrentText("test")
     return w
@@ -82,7 +81,7 @@ def test_cancel_leaves_viewer_unchanged(qtbot, widget: SegmentWidget) -> None:  
 def test_non_rgb_layer_gives_clear_error(qtbot, make_napari_viewer, tiny_model: Path) -> None:  # noqa: ANN001
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32), np.uint8), name="grey")
-    w = SegmentWidget(viewer)
+    w = dock(viewer, SEGMENT)
     w.add_model_version(tiny_model)
     w.image_combo.setCurrentText("grey")
     w.segment()
@@ -94,7 +93,7 @@ def test_non_rgb_layer_gives_clear_error(qtbot, make_napari_viewer, tiny_model: 
 def test_slide_field_of_view(qtbot, make_napari_viewer, pyramid_tiff: Path, tiny_model: Path) -> None:  # noqa: ANN001
     viewer = make_napari_viewer()
     _open(viewer, pyramid_tiff)
-    w = SegmentWidget(viewer)
+    w = dock(viewer, SEGMENT)
     w.add_model_version(tiny_model)
     w.scope_combo.setCurrentText("whole image (coarsest level that fits)")
     w.segment()
@@ -110,7 +109,7 @@ def test_whole_slide_full_resolution_fills_multiscale_layer(qtbot, make_napari_v
 
     viewer = make_napari_viewer()
     _open(viewer, pyramid_tiff)
-    w = SegmentWidget(viewer)
+    w = dock(viewer, SEGMENT)
     w.add_model_version(tiny_model)
     w.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
     w.segment()

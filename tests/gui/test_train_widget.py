@@ -11,11 +11,12 @@ from qtpy.QtCore import Qt
 from napari_wsss.gui.segment_widget import SegmentWidget
 from napari_wsss.gui.train_widget import TrainWidget
 from napari_wsss.models.card import load_card
+from ._plugin import SEGMENT, TRAIN, dock
 
 
 @pytest.fixture
 def widget(make_napari_viewer, tiny_dataset: Path, tmp_path: Path):  # noqa: ANN001, ANN201
-    w = TrainWidget(make_napari_viewer())
+    w = dock(make_napari_viewer(), TRAIN)
     w.data_edit.setText(str(tiny_dataset))
     w.out_edit.setText(str(tmp_path / "gui-sshr"))
     w.epochs_spin.setValue(1)
@@ -45,8 +46,7 @@ def test_choices_come_from_registries(widget: TrainWidget) -> None:
 
 
 def test_train_with_segmix_pcm_adds_version_to_segment_widget(qtbot, widget: TrainWidget) -> None:  # noqa: ANN001
-    seg = SegmentWidget(widget.viewer)
-    qtbot.addWidget(seg)
+    seg = dock(widget.viewer, SEGMENT)
     widget.segmix_check.setChecked(True)
     widget.patch_spin.setValue(16)
     widget.pcm_check.setChecked(True)
