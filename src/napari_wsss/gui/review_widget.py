@@ -246,7 +246,7 @@ class ReviewWidget(QWidget):
             corners = s.labels.data_to_world([ya, xa]), s.labels.data_to_world([yb, xb])
             (wy0, wx0), (wy1, wx1) = (tuple(c[-2:]) for c in corners)
             _camera(self.viewer).center = ((wy0 + wy1) / 2, (wx0 + wx1) / 2)
-            w, h = self.viewer.window._qt_viewer.canvas.size if hasattr(self.viewer, "window") else (800, 600)
+            h, w = self.viewer.canvas.size  # public canvas model (height, width); no private Qt viewer
             _camera(self.viewer).zoom = 0.9 * min(h / max(wy1 - wy0, 1), w / max(wx1 - wx0, 1))
         self._refresh_position()
 
