@@ -1,14 +1,20 @@
 """`make demo`: napari with the sample data and the plugin's widgets: segment, correct, fine-tune, segment a slide.
 
-The sample data is copied to a temporary folder first, because the annotation project (corrections, slide
-segmentations) is written beside the data and the repository's sample_data/ must stay clean.
-With ``--headless`` (no display; the Makefile runs it under Xvfb) the flow runs unattended and writes
-screenshots to ``--out`` (docs/img/) instead of leaving the window open.
+It walks the user's path: the sample data is opened and the widgets are docked by napari's own launcher
+(``napari FOLDER --plugin napari-wsss -w napari-wsss Segment "Review & correct"``), and this same file runs
+inside that napari as its startup script (napari's ``application.startup_script`` setting, in a settings file
+made for the run) to drive the flow. The sample data is copied to a temporary folder first, because the
+annotation project (corrections, slide segmentations) is written beside the data and the repository's
+sample_data/ must stay clean. With ``--headless`` (no display; the Makefile runs it under Xvfb) the flow runs
+unattended and writes screenshots to ``--out`` (docs/img/) instead of leaving the window open.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import shutil
 import sys
 import tempfile
@@ -45,18 +51,16 @@ def shoot(viewer, app, path: Path) -> None:  # noqa: ANN001
     print(f"wrote {path}")
 
 
+FLOW_ENV = "NAPARI_WSSS_DEMO_FLOW"  # set for the napari child: this file is its startup script
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Copy the sample data, then start napari's launcher on it with this file as the startup script."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--headless", action="store_true", help="run unattended and write screenshots")
     ap.add_argument("--out", type=Path, default=Path("docs/img"), help="screenshot folder (headless)")
     args = ap.parse_args(argv)
 
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_wsss.gui._reader import read_path
-    from napari_wsss.gui.review_widget import ReviewWidget
-    from napari_wsss.gui.segment_widget import SegmentWidget
     from napari_wsss.resources import sample_data_dir
 
     work = Path(tempfile.mkdtemp(prefix="napari-wsss-demo-"))
@@ -64,19 +68,44 @@ def main(argv: list[str] | None = None) -> int:
     slide = work / "synthetic_slide.tif"
     shutil.copy(sample_data_dir() / "slide" / "synthetic_slide.tif", slide)
     print(f"demo data copied to {work} (projects are written beside it)")
+    settings = work / "napari-settings.yaml"
+    settings.write_text(f"application:\n  startup_script: {Path(__file__).resolve()}\n")
+    status = work / "demo-status.json"
+    env = dict(os.environ, NAPARI_CONFIG=str(settings),
+               **{FLOW_ENV: json.dumps({"headless": args.headless, "out": str(args.out.resolve()),
+                                        "slide": str(slide), "status": str(status)})})
+    napari_exe = Path(sys.executable).with_name("napari")
+    rc = subprocess.call([str(napari_exe), str(tiles), "--plugin", "napari-wsss",
+                          "-w", "napari-wsss", "Segment", "Review & correct"], env=env)
+    flow = json.loads(status.read_text()) if status.is_file() else {"rc": 1, "error": "the demo flow did not run"}
+    if flow.get("error"):
+        print(f"demo: {flow['error']}", file=sys.stderr)
+    if args.headless:
+        shutil.rmtree(work, ignore_errors=True)
+    return rc or int(flow.get("rc", 1))
 
-    viewer = napari.Viewer(title="napari-wsss demo")
+
+def _docked(viewer, cls_name: str):  # noqa: ANN001, ANN202
+    for w in viewer.window.dock_widgets.values():
+        if type(w).__name__ == cls_name:
+            return w
+    return None
+
+
+def flow(opts: dict) -> int:
+    """The demo inside napari: the launcher already opened the tiles and docked Segment and Review."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.current_viewer()
     app = QApplication.instance()
+    args = argparse.Namespace(headless=opts["headless"], out=Path(opts["out"]))
+    slide = Path(opts["slide"])
     viewer.window._qt_window.resize(1500, 950)
-    for data, kwargs, kind in read_path(str(tiles)):
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    seg, review = _docked(viewer, "SegmentWidget"), _docked(viewer, "ReviewWidget")
     gt = [ly for ly in viewer.layers if ly.name.endswith("ground truth")]
     for ly in gt:
         ly.visible = False
-    review = ReviewWidget(viewer)
-    seg = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(seg, name="Segment", area="right")
-    viewer.window.add_dock_widget(review, name="Review & correct", area="right")
     seg.image_combo.setCurrentText("test")
     seg.scope_combo.setCurrentText("all tiles in the stack")
     seg.segment()
@@ -87,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.headless:
         print("Segmented the sample tiles. Correct them with the Review & correct widget; File > Open Sample > "
               "napari-wsss > slide for a whole slide.")
-        napari.run()
         return 0
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     for x in range(w // 6, 5 * w // 6, 8):
         layer.paint((best, h // 2, x), layer.selected_label)
     review.flush()
+    if dock_of(review) is not None:  # the launcher docks -w widgets as tabs: bring Review to the front
+        dock_of(review).raise_()
     shoot(viewer, app, args.out / "review_correct.png")
 
     # the pathologist corrects four tiles to the truth and accepts them, then fine-tunes on them (IFKD, worker)
-    from napari_wsss.gui.finetune_widget import FinetuneWidget
-
     truth = gt[0].data
     for i in [best] + [j for j in range(len(names)) if j != best][:3]:
         viewer.dims.set_current_step(0, i)
@@ -122,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     docks = [d for d in (dock_of(seg), dock_of(review)) if d is not None]
     for dock in docks:  # room for the Fine-tune widget in the screenshot
         dock.hide()
-    ft = FinetuneWidget(viewer)
-    viewer.window.add_dock_widget(ft, name="Fine-tune", area="right")
+    ft_dock, ft = viewer.window.add_plugin_dock_widget("napari-wsss", "Fine-tune")  # Plugins menu
     ft.refresh()
     ft.start()
     wait_for(ft.job, app)
@@ -131,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: fine-tuning failed: {ft.last_error}", file=sys.stderr)
         return 1
     shoot(viewer, app, args.out / "finetune.png")
-    viewer.window.remove_dock_widget(ft)
+    viewer.window.remove_dock_widget(ft_dock)
     for dock in docks:
         dock.show()
 
@@ -141,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     shoot(viewer, app, args.out / "ground_truth_tiles.png")
 
     viewer.layers.clear()
-    for data, kwargs, kind in read_path(str(slide)):
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.open(str(slide), plugin="napari-wsss")  # File > Open
     seg.image_combo.setCurrentText(viewer.layers[0].name)
     seg.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
     seg.segment()
@@ -153,11 +179,50 @@ def main(argv: list[str] | None = None) -> int:
     viewer.reset_view()
     shoot(viewer, app, args.out / "segment_slide.png")
     print(f"demo ran headless (no display): screenshots are in {args.out}/")
-    review.close()
     viewer.close()
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-if __name__ == "__main__":
+
+
+def _run_flow() -> None:
+    """Startup-script side: run :func:`flow` once napari's event loop has started; report to the parent."""
+    from qtpy.QtCore import QTimer
+
+    opts = json.loads(os.environ[FLOW_ENV])
+
+    def go() -> None:
+        import traceback
+
+        try:
+            rc, error = flow(opts), None
+        except Exception:
+            rc, error = 1, traceback.format_exc()
+        Path(opts["status"]).write_text(json.dumps({"rc": rc, "error": error}))
+        if rc and opts["headless"]:
+            import napari
+
+            napari.current_viewer().close()
+
+    def ready() -> bool:  # napari may process events while it still opens the folder and docks the widgets
+        import napari
+
+        v = napari.current_viewer()
+        return v is not None and _docked(v, "SegmentWidget") is not None and _docked(v, "ReviewWidget") is not None
+
+    timer = QTimer()
+
+    def poll() -> None:
+        if ready():
+            timer.stop()
+            go()
+
+    timer.timeout.connect(poll)
+    timer.start(200)
+    _run_flow.timer = timer  # type: ignore[attr-defined]  # keep it alive
+
+
+if os.environ.get(FLOW_ENV):  # napari runs this file as its startup script
+    _run_flow()
+elif __name__ == "__main__":
     sys.exit(main())
