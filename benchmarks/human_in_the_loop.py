@@ -176,7 +176,6 @@ def measure_stall(work: Path, base: Path, truth: dict, args: argparse.Namespace,
     from qtpy.QtWidgets import QApplication
 
     from napari_wsss.gui._responsiveness import StallMeter
-    from napari_wsss.gui.finetune_widget import FinetuneWidget
 
     folder = work / "pool-stall"
     shutil.rmtree(folder, ignore_errors=True)
@@ -185,8 +184,7 @@ def measure_stall(work: Path, base: Path, truth: dict, args: argparse.Namespace,
     project = segmented_project(folder, base)
     correct(project, truth, 10)
     viewer = napari.Viewer(show=True)
-    w = FinetuneWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    _, w = viewer.window.add_plugin_dock_widget("napari-wsss", "Fine-tune")  # as the Plugins menu does
     w.set_project(project.root)
     w.add_base_version(base)
     app = QApplication.instance()

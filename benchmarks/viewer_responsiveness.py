@@ -52,22 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_wsss.data.synthetic import write_dataset
-    from napari_wsss.gui._reader import read_path
     from napari_wsss.gui._responsiveness import StallMeter
-    from napari_wsss.gui.review_widget import ReviewWidget
-    from napari_wsss.gui.segment_widget import SegmentWidget
 
     work = Path(tempfile.mkdtemp(prefix="wsss-resp-"))
     data = write_dataset(work / "luad", n_train=8, n_val=0, n_test=args.tiles, size=224, seed=3)
     model = _model(args.model, data / "training", work)
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
-    for d, kw, kind in read_path(str(data / "test")):
-        getattr(viewer, f"add_{kind}")(d, **kw)
-    review = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(review, name="Review & correct")
-    seg = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(seg, name="Segment")
+    viewer.open(str(data / "test"), plugin="napari-wsss")  # File > Open, the plugin's reader
+    # docked as Plugins > napari-wsss does: napari builds them and hands each a PublicOnlyProxy viewer
+    _, review = viewer.window.add_plugin_dock_widget("napari-wsss", "Review & correct")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-wsss", "Segment")
     seg.add_model_version(model)
     seg.image_combo.setCurrentText("test")
     seg.scope_combo.setCurrentText("all tiles in the stack")
@@ -127,7 +122,7 @@ def _section(rows: list, saves: list[float], args: argparse.Namespace, model: Pa
         f"`python benchmarks/viewer_responsiveness.py` ({time.strftime('%Y-%m-%d')}; {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"Qt under {'Xvfb' if os.environ.get('XAUTHORITY') or not os.environ.get('WAYLAND_DISPLAY') else 'a display'}). "
-        f"Segment widget, scope *all tiles*, {args.tiles} tiles of 224 px, model `{model.name}`; a 10 ms QTimer "
+        f"Segment and Review widgets docked from the manifest (`add_plugin_dock_widget`, PublicOnlyProxy viewer, triton blocked as in a user's napari), Segment scope *all tiles*, {args.tiles} tiles of 224 px, model `{model.name}`; a 10 ms QTimer "
         "ticks on the GUI thread and the gaps between ticks are the stalls a user would feel (no repaint, no "
         "brush stroke). Run 1 of each mode includes adding the result layers; the model is cached after the "
         "first run.",

@@ -84,11 +84,15 @@ def test_point_prompt_changes_labels_and_undo_reverts(qtbot, widget: SamRefineWi
 def test_missing_checkpoint_is_a_clear_message(qtbot, widget: SamRefineWidget, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.delenv("NAPARI_WSSS_SAM_CHECKPOINT", raising=False)
     widget.checkpoint_edit.setText("")
-    widget.start()
-    widget.points_layer.add([32, 32])
-    qtbot.waitUntil(lambda: widget.job is not None and not widget.job.running, timeout=30_000)
+    widget.points_layer = None
+    widget.start()  # refused at once, not at the first point
     assert isinstance(widget.last_error, FileNotFoundError)
-    assert "NAPARI_WSSS_SAM_CHECKPOINT" in widget.status.text()
+    assert "NAPARI_WSSS_SAM_CHECKPOINT" in widget.status.text() and len(widget.status.text()) < 160
+    assert widget.points_layer is None and "SAM prompts" not in widget.viewer.layers
+    widget.checkpoint_edit.setText("/nowhere/" + "x" * 300 + ".pth")  # a long path must not widen the window
+    widget.start()
+    assert "not found" in widget.status.text() and widget.points_layer is None
+    assert widget.minimumSizeHint().width() < 600  # the dock (and so the main window) does not have to grow
 
 
 def test_cancel_during_embedding_leaves_labels_and_next_prompt_works(qtbot, widget: SamRefineWidget,  # noqa: ANN001

@@ -74,17 +74,18 @@ class SourceReader:
 
 def write_slide_labels(tmp: Path, project: Project, sources: SourceReader, blocks: list, formats: tuple[str, ...],
                         level: int | None, schema: ClassSchema) -> dict[str, Any]:
-    """OME-Zarr and/or pyramidal TIFF label image of every exported region, at one level."""
-    from collections import Counter
+    """OME-Zarr and/or pyramidal TIFF label image of every exported region, at the slide's full resolution.
 
+    The base level always has the slide's level-0 size, whatever level the regions were segmented or tiled at
+    (a field of view segmented at level 1 is upsampled, nearest-neighbour), so the label image overlays the
+    slide in QuPath or napari without a scale. ``level`` is the tiles' level and only recorded.
+    """
     from .masks import write_ome_zarr_labels, write_pyramidal_tiff_labels
 
-    lv = level if level is not None else Counter(b[2] for b in blocks).most_common(1)[0][0]
+    lv, ds = 0, 1.0
     try:
-        ds = sources.level_downsample(lv)
         h0, w0 = sources.slide.shape
-    except (FileNotFoundError, ValueError):  # no slide: cover the regions, at the regions' own scale
-        ds = next((b[3] for b in blocks if b[2] == lv), float(2**lv))
+    except (FileNotFoundError, ValueError):  # no slide: cover the regions
         h0, w0 = max(b[0].region[2] for b in blocks), max(b[0].region[3] for b in blocks)
     shape = (int(np.ceil(h0 / ds)), int(np.ceil(w0 / ds)))
 
@@ -102,6 +103,7 @@ def write_slide_labels(tmp: Path, project: Project, sources: SourceReader, block
     if scratch:
         zpath = tmp / ".scratch.ome.zarr"
     rec: dict[str, Any] = {"source": project.source, "level": lv, "downsample": ds, "shape": list(shape),
+                           "tiles_level": level,
                            "regions": [b[0].key for b in blocks]}
     arrays = write_ome_zarr_labels(zpath, shape, regions(), schema, downsample=ds,
                                    extra={"source": project.source, "level": lv})

@@ -39,13 +39,16 @@ class JobControlsMixin:
 
     def _init_job_controls(self) -> None:
         """Create ``cancel_btn`` (off until a job runs), ``progress`` and a word-wrapped ``status``."""
-        from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
+        from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy
 
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # a long message (a path, a traceback line) wraps inside the dock instead of widening the main window
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setMinimumWidth(1)
 
     def _run_buttons(self) -> list[Any]:
         raise NotImplementedError

@@ -168,13 +168,19 @@ class ReviewWidget(QWidget):
 
     # -- palette and brush ---------------------------------------------------------------------------------
     def _build_palette(self) -> None:
+        schema = self.session.schema if self.session is not None else None
+        names = [c.name for c in schema.classes] if schema is not None else None
+        if names is not None and names == getattr(self, "_palette_names", None) and self.palette_buttons:
+            return  # same classes: keep the buttons (rebuilding them is what left a stale "5: BG" on screen)
         for b in self.palette_buttons:
             self.palette_box.removeWidget(b)
+            b.hide()  # gone from the screen now, not at the next deferred delete
+            b.setParent(None)
             b.deleteLater()
         self.palette_buttons = []
-        if self.session is None:
+        self._palette_names = names
+        if schema is None:
             return
-        schema = self.session.schema
         entries = [(c.index + 1, c) for c in schema.foreground] + [(0, schema.classes[-1])]
         for n, (label, c) in enumerate(entries):
             key = f"{n + 1}: " if n < 9 else ""
@@ -287,7 +293,10 @@ class ReviewWidget(QWidget):
             self.status_label.setText("")
         else:
             key = s.units[i].key
-            self.position_label.setText(f"{what} {i + 1} / {len(s.units)}: {key}")
+            if s.kind == "tiles":  # numbered as napari's slider under the image numbers them (from 0)
+                self.position_label.setText(f"tile {i} of 0–{len(s.units) - 1}: {key}")
+            else:
+                self.position_label.setText(f"{what} {i + 1} / {len(s.units)}: {key}")
             status = s.project.item(key).status if key in s.project else "unreviewed"
             self.status_label.setText(f"status: {status}")
         self.counts_label.setText(status_text(s.project.counts()))

@@ -10,6 +10,7 @@ autosaves it as a correction).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -106,9 +107,11 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         layout.addLayout(form)
         layout.addWidget(self.negative_check)
         layout.addLayout(buttons)
-        layout.addWidget(QLabel("Left-click adds points in the 'SAM prompts' layer; tick 'negative' for points "
-                                "outside the class; or draw one rectangle in 'SAM box'. Ctrl+Z in the labels "
-                                "layer undoes an edit."))
+        help_label = QLabel("Left-click adds points in the 'SAM prompts' layer; tick 'negative' for points "
+                            "outside the class; or draw one rectangle in 'SAM box'. Ctrl+Z in the labels "
+                            "layer undoes an edit.")
+        help_label.setWordWrap(True)  # unwrapped, this one line made the dock 1100 px wide
+        layout.addWidget(help_label)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -177,7 +180,17 @@ class SamRefineWidget(JobControlsMixin, QWidget):
 
     # -- prompt layers ------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Create (or reuse) the prompt layers and make the points layer active, in add mode."""
+        """Create (or reuse) the prompt layers and make the points layer active, in add mode.
+
+        Refused at once, with one short line, when there is no SAM checkpoint to prompt (not at the first point).
+        """
+        from ..models.sam import ENV_CHECKPOINT
+
+        ckpt = self.checkpoint_edit.text().strip() or os.environ.get(ENV_CHECKPOINT, "")
+        if not ckpt or not Path(ckpt).expanduser().is_file():
+            what = f"SAM checkpoint not found: {Path(ckpt).name}" if ckpt else "No SAM checkpoint set"
+            self._show_error(FileNotFoundError(f"{what}; Browse… to a sam_vit_*.pth file or set {ENV_CHECKPOINT}."))
+            return
         labels = self._labels_layer()
         ndim = labels.ndim
         if self.points_layer is None or self.points_layer not in self.viewer.layers:

@@ -90,16 +90,18 @@ def test_slide_export_tiled_and_round_trip(slide_project, tmp_path) -> None:
         mine = [f for f in feats if f["properties"]["item"] == it.key]
         cm = features_to_class_map(mine, S, ((y1 - y0) // 2, (x1 - x0) // 2), (y0, x0), 2.0)
         assert (cm != slide_project.load_mask(it.key)).mean() < 0.05
-    # the whole-slide label images hold each region at level 1 (64x48)
+    # the whole-slide label images have the slide's level-0 size (128x96), each level-1 region upsampled, so
+    # they overlay the slide (a level-1 base was half the slide's size before)
     import tifffile
     import zarr
 
     z = np.asarray(zarr.open_group(str(out / "slides" / "slide.ome.zarr"), mode="r")["0"][...])
     tif = tifffile.imread(out / "slides" / "slide.labels.tif")
-    assert z.shape == tif.shape == (64, 48) and np.array_equal(z, tif)
+    assert z.shape == tif.shape == (128, 96) and np.array_equal(z, tif)
     for it in slide_project.items():
         y0, x0, y1, x1, _ = it.region
-        assert np.array_equal(z[y0 // 2: y1 // 2, x0 // 2: x1 // 2], S.to_labels(slide_project.load_mask(it.key)))
+        up = np.repeat(np.repeat(S.to_labels(slide_project.load_mask(it.key)), 2, 0), 2, 1)
+        assert np.array_equal(z[y0:y1, x0:x1], up)
     # back into a fresh project: the same masks (tiles overlap; glass-only tiles were skipped)
     new = run_to_end(import_set(out, tmp_path / "copy.wsss", source=slide_project.source))
     for it in slide_project.items():
