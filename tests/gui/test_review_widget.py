@@ -231,3 +231,63 @@ def test_slide_regions_review(qtbot, make_napari_viewer, pyramid_tiff: Path, tin
     assert p.item("r0_256_256_384_l0").status == "accepted"
     assert p.load_mask("r0_256_256_384_l0")[100, 300 - 256] == 2
     assert p.load_mask("r0_256_256_384_l0").shape == (256, 128)
+
+
+def test_whole_slide_full_resolution_corrected_at_level_0(qtbot, make_napari_viewer, pyramid_tiff: Path,  # noqa: ANN001
+                                                          tiny_model: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """After 'whole slide, full resolution', Review steps through tissue regions at level 0; edits reach the
+    zarr pyramid (all levels), survive reopening and export at the slide's size (before: '0 regions',
+    painting raised TypeError, the export base was half the slide)."""
+    import tifffile
+    import zarr
+
+    from napari_wsss.events import run_to_end
+    from napari_wsss.export.training_set import export_project
+    from napari_wsss.gui import _slide_regions
+
+    monkeypatch.setattr(_project_units, "SLIDE_GRID", 256)
+    monkeypatch.setattr(_slide_regions, "SLIDE_GRID", 256)
+    viewer = make_napari_viewer()
+    _open(viewer, pyramid_tiff)
+    review = dock(viewer, REVIEW)
+    seg = dock(viewer, SEGMENT)
+    seg.add_model_version(tiny_model)
+    _segment(qtbot, seg, "whole slide, full resolution (tiled, saved as zarr)")
+    editor = _slide_regions.editor_for(review.session)
+    assert editor is not None and len(editor.regions) >= 2
+    layer = review.labels_layer
+    assert layer is not None and not layer.multiscale and "region 1 / " in review.position_label.text()
+    y0, x0, y1, x1 = editor.regions[0]
+    assert layer.data.shape == (y1 - y0, x1 - x0)  # level-0 pixels, one per slide pixel
+    before = int(layer.data[10, 10])
+    label = 2 if before != 2 else 3
+    layer.paint((10, 10), label)  # data coordinates of the region layer
+    key0 = review.session.units[0].key
+    review.next_btn.click()  # saves region 1, shows region 2
+    assert "region 2 / " in review.position_label.text()
+    key1 = review.session.units[0].key
+    review.accept_btn.click()
+    review.session.flush()
+
+    p = Project.open(pyramid_tiff)
+    assert p.item(key0).status == "corrected" and p.item(key0).region[4] == 0
+    assert p.load_mask(key0)[10, 10] == label - 1
+    assert p.item(key1).status == "accepted" and p.load_mask(key1) is not None
+    root = zarr.open_group(str(editor.zarr_path), mode="r")
+    assert root["labels/0"][y0 + 10, x0 + 10] == label
+    assert root["labels/1"][(y0 + 10) // 2, (x0 + 10) // 2] == label  # lower levels follow
+
+    out = run_to_end(export_project(p.root, tmp_path / "set", formats=["pyramidal-tiff", "geojson"]))
+    base = tifffile.imread(out / "slides" / "slide.labels.tif")
+    assert base.shape == tuple(viewer.layers["slide"].data[0].shape[:2])  # overlays the slide
+    assert base[y0 + 10, x0 + 10] == label
+
+    viewer.close()
+    viewer2 = make_napari_viewer()
+    _open(viewer2, pyramid_tiff)
+    review2 = dock(viewer2, REVIEW)
+    restored = review2.labels_layer
+    assert restored is not None
+    yx = np.round(restored.world_to_data(viewer2.layers["slide"].data_to_world((y0 + 10, x0 + 10)))).astype(int)
+    assert restored.data[tuple(yx[-2:])] == label

@@ -51,8 +51,14 @@ def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = Non
     sess = ProjectSession(viewer, image_layer, project, kind)
     _SESSIONS[key] = sess
     existing = [ly for ly in viewer.layers if is_segmentation_of(ly, image_layer.name)]
-    if existing:
-        layer = existing[-1]
+    full = [ly for ly in existing if layer_meta(ly).get("placement", {}).get("kind") == "slide_full"
+            and layer_meta(ly).get("complete")]
+    if kind == "slide" and full:  # a whole-slide result: corrected region by region at level 0
+        from ._slide_regions import start_region_editor
+
+        start_region_editor(sess, full[-1])
+    elif [ly for ly in existing if not ly.multiscale]:
+        layer = [ly for ly in existing if not ly.multiscale][-1]
         units = None
         if kind == "slide":
             units = slide_units(layer_meta(layer)["placement"], layer.data.shape)

@@ -8,6 +8,7 @@ napari's Labels mode keys 1..7 on that layer only; the letter shortcuts E, P, F,
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +27,10 @@ from qtpy.QtWidgets import (
 from ..store import STATUSES
 from . import _sessions
 from ._layers import camera as _camera
-from ._layers import image_source, status_text
+from ._layers import image_source, same, status_text
 from ._project_session import ProjectSession
 from ._project_units import slide_units
+from ._slide_regions import editor_for, start_region_editor
 
 if TYPE_CHECKING:
     import napari
@@ -107,6 +109,11 @@ class ReviewWidget(QWidget):
         _camera(self.viewer).events.center.connect(self._refresh_position)
         # the viewer may close without closing its docks: save and release the sessions when this widget goes
         self.destroyed.connect(partial(_sessions.close_sessions, napari_viewer))
+        # a whole-slide region editor started by the Segment widget announces itself through the listeners
+        listener = partial(_review_refresh, weakref.ref(self))
+        _sessions.SESSION_LISTENERS.append(listener)
+        self.destroyed.connect(lambda *_: listener in _sessions.SESSION_LISTENERS
+                               and _sessions.SESSION_LISTENERS.remove(listener))
         self._refresh_images()
         self._open_current()
 
@@ -135,10 +142,18 @@ class ReviewWidget(QWidget):
         if self.session.labels is None:  # a segmentation of our image appeared: track it
             from ._layers import is_segmentation_of, layer_meta
 
-            # a whole-slide zarr pyramid is an overview (not editable); corrections go to region segmentations
+            # a whole-slide zarr pyramid is not painted itself: its level-0 tissue regions are edited one at a time
             segs = [ly for ly in self.viewer.layers
                     if is_segmentation_of(ly, self.session.image_layer.name) and not ly.multiscale]
-            if segs:
+            full = [ly for ly in self.viewer.layers if is_segmentation_of(ly, self.session.image_layer.name)
+                    and layer_meta(ly).get("placement", {}).get("kind") == "slide_full"
+                    and layer_meta(ly).get("complete")]
+            if full:
+                try:
+                    start_region_editor(self.session, full[-1])
+                except (ValueError, OSError) as e:
+                    self._error(e)
+            elif segs:
                 units = None
                 if self.session.kind == "slide":
                     units = slide_units(layer_meta(segs[-1])["placement"], segs[-1].data.shape)
@@ -235,7 +250,10 @@ class ReviewWidget(QWidget):
 
     # -- navigation ----------------------------------------------------------------------------------------
     def current_index(self) -> int | None:
-        return self.session.unit_index_at() if self.session is not None else None
+        s = self.session
+        if s is not None and editor_for(s) is not None and editor_for(s).index is not None:
+            return 0  # the region on screen is the session's one unit
+        return s.unit_index_at() if s is not None else None
 
     def go(self, delta: int) -> None:
         """Previous (-1) / next (+1) tile of a stack or region of a slide."""
@@ -245,6 +263,15 @@ class ReviewWidget(QWidget):
         i = self.current_index()
         i = 0 if i is None else (i + delta) % len(s.units)
         s.flush()
+        editor = editor_for(s)
+        if editor is not None and editor.regions:  # a whole slide at full resolution: the next tissue region
+            try:
+                editor.show((editor.index or 0) + delta if editor.index is not None else 0)
+            except (ValueError, OSError) as e:
+                self._error(e)
+                return
+            self._sync_layer()
+            i = 0
         if s.kind == "tiles":
             self.viewer.dims.set_current_step(0, s.units[i].index[0])
         elif s.kind == "slide" and s.labels is not None:
@@ -289,11 +316,17 @@ class ReviewWidget(QWidget):
         i = self.current_index()
         what = "tile" if s.kind == "tiles" else "region"
         if i is None:
-            self.position_label.setText(f"{len(s.units)} {what}s")
+            editor = editor_for(s)
+            n = len(editor.regions) if editor is not None else len(s.units)
+            self.position_label.setText(f"{n} {what}s")
             self.status_label.setText("")
         else:
             key = s.units[i].key
-            if s.kind == "tiles":  # numbered as napari's slider under the image numbers them (from 0)
+            editor = editor_for(s)
+            if editor is not None and editor.index is not None:
+                self.position_label.setText(f"region {editor.index + 1} / {len(editor.regions)} (full "
+                                            f"resolution): {key}")
+            elif s.kind == "tiles":  # numbered as napari's slider under the image numbers them (from 0)
                 self.position_label.setText(f"tile {i} of 0–{len(s.units) - 1}: {key}")
             else:
                 self.position_label.setText(f"{what} {i + 1} / {len(s.units)}: {key}")
@@ -320,3 +353,14 @@ class ReviewWidget(QWidget):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         _sessions.close_sessions(self.viewer)
         super().closeEvent(event)
+
+
+def _review_refresh(ref: Any, viewer: Any) -> None:
+    w = ref()
+    if w is None or not same(w.viewer, viewer):
+        return
+    try:
+        w._sync_layer()
+        w._refresh_position()
+    except RuntimeError:  # the Qt side is already deleted
+        pass

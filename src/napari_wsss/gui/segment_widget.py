@@ -315,6 +315,14 @@ class SegmentWidget(JobControlsMixin, QWidget):
         def done(res: Any) -> None:
             live.finish(True)
             self.last_result_layer = live.layer
+            session = _sessions.session_for(self.viewer, layer)
+            if session is not None and live.layer is not None:  # Review steps through it at level 0
+                from ._slide_regions import start_region_editor
+
+                try:
+                    start_region_editor(session, live.layer)
+                except (ValueError, OSError) as e:
+                    self._show_error(e)
             self.status.setText(f"Slide segmented with {card.name}: {res[1].windows_predicted} windows predicted, "
                                 f"{res[1].windows_skipped} glass windows skipped; saved to {out}.")
 

@@ -1,0 +1,137 @@
+"""Correcting a whole-slide segmentation at full resolution, one tissue region at a time.
+
+A whole-slide result is a zarr label pyramid shown as a multiscale layer, which napari cannot paint and which is
+far too large to hold. The Review widget instead steps through the level-0 grid regions (``SLIDE_GRID`` px) that
+hold tissue: each is read from the pyramid's level 0 into a small editable Labels layer placed exactly over the
+slide, tracked by the project session like any region (autosave, touched pixels, status). Every save writes the
+region back into the pyramid's level 0 and, by the same nearest-neighbour striding that built them, into its
+lower levels, so the slide's segmentation on disk (and the multiscale layer) carries the correction.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._layers import SLIDE_GRID, labels_layer_kwargs, layer_meta, segmentation_name
+from ._project_units import slide_units
+
+
+def tissue_regions(labels_zarr: list[Any], grid: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Level-0 (y0, x0, y1, x1) grid cells in which the label pyramid holds any class, in reading order.
+
+    Judged on the coarsest level that still has a pixel per cell, so a 100k-px slide costs a thumbnail read.
+    """
+    grid = grid or SLIDE_GRID
+    h, w = labels_zarr[0].shape[:2]
+    best = 0
+    for lv in range(len(labels_zarr)):
+        if grid / (h / labels_zarr[lv].shape[0]) >= 1:
+            best = lv
+    coarse = np.asarray(labels_zarr[best][...])
+    ds = h / coarse.shape[0]
+    out = []
+    for i in range(math.ceil(h / grid)):
+        for j in range(math.ceil(w / grid)):
+            sub = coarse[int(i * grid / ds): max(int(i * grid / ds) + 1, int(math.ceil((i + 1) * grid / ds))),
+                         int(j * grid / ds): max(int(j * grid / ds) + 1, int(math.ceil((j + 1) * grid / ds)))]
+            if sub.size and sub.any():
+                out.append((i * grid, j * grid, min(h, (i + 1) * grid), min(w, (j + 1) * grid)))
+    return out
+
+
+def write_region(labels_zarr: list[Any], y0: int, x0: int, data: np.ndarray) -> None:
+    """Write a level-0 region (origin on the grid) into every pyramid level, as the segmentation built them."""
+    for lv, arr in enumerate(labels_zarr):
+        f = 2**lv
+        if y0 % f or x0 % f:
+            raise ValueError(f"Region origin ({y0}, {x0}) is not aligned to pyramid level {lv}.")
+        sub = data[::f, ::f]
+        arr[y0 // f: y0 // f + sub.shape[0], x0 // f: x0 // f + sub.shape[1]] = sub
+
+
+class SlideRegionEditor:
+    """Shows one level-0 tissue region of a whole-slide result at a time for the session to track."""
+
+    def __init__(self, session: Any, slide_layer: Any, zarr_path: str | Path, version: str) -> None:
+        import zarr
+
+        self.session, self.slide_layer, self.version = session, slide_layer, version
+        self.zarr_path = Path(zarr_path)
+        root = zarr.open_group(str(self.zarr_path), mode="r+")
+        n = sum(1 for _ in root["labels"].array_keys())
+        self.labels = [root[f"labels/{i}"] for i in range(n)]
+        self.regions = tissue_regions(self.labels)
+        self.index: int | None = None
+        self.layer: Any = None
+        session.on_saved.append(self._write_back)
+
+    def show(self, i: int) -> Any:
+        """Put region ``i`` (wrapped) on screen as the editable layer; returns the layer."""
+        s = self.session
+        if not self.regions:
+            raise ValueError("The whole-slide segmentation holds no tissue region to correct.")
+        s.flush()
+        i %= len(self.regions)
+        y0, x0, y1, x1 = self.regions[i]
+        data = np.array(self.labels[0][y0:y1, x0:x1], dtype=np.uint8)
+        placement = {"kind": "slide", "level": 0, "downsample": 1.0, "origin": (y0, x0)}
+        units = slide_units(placement, data.shape)
+        s.store_prediction(units, data, self.version)  # corrected regions come back as the user left them
+        image = s.image_layer
+        scale = np.asarray(image.scale, float)[-2:]
+        translate = np.asarray(image.translate, float)[-2:] + np.array([y0, x0], float) * scale
+        meta = {"kind": "segmentation", "model": self.version, "image": image.name, "placement": placement,
+                "zarr": str(self.zarr_path), "region_of": layer_meta(self.slide_layer).get("zarr")}
+        if self.layer is None or self.layer not in s.viewer.layers:
+            name = segmentation_name(image.name, f"{self.version} region")
+            if name in s.viewer.layers:
+                s.viewer.layers.remove(name)
+            self.layer = s.viewer.add_labels(data, scale=scale, translate=translate,
+                                             **labels_layer_kwargs(s.schema, name, meta=meta))
+        else:
+            self.layer.data = data
+            self.layer.translate = translate
+            layer_meta(self.layer).update(meta)
+        s.attach(self.layer, units)
+        self.index = i
+        from ._sessions import SESSION_LISTENERS
+
+        for cb in list(SESSION_LISTENERS):  # the Review widget shows "region i / N"
+            cb(s.viewer)
+        return self.layer
+
+    def _write_back(self, keys: list[str]) -> None:
+        """The session saved these items: copy the region on screen into the pyramid (all levels)."""
+        if self.index is None or self.layer is None:
+            return
+        if not {u.key for u in self.session.units} & set(keys):
+            return
+        y0, x0, _, _ = self.regions[self.index]
+        write_region(self.labels, y0, x0, np.asarray(self.layer.data, np.uint8))
+        try:
+            self.slide_layer.refresh()
+        except Exception:  # noqa: BLE001  (the multiscale layer may have been closed; the zarr is what counts)
+            pass
+
+
+def editor_for(session: Any) -> SlideRegionEditor | None:
+    return getattr(session, "region_editor", None)
+
+
+def start_region_editor(session: Any, slide_layer: Any) -> SlideRegionEditor | None:
+    """Attach a region editor to ``session`` for a complete whole-slide result layer; show its first region."""
+    meta = layer_meta(slide_layer)
+    if meta.get("placement", {}).get("kind") != "slide_full" or not meta.get("zarr"):
+        return None
+    old = editor_for(session)
+    if old is not None and old.zarr_path == Path(meta["zarr"]):
+        return old
+    editor = SlideRegionEditor(session, slide_layer, meta["zarr"], meta.get("model") or "model")
+    session.region_editor = editor
+    if editor.regions:
+        editor.show(0)
+    return editor
