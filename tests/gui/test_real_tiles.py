@@ -27,7 +27,8 @@ PICK = ("train_1.png", "train_12.png", "train_36.png")
 @pytest.fixture
 def glas_folder(tmp_path: Path) -> Path:
     if not all((GLAS / n).is_file() for n in PICK):
-        pytest.skip(f"real GlaS images not found at {GLAS} (shared data of this workplace; see its README)")
+        pytest.skip(f"real GlaS images {', '.join(PICK)} not found in {GLAS}: this test runs where the "
+                    "workplace's shared data sits beside the checkout (../shared/data/glas, see its README)")
     folder = tmp_path / "glas"
     folder.mkdir()
     for n in PICK:

@@ -43,16 +43,6 @@ def tissue_regions(labels_zarr: list[Any], grid: int | None = None) -> list[tupl
     return out
 
 
-def write_region(labels_zarr: list[Any], y0: int, x0: int, data: np.ndarray) -> None:
-    """Write a level-0 region (origin on the grid) into every pyramid level, as the segmentation built them."""
-    for lv, arr in enumerate(labels_zarr):
-        f = 2**lv
-        if y0 % f or x0 % f:
-            raise ValueError(f"Region origin ({y0}, {x0}) is not aligned to pyramid level {lv}.")
-        sub = data[::f, ::f]
-        arr[y0 // f: y0 // f + sub.shape[0], x0 // f: x0 // f + sub.shape[1]] = sub
-
-
 class SlideRegionEditor:
     """Shows one level-0 tissue region of a whole-slide result at a time for the session to track."""
 
@@ -111,7 +101,10 @@ class SlideRegionEditor:
         if not {u.key for u in self.session.units} & set(keys):
             return
         y0, x0, _, _ = self.regions[self.index]
-        write_region(self.labels, y0, x0, np.asarray(self.layer.data, np.uint8))
+        from ..inference.slide_segmentation import write_pyramid_block  # lazy: it loads torch
+
+        # grid origins are multiples of every level's factor, as the segmentation's blocks are
+        write_pyramid_block(self.labels, y0, x0, np.asarray(self.layer.data, np.uint8))
         try:
             self.slide_layer.refresh()
         except Exception:  # noqa: BLE001  (the multiscale layer may have been closed; the zarr is what counts)

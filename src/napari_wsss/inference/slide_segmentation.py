@@ -94,7 +94,7 @@ def _create_outputs(path: Path, shape: tuple[int, int], block: int, n_levels: in
     return root, labels, conf
 
 
-def _write_block(arrays: list[Any], y0: int, x0: int, data: np.ndarray) -> None:
+def write_pyramid_block(arrays: list[Any], y0: int, x0: int, data: np.ndarray) -> None:
     """Write a level-0 block and its strided copies into every pyramid level (block origins are aligned)."""
     for lv, arr in enumerate(arrays):
         f = 2**lv
@@ -196,8 +196,8 @@ def segment_slide(
                 wsum[sl] += wgt
         probs = acc / np.maximum(wsum, 1e-6)
         cm = probs.argmax(0).astype(np.uint8)
-        _write_block(lab_arrays, by0, bx0, schema.to_labels(cm))
-        _write_block(conf_arrays, by0, bx0, (probs.max(0) * 255 + 0.5).astype(np.uint8))
+        write_pyramid_block(lab_arrays, by0, bx0, schema.to_labels(cm))
+        write_pyramid_block(conf_arrays, by0, bx0, (probs.max(0) * 255 + 0.5).astype(np.uint8))
 
     # One reader thread fetches the next batch of windows (tile decoding releases the GIL) while the model
     # runs on the current one.
