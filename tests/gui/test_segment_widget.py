@@ -122,3 +122,37 @@ def test_whole_slide_full_resolution_fills_multiscale_layer(qtbot, make_napari_v
     root = zarr.open_group(str(out), mode="r")
     assert root.attrs["complete"] is True
     assert set(np.unique(root["labels/0"][:]).tolist()) <= {0, 1, 2, 3, 4}
+
+
+def test_a_job_that_dies_says_nothing_was_lost_and_the_viewer_lives_on(qtbot, widget: SegmentWidget,
+                                                                       monkeypatch) -> None:  # noqa: ANN001
+    """A crash inside the model (here a RuntimeError from loading) is not the user's mistake: the status says
+    the job stopped and that corrections and earlier results are kept; the next Segment works."""
+    import napari_wsss.gui.segment_widget as sw
+    import napari_wsss.inference.segmenter as segmenter_mod
+
+    monkeypatch.setattr(sw, "_SEGMENTERS", {})
+    real = segmenter_mod.load_segmenter
+
+    def broken(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(segmenter_mod, "load_segmenter", broken)
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert isinstance(widget.last_error, RuntimeError)
+    text = widget.status.text()
+    assert "job stopped (RuntimeError" in text and "Nothing you made was lost" in text
+    assert widget.segment_btn.isEnabled()
+    monkeypatch.setattr(segmenter_mod, "load_segmenter", real)
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None and any("segmentation" in ly.name for ly in widget.viewer.layers)
+
+
+def test_a_bad_input_error_reads_as_itself() -> None:
+    from napari_wsss.gui._job_controls import job_error_message
+
+    assert job_error_message(ValueError("Choose a model first.")) == "Choose a model first."
+    assert job_error_message(KeyError("Unknown class 'X'")) == "Unknown class 'X'"
+    assert "smaller batch" in job_error_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))

@@ -62,7 +62,8 @@ def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
 
     out = args.out if args.out.suffix == ".zarr" else args.out / f"{args.input.stem}.zarr"
     with open_slide(args.input) as slide:
-        res = run_to_end(segment_slide(seg, slide.levels, out, level=args.level, batch_size=args.batch_size),
+        res = run_to_end(segment_slide(seg, slide.levels, out, level=args.level, batch_size=args.batch_size,
+                                           mpp=slide.mpp),
                          print_progress)
     print(f"{res.windows_predicted} windows predicted, {res.windows_skipped} glass windows skipped",
           file=sys.stderr)

@@ -331,7 +331,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
             self.status.setText(f"Cancelled; the partial result in {out} is marked incomplete.")
 
         self.job = run_job(slide_job, model_dir, self.device_combo.currentText(), list(layer.data), out, level,
-                           _SEGMENTERS, on_progress=progress, on_result=done, on_error=self._show_error,
+                           _SEGMENTERS, mpp=layer_meta(layer).get("mpp"), on_progress=progress, on_result=done, on_error=self._show_error,
                            on_cancelled=cancelled, on_finished=lambda: self._set_running(False))
 
     def _run_buttons(self) -> list[Any]:
