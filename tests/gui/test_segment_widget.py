@@ -156,3 +156,30 @@ def test_a_bad_input_error_reads_as_itself() -> None:
     assert job_error_message(ValueError("Choose a model first.")) == "Choose a model first."
     assert job_error_message(KeyError("Unknown class 'X'")) == "Unknown class 'X'"
     assert "smaller batch" in job_error_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+
+
+def test_a_wide_tile_is_seen_whole_after_docking(make_napari_viewer, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    """File > Open fits the view to the canvas of that moment; docking Segment and Review then narrows the canvas
+    on a laptop-sized window. The first view of a wide tile must still show all of it."""
+    from PIL import Image
+
+    from napari_wsss.gui._view import view_shows_all
+    from ._plugin import REVIEW
+
+    img = np.full((500, 2200, 3), 235, np.uint8)
+    img[100:400, 50:2150] = (180, 90, 160)
+    (tmp_path / "wide").mkdir()
+    Image.fromarray(img).save(tmp_path / "wide" / "wide.png")
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1100, 700)
+    qtbot.wait(100)
+    _open(viewer, tmp_path / "wide")
+    viewer.reset_view()  # napari's own fit, at the canvas before the docks
+    wide_canvas = viewer.canvas.size[1]
+    dock(viewer, SEGMENT)
+    dock(viewer, REVIEW)
+    qtbot.waitUntil(lambda: viewer.canvas.size[1] < wide_canvas - 100, timeout=3000)  # the docks took room
+    qtbot.wait(500)
+    h, w = viewer.canvas.size
+    assert view_shows_all(viewer)
+    assert viewer.camera.zoom <= w / 2200 + 1e-6  # the whole 2200 px fits in the (narrower) canvas

@@ -118,6 +118,12 @@ class ReviewWidget(QWidget):
         self._open_current()
 
     # -- which image -------------------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._view import fit_view_when_shown
+
+        fit_view_when_shown(self, self.viewer)
+
     def _image_layers(self) -> list[Any]:
         from napari.layers import Image
 

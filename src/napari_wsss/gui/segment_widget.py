@@ -334,6 +334,12 @@ class SegmentWidget(JobControlsMixin, QWidget):
                            _SEGMENTERS, mpp=layer_meta(layer).get("mpp"), on_progress=progress, on_result=done, on_error=self._show_error,
                            on_cancelled=cancelled, on_finished=lambda: self._set_running(False))
 
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._view import fit_view_when_shown
+
+        fit_view_when_shown(self, self.viewer)
+
     def _run_buttons(self) -> list[Any]:
         return [self.segment_btn]
 
