@@ -291,3 +291,10 @@ def test_whole_slide_full_resolution_corrected_at_level_0(qtbot, make_napari_vie
     assert restored is not None
     yx = np.round(restored.world_to_data(viewer2.layers["slide"].data_to_world((y0 + 10, x0 + 10)))).astype(int)
     assert restored.data[tuple(yx[-2:])] == label
+    # the whole-slide result comes back too, as the multiscale layer with the correction written into it, and
+    # Review steps through its regions again (before: only the corrected regions came back)
+    full = [ly for ly in viewer2.layers if ly.multiscale and "whole slide" in ly.name]
+    assert len(full) == 1 and full[0].data[0][y0 + 10, x0 + 10] == label
+    editor2 = _slide_regions.editor_for(review2.session)
+    assert editor2 is not None and editor2.regions == editor.regions
+    assert "region 1 / " in review2.position_label.text()
