@@ -45,8 +45,10 @@ def resolve_data_dirs(data_dir: str | Path) -> DataDirs:
     base = root if training != root else root.parent
 
     def split(name: str) -> Path | None:
+        from ..data.tiles import find_mask_layout
+
         p = base / name
-        return p if (p / "img").is_dir() and (p / "mask").is_dir() else None
+        return p if find_mask_layout(p) is not None else None
 
     return DataDirs(training, split("val"), split("test"))
 
