@@ -1,4 +1,4 @@
-"""``napari-wsss evaluate``: score a model version on a val/test folder (img/ + mask/)."""
+"""``napari-wsss evaluate``: score a model version on a val/test folder (img/ + mask/, or images/ + masks/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="per-class IoU, mIoU, FwIoU, Dice, pixel accuracy on a val/test folder")
     p.add_argument("--model", type=Path, required=True, help="model version folder (card.json + weights.pt)")
-    p.add_argument("--data", type=Path, required=True, help="folder with img/ and mask/ (or a dataset root: test/)")
+    p.add_argument("--data", type=Path, required=True, help="folder with img/ + mask/ or images/ + masks/ (GlaS), or a dataset root with test/")
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", type=Path, help="also write the metrics as JSON here")
@@ -27,8 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from ..models.card import save_card
     from . import print_progress
 
+    from ..data.tiles import find_mask_layout
+
     folder = args.data
-    if not (folder / "img").is_dir() and (folder / "test" / "img").is_dir():
+    if find_mask_layout(folder) is None and find_mask_layout(folder / "test") is not None:
         folder = folder / "test"
     seg = load_segmenter(args.model, args.device)
     scores = run_to_end(evaluate_folder(seg, folder, batch_size=args.batch_size), print_progress)

@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root (training/, val/, test/) or tile folder")
     p.add_argument("--out", type=Path, required=True, help="new model version folder, e.g. models/my-sshr")
     p.add_argument("--labels-csv", type=Path, help="image-level labels as filename,<class names> instead of names")
-    p.add_argument("--schema", help="class schema: luad or bcss (default luad)")
+    p.add_argument("--schema", help="class schema: luad, bcss, glas or a .json/.toml schema file (default luad; "
+                   "docs/class-schemas.md)")
     p.add_argument("--backbone", help="small_cnn, resnet18, resnet34, resnet50")
     p.add_argument("--input-size", type=int, help="side tiles are resized to for training (inference rescales)")
     p.add_argument("--device", help="cpu, cuda, mps or auto")

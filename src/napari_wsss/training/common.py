@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from ..classes import ClassSchema, get_schema
+from ..classes import ClassSchema, load_schema
 from ..device import select_device
 from ..events import Progress
 from .config import RunConfig, TrainConfig
@@ -45,8 +45,10 @@ def resolve_data_dirs(data_dir: str | Path) -> DataDirs:
     base = root if training != root else root.parent
 
     def split(name: str) -> Path | None:
+        from ..data.tiles import find_mask_layout
+
         p = base / name
-        return p if (p / "img").is_dir() and (p / "mask").is_dir() else None
+        return p if find_mask_layout(p) is not None else None
 
     return DataDirs(training, split("val"), split("test"))
 
@@ -115,7 +117,7 @@ def start_run(cfg: RunConfig) -> tuple[torch.device, torch.Generator]:
 def setup_training(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, overwrite: bool) -> RunSetup:
     """Every trainer's preamble: check the schema, the output folder and the data folders (fail before any
     training), then :func:`start_run`."""
-    schema = get_schema(cfg.schema)
+    schema = load_schema(cfg.schema)
     out = check_out_dir(out_dir, overwrite)
     dirs = resolve_data_dirs(data_dir)
     device, gen = start_run(cfg)

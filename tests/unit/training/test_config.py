@@ -115,3 +115,17 @@ def test_setup_training_checks_folders_then_seeds(tiny_dataset, tmp_path):
     assert torch.randint(0, 1000, (4,), generator=run.generator).tolist() == \
         torch.randint(0, 1000, (4,), generator=torch.Generator().manual_seed(5)).tolist()
     assert torch.get_num_threads() == 1  # the autouse fixture sets 2 again for the next test
+
+
+def test_setup_training_takes_a_schema_file(tiny_dataset, tmp_path):
+    from pathlib import Path
+
+    from napari_wsss.classes import GLAS
+
+    schema_file = Path(__file__).resolve().parents[3] / "schemas" / "colon-gland.json"
+    run = common.setup_training(MILConfig(schema=str(schema_file), num_threads=1, device="cpu"), tiny_dataset,
+                                tmp_path / "out", overwrite=False)
+    assert run.schema == GLAS
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        common.setup_training(MILConfig(schema=str(tmp_path / "none.toml"), device="cpu"), tiny_dataset,
+                              tmp_path / "out2", overwrite=False)
