@@ -47,6 +47,8 @@ class TrainConfig(RunConfig):
     bias_lr_mult: float = 20.0
     rotate: bool = False
     pretrained: str | bool = "auto"  # "auto", True, or False (CLI "none")
+    # near-white regions at least this large (px, at tile scale) are predicted glass; 0 = none (inference.predict)
+    glass_min_size: int = 64
 
 
 @dataclass

@@ -23,7 +23,7 @@ _SEGMIX_PCM = {"threshold": 0.2, "segmix": False, "segmix_patch": 0, "segmix_rat
                "segmix_labels": "hard", "pcm": False, "pcm_weight": 0.2, "pcm_mode": "relu"}
 _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.01, "momentum": 0.9,
           "weight_decay": 0.0005, "new_lr_mult": 10.0, "bias_lr_mult": 20.0, "flips": True, "rotate": False,
-          "pretrained": "auto", "seed": 0, "num_threads": None, "device": None}
+          "pretrained": "auto", "seed": 0, "num_threads": None, "device": None, "glass_min_size": 64}
 
 DEFAULTS = {
     SSHRConfig: {**_TRAIN, **_SEGMIX_PCM, "epochs": 21, "batch_size": 20, "loss_weights": [0.1, 0.15, 0.25, 0.5],
@@ -80,13 +80,13 @@ def test_sshr_and_mil_card_configs_explicit():
         "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8, "segmix_max_ratio": 0.5,
         "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss", "segmix_labels": "hard", "pcm": False,
         "pcm_weight": 0.2, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
-        "seed": 3, "num_threads": 1, "device": "cpu"})
+        "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64})
     mil = common.config_from_options(MILConfig, dict(TRAIN_OPTIONS)).to_dict()
     _same(mil, {
         "backbone": "small_cnn", "schema": "luad", "input_size": 32, "epochs": 2, "batch_size": 4, "lr": 0.05,
         "momentum": 0.9, "weight_decay": 0.0001, "new_lr_mult": 10.0, "bias_lr_mult": 20.0,
         "fuse_weights": [0.3, 0.3, 0.4], "dropout": 0.1, "flips": False, "rotate": True, "pretrained": False,
-        "seed": 3, "num_threads": 1, "device": "cpu"})
+        "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64})
 
 
 def test_json_lists_come_back_as_tuples():
