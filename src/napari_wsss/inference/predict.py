@@ -58,7 +58,15 @@ def background_mask(images: np.ndarray, device: torch.device, min_size: int = GL
 
     if min_size <= 0:
         return torch.zeros(np.shape(images)[:-1], dtype=torch.bool, device=device)
-    return torch.from_numpy(np.asarray(is_background(images, min_size=min_size))).to(device)
+    glass = np.asarray(is_background(images))
+    if min_size > GLASS_MIN_SIZE:  # only large white regions are glass; tissue holes in glass stay as they were
+        from skimage.measure import label
+
+        for i in range(glass.shape[0]):
+            lab = label(glass[i], connectivity=1)
+            sizes = np.bincount(lab.ravel())
+            glass[i] &= sizes[lab] >= min_size
+    return torch.from_numpy(glass).to(device)
 
 
 def finish_prediction(fg_scores: torch.Tensor, background: torch.Tensor) -> Prediction:
