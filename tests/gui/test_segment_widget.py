@@ -183,3 +183,13 @@ def test_a_wide_tile_is_seen_whole_after_docking(make_napari_viewer, qtbot, tmp_
     h, w = viewer.canvas.size
     assert view_shows_all(viewer)
     assert viewer.camera.zoom <= w / 2200 + 1e-6  # the whole 2200 px fits in the (narrower) canvas
+
+
+def test_model_line_says_classes_and_what_it_was_trained_on(make_napari_viewer) -> None:  # noqa: ANN001
+    """The shipped synthetic model says plainly it is a demo; a model's classes are shown before Segment."""
+    viewer = make_napari_viewer()
+    w = dock(viewer, SEGMENT)
+    w.method_combo.setCurrentText("sshr")
+    w.version_combo.setCurrentIndex(w.version_combo.findText("sshr-default (shipped)"))
+    text = w.model_info.text()
+    assert "LUAD-HistoSeg: TE, NEC, LYM, TAS" in text and "DEMO model trained on generated" in text

@@ -13,7 +13,9 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -116,6 +118,9 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.device_combo.addItems(available_devices())
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
+        self.model_info = QLabel("")  # the model's classes and what it was trained on (models.card.model_summary)
+        self.model_info.setWordWrap(True)
+        self.model_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.confidence_check = QCheckBox("show confidence")
         self.segment_btn = QPushButton("Segment")
         self._init_job_controls()
@@ -124,6 +129,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         form.addRow("image", self.image_combo)
         form.addRow("method", self.method_combo)
         form.addRow("model", with_button(self.version_combo, self.browse_btn))
+        form.addRow("", self.model_info)
         form.addRow("device", self.device_combo)
         form.addRow("region", self.scope_combo)
         buttons = QHBoxLayout()
@@ -145,6 +151,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
         self.image_combo.currentTextChanged.connect(self._refresh_versions)
+        self.version_combo.currentIndexChanged.connect(self._show_model_info)
         _sessions.SESSION_LISTENERS.append(self._on_sessions_changed)
         self.destroyed.connect(lambda *_: self._forget_listener())
         self._refresh_images()
@@ -177,6 +184,15 @@ class SegmentWidget(JobControlsMixin, QWidget):
                 self.version_combo.addItem(label, str(path))
         if current is not None and self.version_combo.findData(current) >= 0:
             self.version_combo.setCurrentIndex(self.version_combo.findData(current))
+
+    def _show_model_info(self, *_: Any) -> None:
+        from ..models.card import load_card, model_summary
+
+        path = self.version_combo.currentData()
+        try:
+            self.model_info.setText(model_summary(load_card(path)) if path else "")
+        except (ValueError, FileNotFoundError) as e:
+            self.model_info.setText(str(e))
 
     def _on_sessions_changed(self, viewer: Any) -> None:
         if same(viewer, self.viewer):

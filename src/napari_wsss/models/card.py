@@ -142,3 +142,25 @@ def load_weights(model_dir: str | Path, map_location: Any = "cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt files
         raise ValueError(f"{path}: cannot read the weights ({type(e).__name__}: {e}); the file is damaged.") from e
+
+
+def model_summary(card: ModelCard) -> str:
+    """Two short lines a user reads before trusting a model: its classes (schema) and what it was trained on.
+
+    A model trained on the project's generated tiles says plainly that it is a demo: it has never seen real
+    tissue, and on real H&E it does worse than trivial.
+    """
+    schema = card.class_schema
+    bg = schema.classes[-1]
+    classes = f"{schema.name}: {', '.join(schema.foreground_names)} (+ {bg.name})"
+    data = (card.training_data or "").strip()
+    if data.startswith("synthetic") or "synthetic" in data.split(":")[0]:
+        trained = "DEMO model trained on generated (synthetic) tiles, not on real tissue; train or fine-tune " \
+                  "on your own slides before relying on it."
+    elif data:
+        trained = f"trained on: {data if len(data) <= 160 else data[:157] + '...'}"
+    else:
+        trained = "trained on: not recorded in its card"
+    if card.parent:
+        trained += f" (fine-tuned from {card.parent})"
+    return f"classes {classes}\n{trained}"
