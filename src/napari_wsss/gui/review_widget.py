@@ -366,6 +366,7 @@ def _review_refresh(ref: Any, viewer: Any) -> None:
     if w is None or not same(w.viewer, viewer):
         return
     try:
+        w._build_palette()  # the project may have taken the first model's classes
         w._sync_layer()
         w._refresh_position()
     except RuntimeError:  # the Qt side is already deleted

@@ -296,7 +296,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
             if session is not None:  # a model with other classes must not write into this project
                 from ..models.card import load_card
 
-                session.project.check_model(load_card(model_dir))
+                session.use_model(load_card(model_dir))
         except (ValueError, KeyError, FileNotFoundError) as e:
             self._show_error(e)
             return
