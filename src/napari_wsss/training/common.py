@@ -107,6 +107,7 @@ class RunSetup:
 
 def start_run(cfg: RunConfig) -> tuple[torch.device, torch.Generator]:
     """Threads, seeds, then the device, once per run: the part of the preamble fine-tuning shares too."""
+    cfg.hed()  # a bad augmentation setting fails now, not at the first batch
     set_threads(cfg.num_threads)
     gen = seed_everything(cfg.seed)
     return select_device(cfg.device), gen
@@ -151,7 +152,7 @@ def label_loader(tiles: list, cfg: TrainConfig, batch_size: int, generator: torc
     from ..models.card import IMAGENET_MEAN, IMAGENET_STD
 
     ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
-                          seed=cfg.seed)
+                          seed=cfg.seed, hed=cfg.hed())
     return make_loader(ds, batch_size, generator)
 
 
