@@ -122,3 +122,24 @@ def test_whole_slide_full_resolution_fills_multiscale_layer(qtbot, make_napari_v
     root = zarr.open_group(str(out), mode="r")
     assert root.attrs["complete"] is True
     assert set(np.unique(root["labels/0"][:]).tolist()) <= {0, 1, 2, 3, 4}
+
+
+def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: SegmentWidget,  # noqa: ANN001
+                                                            tiny_dataset: Path) -> None:
+    from PIL import Image
+
+    from napari_wsss.ops.stain import hed_to_rgb, rgb_to_hed
+
+    tile = np.asarray(Image.open(sorted((tiny_dataset / "test" / "img").glob("*.png"))[0]).convert("RGB"))
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)  # tiles like the training ones: no warning
+    _wait(qtbot, widget)
+    assert widget.last_error is None and "WARNING" not in widget.status.text()
+    widget.viewer.add_image(hed_to_rgb(rgb_to_hed(tile, clip=False) * np.float32([1, 1, 4])), name="other lab",
+                            rgb=True)
+    widget.image_combo.setCurrentText("other lab")
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    text = widget.status.text()
+    assert "WARNING: stained unlike tiny-sshr's training data (the image: R +" in text
+    assert "fine-tune" in text and "\n" not in text

@@ -229,8 +229,28 @@ def version_card(method: str, cfg: TrainConfig, schema: ClassSchema, tile_size: 
         mean=IMAGENET_MEAN, std=IMAGENET_STD,
         config={**cfg.to_dict(), **(config or {}), "tile_size": tile_size, "scale": cfg.input_size / tile_size},
         training_data=str(Path(data_dir).resolve()), metrics=metrics or {}, seed=cfg.seed, command=command,
-        name=out_dir.name,
+        name=out_dir.name, stain=training_stain(data_dir),
     )
+
+
+STAIN_SAMPLE = 256  # training tiles read for the card's stain entry: enough for stable means, bounded cost
+
+
+def training_stain(data_dir: str | Path, max_tiles: int = STAIN_SAMPLE) -> dict[str, Any]:
+    """The card's ``stain`` entry for a training folder: stain statistics of up to ``max_tiles`` tiles spread
+    evenly over it (glass excluded), so inference can tell images stained unlike them; {} without tissue."""
+    from ..data.tiles import list_images, read_rgb
+    from ..ops.stain import stain_statistics
+
+    root = Path(data_dir)
+    folder = root / "training" if (root / "training").is_dir() else root
+    try:
+        files = list_images(folder)
+    except (FileNotFoundError, ValueError):  # no tiles: nothing to describe (the trainer says so itself)
+        return {}
+    pick = np.unique(np.linspace(0, len(files) - 1, min(max_tiles, len(files))).round().astype(int))
+    stats = stain_statistics(read_rgb(files[i]) for i in pick)
+    return {"stats": stats} if stats else {}
 
 
 def save_version(out_dir: Path, state: dict[str, torch.Tensor], card: Any, dirs: DataDirs, segmenter: Any,

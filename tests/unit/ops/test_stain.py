@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage.color import hed2rgb, rgb2hed
@@ -88,3 +90,88 @@ def test_shift_moves_the_mean_stain_by_at_most_shift() -> None:
 def test_negative_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="HED-light"):
         stain.hed_jitter(_he_tile(), np.random.default_rng(0), -0.1, 0.0)
+
+
+# -- stain statistics and the out-of-depth rule ---------------------------------------------------------------
+
+def _generated(n: int = 12, size: int = 96) -> list[np.ndarray]:
+    from napari_wsss.data.synthetic import generate_tile
+
+    return [generate_tile(seed, size=size).image for seed in range(n)]
+
+
+def _recolour(img: np.ndarray, factors: tuple[float, float, float]) -> np.ndarray:
+    return stain.hed_to_rgb(stain.rgb_to_hed(img, clip=False) * np.float32(factors))
+
+
+@pytest.fixture(scope="module")
+def generated_stats() -> dict:
+    stats = stain.stain_statistics(_generated())
+    assert stats is not None
+    return stats
+
+
+def test_statistics_are_finite_and_describe_the_tissue(generated_stats: dict) -> None:
+    s = generated_stats
+    assert s["channels"] == ["H", "E", "R"] and s["n_images"] == 12 and s["n_pixels"] > 12 * 1024
+    for key in ("mean", "pixel_std", "image_mean_std"):
+        assert len(s[key]) == 3 and np.all(np.isfinite(s[key])) and min(s[key]) >= 0
+    assert s["mean"][0] > 0.1 and s["mean"][1] > 0.1  # an H&E image holds both stains
+    assert np.all(np.array(s["image_mean_std"]) <= np.array(s["pixel_std"]))
+
+
+def test_glass_has_no_statistics() -> None:
+    glass = np.full((64, 64, 3), 240, np.uint8)
+    assert stain.image_stain_means(glass) is None and stain.stain_statistics([glass, glass]) is None
+    stats = {"mean": [0.4, 0.5, 0.2], "pixel_std": [0.3, 0.3, 0.1], "image_mean_std": [0.05, 0.05, 0.03]}
+    assert stain.stain_shift(glass, stats) is None and stain.out_of_depth(glass, stats) is None
+
+
+def test_statistics_pool_the_pixels_of_all_images() -> None:
+    a, b = _he_tile(0), _he_tile(1, size=96)
+    both = stain.stain_statistics([a, b])
+    pix = np.concatenate([stain.rgb_to_hed(im[stain.tissue_mask(im)]) for im in (a, b)])
+    np.testing.assert_allclose(both["mean"], pix.mean(0), atol=1e-4)
+    np.testing.assert_allclose(both["pixel_std"], pix.std(0), atol=1e-4)
+
+
+def test_training_images_and_light_jitter_are_in_range(generated_stats: dict) -> None:
+    rng = np.random.default_rng(0)
+    for img in _generated(12) + _generated(24)[12:]:  # its own tiles and new tiles of the same generator
+        assert stain.out_of_depth(img, generated_stats) is None
+        assert stain.out_of_depth(stain.hed_jitter(img, rng, 0.05, 0.05), generated_stats) is None
+
+
+@pytest.mark.parametrize("factors, channel", [((3.0, 1.0, 1.0), "H +"), ((1.0, 4.0, 1.0), "E +"),
+                                              ((1.0, 1.0, 4.0), "R +")])
+def test_strongly_shifted_stain_is_out_of_depth(generated_stats: dict, factors, channel) -> None:
+    flagged = [stain.out_of_depth(_recolour(img, factors), generated_stats) for img in _generated(6)]
+    assert all(r is not None and channel in r for r in flagged), flagged
+
+
+def test_models_without_statistics_skip_the_check() -> None:
+    img = _recolour(_generated(1)[0], (3.0, 3.0, 1.0))
+    assert stain.out_of_depth(img, None) is None and stain.out_of_depth(img, {}) is None
+
+
+def test_warning_is_one_line_naming_images_and_advice() -> None:
+    msg = stain.out_of_depth_message([("a.png", "H +4.0 spreads"), ("b.png", "E -3.5 spreads")], 5, "m1")
+    assert msg.startswith("WARNING:") and "\n" not in msg
+    assert "m1" in msg and "2 of 5 images, first a.png: H +4.0 spreads" in msg and "fine-tune" in msg
+
+
+def test_glas_statistics_are_finite_and_differ_from_generated_tiles(generated_stats: dict) -> None:
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[4] / "shared" / "data" / "glas" / "train" / "images"
+    if not root.is_dir():
+        pytest.skip(f"real GlaS images expected in {root} (see the project's data README); not present here")
+    images = [np.asarray(Image.open(root / f"train_{i}.png").convert("RGB")) for i in (1, 5, 10, 20, 40, 60)]
+    glas = stain.stain_statistics(images)
+    assert glas is not None and glas["n_images"] == 6
+    assert all(np.all(np.isfinite(glas[k])) for k in ("mean", "pixel_std", "image_mean_std"))
+    # the generator's colours are not a colon lab's: the mean stains differ by well over an image-to-image spread
+    assert np.abs(np.subtract(glas["mean"], generated_stats["mean"])).max() > 0.15
+    shifts = [stain.stain_shift(img, generated_stats) for img in images]
+    assert all(z is not None and np.all(np.isfinite(z)) for z in shifts)
+    assert max(np.abs(z).max() for z in shifts) > stain.OUT_OF_DEPTH_Z
