@@ -114,11 +114,15 @@ def start_run(cfg: RunConfig) -> tuple[torch.device, torch.Generator]:
 
 
 def setup_training(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, overwrite: bool) -> RunSetup:
-    """Every trainer's preamble: check the schema, the output folder and the data folders (fail before any
-    training), then :func:`start_run`."""
+    """Every trainer's preamble: check the schema, the output folder and the data folders, fetch ImageNet
+    weights asked for (fail before any training), then :func:`start_run`."""
     schema = get_schema(cfg.schema)
     out = check_out_dir(out_dir, overwrite)
     dirs = resolve_data_dirs(data_dir)
+    if cfg.pretrained is True and cfg.backbone.startswith("resnet"):  # fetch (or fail) before reading any data
+        from ..models.backbones import fetch_imagenet_weights
+
+        fetch_imagenet_weights(cfg.backbone)
     device, gen = start_run(cfg)
     return RunSetup(out, dirs, schema, device, gen)
 
