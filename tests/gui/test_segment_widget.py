@@ -143,3 +143,21 @@ def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: Segme
     text = widget.status.text()
     assert "WARNING: stained unlike tiny-sshr's training data (the image: R +" in text
     assert "fine-tune" in text and "\n" not in text
+
+
+def test_stain_normalise_checkbox(qtbot, widget: SegmentWidget, monkeypatch) -> None:  # noqa: ANN001
+    from napari.layers import Labels
+
+    from napari_wsss.ops import stain_norm
+
+    seen = []
+    real = stain_norm.MacenkoNormaliser.__call__
+    monkeypatch.setattr(stain_norm.MacenkoNormaliser, "__call__",
+                        lambda self, rgb: (seen.append(rgb.shape), real(self, rgb))[1])
+    widget.stain_check.setChecked(True)  # tiny-sshr's card holds the training data's Macenko reference
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert seen == [(64, 64, 3)]  # the current tile, normalised whole before segmenting
+    seg = [ly for ly in widget.viewer.layers if isinstance(ly, Labels) and "segmentation" in ly.name]
+    assert len(seg) == 1 and "segmented with tiny-sshr" in widget.status.text()

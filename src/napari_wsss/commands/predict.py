@@ -20,6 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--level", type=int, default=0, help="slides: pyramid level to segment (0 = full resolution)")
     p.add_argument("--confidence", action="store_true", help="also write <name>_confidence.png (0..255)")
+    p.add_argument("--stain-normalise", action="store_true",
+                   help="Macenko-normalise each image to the training data's stain (reference stored in the card)")
+    p.add_argument("--stain-reference", type=Path,
+                   help="with --stain-normalise: fit the reference on this image instead of the card's")
     p.add_argument("--method", help="insist the model is of this method (e.g. cam_sam); default: what its card says")
     p.add_argument("--sam-checkpoint", type=Path, help="cam_sam: your SAM checkpoint file (else "
                    "$NAPARI_WSSS_SAM_CHECKPOINT, else the path recorded in the model card)")
@@ -48,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
     seg = load_segmenter(model_dir, args.device)
+    if args.stain_normalise:
+        from ..inference.stain_normalise import with_stain_normalisation
+
+        seg = with_stain_normalisation(seg, args.stain_reference)
     if args.input.is_file() and is_slide_path(args.input):
         return _predict_slide(seg, args)
     return _predict_tiles(seg, args)
@@ -104,9 +112,13 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
 
     done = 0
     flagged: list[tuple[str, str]] = []
+    normaliser = getattr(seg, "normaliser", None)  # --stain-normalise: tiles are normalised whole, not per window
+    seg = getattr(seg, "segmenter", seg)
     for i in range(0, len(files), args.batch_size):
         batch = [read_rgb(f) for f in files[i : i + args.batch_size]]
         dsts = targets[i : i + args.batch_size]
+        if normaliser is not None:  # once here, so the stain check judges what the model sees
+            batch = [normaliser(b) for b in batch]
         flagged += _stain_flags(seg.card, batch, files[i : i + args.batch_size])
         if len({b.shape for b in batch}) == 1 and batch[0].shape[0] * batch[0].shape[1] <= WINDOW_PIXELS:
             pred = seg.predict(np.stack(batch), batch_size=args.batch_size)

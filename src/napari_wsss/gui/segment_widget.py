@@ -67,8 +67,8 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
     return out
 
 
-def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any
-                 ) -> Generator[Progress, None, tuple[Any, list]]:
+def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any,
+                 stain_normalise: bool = False) -> Generator[Progress, None, tuple[Any, list, str | None]]:
     """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)],
     a stain warning or None)."""
     from ..inference.segmenter import load_segmenter
@@ -79,6 +79,11 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
         yield Progress(0, None, f"loading model {Path(model_dir).name}")
         _SEGMENTERS[key] = load_segmenter(model_dir, device)
     seg = _SEGMENTERS[key]
+    if stain_normalise:  # whole planes, before any windowing (Macenko needs the tissue's full stain range)
+        from ..inference.stain_normalise import with_stain_normalisation
+
+        norm = with_stain_normalisation(seg).normaliser
+        planes = [(k, norm(np.asarray(p))) for k, p in planes]
     results = []
     for i, (plane_key, plane) in enumerate(planes):
         gen = segment_image(seg, plane, should_stop=should_stop)
@@ -134,6 +139,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
         self.confidence_check = QCheckBox("show confidence")
+        self.stain_check = QCheckBox("stain-normalise (Macenko, to the model's training stain)")
         self.segment_btn = QPushButton("Segment")
         self._init_job_controls()
 
@@ -149,6 +155,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.confidence_check)
+        layout.addWidget(self.stain_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -305,6 +312,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self._set_running(True)
         self.job = run_job(
             _segment_job, Path(model_dir), self.device_combo.currentText(), planes,
+            stain_normalise=self.stain_check.isChecked(),
             on_progress=self._on_progress,
             on_result=lambda res: self._on_result(layer, placement, res),
             on_error=self._show_error,

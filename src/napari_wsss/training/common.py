@@ -241,10 +241,12 @@ STAIN_SAMPLE = 256  # training tiles read for the card's stain entry: enough for
 
 
 def training_stain(data_dir: str | Path, max_tiles: int = STAIN_SAMPLE) -> dict[str, Any]:
-    """The card's ``stain`` entry for a training folder: stain statistics of up to ``max_tiles`` tiles spread
-    evenly over it (glass excluded), so inference can tell images stained unlike them; {} without tissue."""
+    """The card's ``stain`` entry for a training folder, from up to ``max_tiles`` tiles spread evenly over it
+    (glass excluded): ``stats`` (inference warns on images stained unlike them) and ``macenko`` (the reference
+    of optional stain normalisation); {} without tissue."""
     from ..data.tiles import list_images, read_rgb
     from ..ops.stain import stain_statistics
+    from ..ops.stain_norm import fit_macenko_reference, tissue_pixels
 
     root = Path(data_dir)
     folder = root / "training" if (root / "training").is_dir() else root
@@ -253,8 +255,20 @@ def training_stain(data_dir: str | Path, max_tiles: int = STAIN_SAMPLE) -> dict[
     except (FileNotFoundError, ValueError):  # no tiles: nothing to describe (the trainer says so itself)
         return {}
     pick = np.unique(np.linspace(0, len(files) - 1, min(max_tiles, len(files))).round().astype(int))
-    stats = stain_statistics(read_rgb(files[i]) for i in pick)
-    return {"stats": stats} if stats else {}
+    rng = np.random.default_rng(0)
+    pixels: list[np.ndarray] = []  # a sample of each tile's tissue: the Macenko fit without keeping the tiles
+
+    def tiles() -> Generator[np.ndarray, None, None]:
+        for i in pick:
+            img = read_rgb(files[i])
+            pixels.append(tissue_pixels(img, rng, 4096)[None])
+            yield img
+
+    stats = stain_statistics(tiles())
+    if not stats:
+        return {}
+    macenko = fit_macenko_reference(pixels)
+    return {"stats": stats, **({"macenko": macenko} if macenko else {})}
 
 
 def save_version(out_dir: Path, state: dict[str, torch.Tensor], card: Any, dirs: DataDirs, segmenter: Any,

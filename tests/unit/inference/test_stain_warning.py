@@ -66,3 +66,39 @@ def test_models_without_statistics_skip_the_check(tiles, tmp_path, capsys) -> No
 
     assert load_card(default_model_dir()).stain == {}  # the shipped sshr-default predates the statistics
     assert "WARNING" not in _predict(default_model_dir(), tiles[1], tmp_path / "c", capsys)
+
+
+def test_stain_normalise_needs_a_reference(tiles, tmp_path, capsys) -> None:  # noqa: ANN001
+    assert main(["predict", "--model", str(default_model_dir()), str(tiles[1]), "-o", str(tmp_path / "x"),
+                 "--stain-normalise"]) == 1
+    assert "no stain reference" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    ref = sorted(tiles[0].glob("*.png"))[0]
+    assert main(["predict", "--model", str(default_model_dir()), str(tiles[1]), "-o", str(tmp_path / "y"),
+                 "--stain-normalise", "--stain-reference", str(ref)]) == 0
+    assert len(list((tmp_path / "y").glob("*.png"))) == 4
+
+
+def test_stain_normalise_with_the_card_reference_quiets_the_warning(model_with_stats, tiles, tmp_path,  # noqa: ANN001
+                                                                    capsys) -> None:
+    from napari_wsss.data.synthetic import generate_tile
+    from napari_wsss.ops.stain_norm import fit_macenko_reference
+
+    card = json.loads((model_with_stats / "card.json").read_text())
+    card["stain"]["macenko"] = fit_macenko_reference(generate_tile(s, size=96).image for s in range(16))
+    model = tmp_path / "with-ref"
+    shutil.copytree(model_with_stats, model)
+    (model / "card.json").write_text(json.dumps(card))
+    assert main(["predict", "--model", str(model), str(tiles[1]), "-o", str(tmp_path / "n"),
+                 "--stain-normalise"]) == 0
+    assert "WARNING" not in capsys.readouterr().err  # judged on what the model sees: the normalised tiles
+    assert len(list((tmp_path / "n").glob("*.png"))) == 4
+
+
+def test_evaluate_with_stain_normalisation(tmp_path, capsys) -> None:  # noqa: ANN001
+    from tests.unit.models._tiles import write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "d", n_train=2, n_eval=3)
+    ref = sorted((data / "training").glob("*.png"))[0]
+    assert main(["evaluate", "--model", str(default_model_dir()), "--data", str(data), "--stain-normalise",
+                 "--stain-reference", str(ref)]) == 0
+    assert "mIoU" in capsys.readouterr().out

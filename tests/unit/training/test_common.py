@@ -35,6 +35,7 @@ def test_version_card_records_the_training_stain(tiny_dataset: Path, tmp_path: P
     assert card.config["hed_scale"] == 0.05 and card.config["hed_shift"] == 0.02
     stats = card.stain["stats"]
     assert stats["n_images"] == 24 and all(0 < v < 3 for v in stats["mean"][:2])
+    assert np.array(card.stain["macenko"]["HERef"]).shape == (3, 2)  # the stain-normalisation reference
     assert card.to_dict()["stain"] == card.stain  # saved with the card
     # a sample of the tiles describes them too (the card reads at most STAIN_SAMPLE tiles)
     few = common.training_stain(tiny_dataset, max_tiles=8)["stats"]
