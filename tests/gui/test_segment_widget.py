@@ -193,3 +193,42 @@ def test_model_line_says_classes_and_what_it_was_trained_on(make_napari_viewer) 
     w.version_combo.setCurrentIndex(w.version_combo.findText("sshr-default (shipped)"))
     text = w.model_info.text()
     assert "LUAD-HistoSeg: TE, NEC, LYM, TAS" in text and "DEMO model trained on generated" in text
+
+
+def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: SegmentWidget,  # noqa: ANN001
+                                                            tiny_dataset: Path) -> None:
+    from PIL import Image
+
+    from napari_wsss.ops.stain import hed_to_rgb, rgb_to_hed
+
+    tile = np.asarray(Image.open(sorted((tiny_dataset / "test" / "img").glob("*.png"))[0]).convert("RGB"))
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)  # tiles like the training ones: no warning
+    _wait(qtbot, widget)
+    assert widget.last_error is None and "WARNING" not in widget.status.text()
+    widget.viewer.add_image(hed_to_rgb(rgb_to_hed(tile, clip=False) * np.float32([1, 1, 4])), name="other lab",
+                            rgb=True)
+    widget.image_combo.setCurrentText("other lab")
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    text = widget.status.text()
+    assert "WARNING: stained unlike tiny-sshr's training data (the image: R +" in text
+    assert "fine-tune" in text and "\n" not in text
+
+
+def test_stain_normalise_checkbox(qtbot, widget: SegmentWidget, monkeypatch) -> None:  # noqa: ANN001
+    from napari.layers import Labels
+
+    from napari_wsss.ops import stain_norm
+
+    seen = []
+    real = stain_norm.MacenkoNormaliser.__call__
+    monkeypatch.setattr(stain_norm.MacenkoNormaliser, "__call__",
+                        lambda self, rgb: (seen.append(rgb.shape), real(self, rgb))[1])
+    widget.stain_check.setChecked(True)  # tiny-sshr's card holds the training data's Macenko reference
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert seen == [(64, 64, 3)]  # the current tile, normalised whole before segmenting
+    seg = [ly for ly in widget.viewer.layers if isinstance(ly, Labels) and "segmentation" in ly.name]
+    assert len(seg) == 1 and "segmented with tiny-sshr" in widget.status.text()

@@ -54,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmix-signal", choices=["loss", "accuracy"], help="SegMix: monitored signal (default loss)")
     p.add_argument("--pcm", action="store_true", default=None,
                    help="pixel correlation module: CAM consistency loss in training, refined CAMs at inference")
+    p.add_argument("--pretrained", action="store_const", const=True, dest="pretrained",
+                   help="resnet backbones: start from torchvision's ImageNet weights, downloaded into torch's cache "
+                        "($TORCH_HOME/hub/checkpoints) if missing (default: use them only if already there)")
     p.add_argument("--no-pretrained", action="store_const", const="none", dest="pretrained",
                    help="start from scratch even if ImageNet weights are cached")
     p.add_argument("--sam-checkpoint", type=Path,

@@ -69,9 +69,10 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
     return out
 
 
-def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any
-                 ) -> Generator[Progress, None, tuple[Any, list]]:
-    """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)])."""
+def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any,
+                 stain_normalise: bool = False) -> Generator[Progress, None, tuple[Any, list, str | None]]:
+    """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)],
+    a stain warning or None)."""
     from ..inference.segmenter import load_segmenter
     from ..inference.tiling import segment_image
 
@@ -80,6 +81,11 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
         yield Progress(0, None, f"loading model {Path(model_dir).name}")
         _SEGMENTERS[key] = load_segmenter(model_dir, device)
     seg = _SEGMENTERS[key]
+    if stain_normalise:  # whole planes, before any windowing (Macenko needs the tissue's full stain range)
+        from ..inference.stain_normalise import with_stain_normalisation
+
+        norm = with_stain_normalisation(seg).normaliser
+        planes = [(k, norm(np.asarray(p))) for k, p in planes]
     results = []
     for i, (plane_key, plane) in enumerate(planes):
         gen = segment_image(seg, plane, should_stop=should_stop)
@@ -92,7 +98,23 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
             yield Progress(i * 100 + int(100 * (p.fraction or 0)), len(planes) * 100,
                            f"segmenting {i + 1}/{len(planes)}")
         results.append((plane_key, pred.class_map[0], pred.probs[0].max(0)))
-    return seg.card, results
+    return seg.card, results, _stain_warning(seg.card, planes)
+
+
+GUI_ADVICE = "correct a few tiles (Review & correct) and fine-tune the model (Fine-tune)"
+
+
+def _stain_warning(card: Any, planes: list[tuple[Any, Any]]) -> str | None:
+    """The one-line warning when planes are stained unlike the model's training data (None: alike, or the card
+    holds no stain statistics)."""
+    from ..ops.stain import out_of_depth, out_of_depth_message
+
+    stats = card.stain.get("stats")
+    if not stats:
+        return None
+    flagged = [("tile " + ",".join(map(str, key)) if key != () else "the image", r) for key, plane in planes
+               if (r := out_of_depth(np.asarray(plane)[..., :3], stats))]
+    return out_of_depth_message(flagged, len(planes), card.name or "the model", GUI_ADVICE) if flagged else None
 
 
 class SegmentWidget(JobControlsMixin, QWidget):
@@ -122,6 +144,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.model_info.setWordWrap(True)
         self.model_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.confidence_check = QCheckBox("show confidence")
+        self.stain_check = QCheckBox("stain-normalise (Macenko, to the model's training stain)")
         self.segment_btn = QPushButton("Segment")
         self._init_job_controls()
 
@@ -138,6 +161,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.confidence_check)
+        layout.addWidget(self.stain_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -304,6 +328,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self._set_running(True)
         self.job = run_job(
             _segment_job, Path(model_dir), self.device_combo.currentText(), planes,
+            stain_normalise=self.stain_check.isChecked(),
             on_progress=self._on_progress,
             on_result=lambda res: self._on_result(layer, placement, res),
             on_error=self._show_error,
@@ -360,8 +385,9 @@ class SegmentWidget(JobControlsMixin, QWidget):
         return [self.segment_btn]
 
     # -- results -------------------------------------------------------------------------------------
-    def _on_result(self, image_layer: Any, placement: dict[str, Any], result: tuple[Any, list]) -> None:
-        card, planes = result
+    def _on_result(self, image_layer: Any, placement: dict[str, Any], result: tuple[Any, list, str | None]
+                   ) -> None:
+        card, planes, stain_warning = result
         schema = card.class_schema
         version = card.name or "model"
         lname = segmentation_name(image_layer.name, version)
@@ -414,7 +440,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
                                   metadata={META_KEY: {"kind": "confidence", "model": version}})
         layer.refresh()
         self.viewer.layers.selection.active = layer
-        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.{note}")
+        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.{note}"
+                            + (f" {stain_warning}" if stain_warning else ""))
         self.last_result_layer = layer
 
     def _toggle_confidence(self, on: bool) -> None:

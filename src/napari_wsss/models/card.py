@@ -37,6 +37,9 @@ class ModelCard:
         seed, command: how to reproduce it.
         parent: name/path of the version this one was fine-tuned from.
         name: version name (the folder name).
+        stain: the training data's stain, for inference: ``"stats"`` (``ops.stain.stain_statistics``: warns when
+            an image is stained unlike the training data) and ``"macenko"`` (``ops.stain_norm``'s reference for
+            optional stain normalisation); empty for versions made before they existed (checks are skipped).
     """
 
     method: str
@@ -54,6 +57,7 @@ class ModelCard:
     name: str = ""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     format_version: int = FORMAT_VERSION
+    stain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def class_schema(self) -> ClassSchema:

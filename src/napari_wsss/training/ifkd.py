@@ -274,7 +274,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
         ds.images, ds.targets, ds.full, ds.valid = arrays
 
     ds = TargetDataset(np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), base_card.mean,
-                       base_card.std, flips=cfg.flips, seed=cfg.seed)
+                       base_card.std, flips=cfg.flips, seed=cfg.seed, hed=cfg.hed())
     yield from teacher_targets()
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = common.make_loader(ds, cfg.batch_size, gen)

@@ -46,9 +46,10 @@ class TargetDataset(torch.utils.data.Dataset):
     """Training tiles with pixel targets: ``(image (3,S,S), target (K,S,S), full (S,S) bool, valid (S,S) bool)``."""
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, full: np.ndarray, valid: np.ndarray,
-                 mean: Sequence[float], std: Sequence[float], *, flips: bool = True, seed: int = 0) -> None:
+                 mean: Sequence[float], std: Sequence[float], *, flips: bool = True, seed: int = 0,
+                 hed: tuple[float, float] = (0.0, 0.0)) -> None:
         self.images, self.targets, self.full, self.valid = images, targets, full, valid  # targets (N, S, S, K)
-        self.mean, self.std, self.flips = tuple(mean), tuple(std), flips
+        self.mean, self.std, self.flips, self.hed = tuple(mean), tuple(std), flips, hed
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -58,7 +59,7 @@ class TargetDataset(torch.utils.data.Dataset):
         from ..data.datasets import _augment, normalise
 
         img, tgt, full, valid = _augment([self.images[i], self.targets[i], self.full[i], self.valid[i]], self.rng,
-                                         self.flips, False)
+                                         self.flips, False, self.hed)
         return (normalise(img[None], self.mean, self.std)[0],
                 torch.from_numpy(np.ascontiguousarray(tgt)).permute(2, 0, 1).float(),
                 torch.from_numpy(np.ascontiguousarray(full)), torch.from_numpy(np.ascontiguousarray(valid)))

@@ -128,7 +128,8 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
     gen = common.seed_everything(cfg.seed)
     images, masks = _load_pseudo(tiles, pseudo_dir, cfg.input_size, schema.n_foreground)
     loader = common.make_loader(TileMaskDataset(images, masks, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips,
-                                                rotate=cfg.rotate, seed=cfg.seed), cfg.batch_size, gen)
+                                                rotate=cfg.rotate, seed=cfg.seed, hed=cfg.hed()),
+                                 cfg.batch_size, gen)
     model = SegNet(cfg.backbone, schema.n_foreground, head=cfg.seg_head, pretrained=cfg.pretrained)
     if cfg.init_from_cam:
         from ..models.card import load_weights
