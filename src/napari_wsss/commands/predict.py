@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-WINDOW_PIXELS = 2048 * 2048  # larger images are segmented in overlapping windows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +77,7 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
     from ..atomic import atomic_save
     from ..data.tiles import list_images, read_rgb, write_mask
     from ..events import Progress, run_to_end
-    from ..inference.tiling import segment_image
+    from ..inference.tiling import WINDOW_PIXELS, segment_image
     from . import print_progress
 
     schema = seg.card.class_schema

@@ -221,12 +221,14 @@ def version_card(method: str, cfg: TrainConfig, schema: ClassSchema, tile_size: 
                  metrics: dict[str, Any] | None = None) -> Any:
     """The ``ModelCard`` of a version trained from ``data_dir``: ``cfg`` (with ``config`` entries added or
     replaced) plus the tile size and the scale inference applies, so the version rebuilds and reruns."""
+    from ..data.scale import working_scale
     from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
 
     return ModelCard(
         method=method, backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
         mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        config={**cfg.to_dict(), **(config or {}), "tile_size": tile_size, "scale": cfg.input_size / tile_size},
+        config={**cfg.to_dict(), **(config or {}), "tile_size": tile_size,
+                "scale": working_scale(cfg.input_size, tile_size)},
         training_data=str(Path(data_dir).resolve()), metrics=metrics or {}, seed=cfg.seed, command=command,
         name=out_dir.name,
     )
