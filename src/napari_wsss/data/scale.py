@@ -68,7 +68,10 @@ def rescale(array: np.ndarray, scale: float, *, nearest: bool = False) -> np.nda
     if size == tuple(array.shape[:2]):
         return array
     flat = array if array.ndim == 3 else array[..., None]
-    t = torch.from_numpy(np.ascontiguousarray(flat)).permute(2, 0, 1)[None]
+    flat = np.ascontiguousarray(flat)
+    if not flat.flags.writeable:  # read-only inputs (e.g. from PIL) would make torch warn
+        flat = flat.copy()
+    t = torch.from_numpy(flat).permute(2, 0, 1)[None]
     if nearest:
         out = F.interpolate(t.float(), size=size, mode="nearest-exact")
     else:
