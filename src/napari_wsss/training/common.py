@@ -146,12 +146,14 @@ def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: t
 def label_loader(tiles: list, cfg: TrainConfig, batch_size: int, generator: torch.Generator
                  ) -> torch.utils.data.DataLoader:
     """Batches of (image, image-level labels) of ``tiles`` at ``cfg.input_size``, augmented as ``cfg`` says:
-    the data of every trainer that learns from image labels, so they all see the same pixels."""
+    the data of every trainer that learns from image labels, so they all see the same pixels. Tiles are shown
+    at the working scale the card will record (``input_size / tile size``, the tile size of
+    :func:`training_tiles`); tiles of another size are rescaled by it and cropped (``TileLabelDataset``)."""
     from ..data.datasets import TileLabelDataset
     from ..models.card import IMAGENET_MEAN, IMAGENET_STD
 
     ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
-                          seed=cfg.seed)
+                          seed=cfg.seed, tile_size=tile_size_of(tiles[0].path) if tiles else None)
     return make_loader(ds, batch_size, generator)
 
 
