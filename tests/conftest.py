@@ -20,12 +20,16 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def write_pyramid(path: Path, image: np.ndarray, n_levels: int = 3, tile: int = 64) -> Path:
-    """A small pyramidal tiled RGB TIFF (subIFDs), the way scanners' exports look to tifffile."""
+def write_pyramid(path: Path, image: np.ndarray, n_levels: int = 3, tile: int = 64, mpp: float | None = None
+                  ) -> Path:
+    """A small pyramidal tiled RGB TIFF (subIFDs), the way scanners' exports look to tifffile.
+
+    ``mpp`` (microns per pixel) is written as resolution tags in pixels per centimetre, as scanners do."""
     import tifffile
 
+    res = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"} if mpp else {}
     with tifffile.TiffWriter(path) as tw:
-        tw.write(image, tile=(tile, tile), subifds=n_levels - 1, photometric="rgb", compression="zlib")
+        tw.write(image, tile=(tile, tile), subifds=n_levels - 1, photometric="rgb", compression="zlib", **res)
         lv = image
         for _ in range(n_levels - 1):
             lv = lv[::2, ::2]

@@ -13,7 +13,7 @@ import sys
 from . import __version__
 
 # Explicit list (no star-imports): the order is the order of `--help`.
-COMMAND_MODULES = ["info", "generate", "train", "evaluate", "predict", "export", "import_set", "finetune"]
+COMMAND_MODULES = ["info", "generate", "patches", "train", "evaluate", "predict", "export", "import_set", "finetune"]
 
 
 def build_parser() -> argparse.ArgumentParser:

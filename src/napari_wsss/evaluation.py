@@ -1,7 +1,10 @@
-"""Evaluate a segmenter on a LUAD-HistoSeg / BCSS-WSSS style val/test folder (``img/`` + ``mask/``).
+"""Evaluate a segmenter on a val/test folder: ``img/`` + ``mask/`` (LUAD-HistoSeg, BCSS-WSSS) or ``images/`` +
+``masks/`` (GlaS), images of any size, masks read through the schema (``data.tiles.read_mask``).
 
 Metrics follow :mod:`napari_wsss.ops.metrics`: per-class IoU and Dice, mIoU, FwIoU, pixel accuracy over the
-tissue classes (ground-truth background ignored), background IoU and the confusion matrix.
+tissue classes (ground-truth background ignored), background IoU and the confusion matrix. A class the masks
+do not annotate is scored as the class its schema names (``scored_as``): for GlaS predicted glass counts as
+non-gland, so the mIoU is the mean of gland and non-gland IoU, as the GlaS papers report it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def evaluate_folder(segmenter: Any, folder: str | Path, *, schema: ClassSchema |
     check_schema(segmenter.card, schema)
     pairs = list_mask_pairs(folder)
     n_cls = schema.n_classes
+    scored = schema.scored_lookup()  # class -> class it is scored as (identity for LUAD/BCSS)
     cm = np.zeros((n_cls, n_cls), dtype=np.int64)
     t0 = time.perf_counter()
     i = 0
@@ -56,10 +60,18 @@ def evaluate_folder(segmenter: Any, folder: str | Path, *, schema: ClassSchema |
             if gt.shape != cls_map.shape:
                 raise ValueError(f"{pairs[i + j].mask}: mask is {gt.shape}, its image {cls_map.shape}; "
                                  "masks must have the image's size.")
-            cm += confusion_matrix(cls_map, gt, n_cls)
+            cm += confusion_matrix(scored[cls_map], scored[gt], n_cls)
         i += len(images)
         yield Progress(i, len(pairs), f"evaluating {Path(folder).name}")
     scores = scores_from_confusion(cm, schema.names)
+    bg = schema.classes[-1]
+    if bg.scored_as:  # never in the scored maps: no IoU of its own (None, not NaN: the JSON stays strict)
+        scores["background_IoU"] = None
+    remapped = {c.name: c.scored_as for c in schema.classes if c.scored_as}
+    if remapped:
+        scores["scored_as"] = remapped
+        for key in ("IoU", "Dice"):
+            scores[key] = {k: v for k, v in scores[key].items() if k not in remapped}
     scores["n_tiles"] = len(pairs)
     scores["seconds"] = round(time.perf_counter() - t0, 2)
     return scores
@@ -77,7 +89,10 @@ def evaluate(model: Any, folder: str | Path, *, device: Any = None, batch_size: 
 def format_metrics(scores: dict, title: str = "") -> str:
     """A short human-readable table of a metrics dict."""
     lines = [title] if title else []
+    bg = scores.get("background_IoU")
     lines.append(f"mIoU {scores['mIoU']:.4f}  FwIoU {scores['FwIoU']:.4f}  mDice {scores['mDice']:.4f}  "
-                 f"pixel acc {scores['pixel_accuracy']:.4f}  background IoU {scores['background_IoU']:.4f}")
+                 f"pixel acc {scores['pixel_accuracy']:.4f}  "
+                 + (f"background IoU {bg:.4f}" if bg is not None else
+                    "background scored as " + ", ".join(f"{k} -> {v}" for k, v in scores.get("scored_as", {}).items())))
     lines.append("  ".join(f"{k} {v:.4f}" for k, v in scores["IoU"].items()))
     return "\n".join(lines)

@@ -87,10 +87,11 @@ class Project(ProjectModels):
     """
 
     def __init__(self, root: Path, source: str, schema: ClassSchema, items: dict[str, Item],
-                 created: str | None = None) -> None:
+                 created: str | None = None, schema_default: bool = False) -> None:
         self.root = Path(root)
         self.source = source
         self.schema = schema
+        self.schema_default = schema_default  # nobody chose the classes yet (see adopt_schema)
         self._items = items  # the records project.json holds; replaced whole, only after a successful write
         self.created = created or now_utc()
         self._batch: _Batch | None = None
@@ -122,7 +123,7 @@ class Project(ProjectModels):
             return project
         if not create:
             raise FileNotFoundError(f"No annotation project at {root} (no {INDEX_FILE}).")
-        project = cls(root, str(Path(source).resolve()), schema or LUAD_HISTOSEG, {})
+        project = cls(root, str(Path(source).resolve()), schema or LUAD_HISTOSEG, {}, schema_default=schema is None)
         project._commit({}, FileUndo())
         return project
 
@@ -130,8 +131,8 @@ class Project(ProjectModels):
     def load(cls, root: str | Path) -> Project:
         """Open an existing project folder (``project.json`` inside)."""
         root = Path(root)
-        source, schema, items, created = read_index(root)
-        return cls(root, source, schema, items, created)
+        source, schema, items, created, schema_default = read_index(root)
+        return cls(root, source, schema, items, created, schema_default)
 
     # -- writing the index ---------------------------------------------------------------------------
     @contextmanager
@@ -176,12 +177,42 @@ class Project(ProjectModels):
     def _commit(self, items: dict[str, Item], files: FileUndo) -> None:
         """Write ``items`` as the index, then make them current; if the write fails, undo ``files`` instead."""
         try:
-            atomic_write_json(self.root / INDEX_FILE, index_dict(self.source, self.created, self.schema, items))
+            atomic_write_json(self.root / INDEX_FILE, index_dict(self.source, self.created, self.schema, items,
+                                                                 self.schema_default))
         except BaseException:
             files.undo()
             raise
         self._items = items
         files.forget()
+
+    def adopt_schema(self, schema: ClassSchema) -> bool:
+        """Take ``schema`` while the project holds no mask yet; returns whether the schema changed.
+
+        A project opened before any model ran (the Review widget docked first) starts with the default classes;
+        the first model that segments into it decides them. Once a prediction, correction or acceptance is
+        stored the classes are fixed (the guard in ``save_prediction`` then refuses other models).
+
+        Raises:
+            ValueError: the project already holds masks of other classes.
+        """
+        if schema.names == self.schema.names:
+            return False
+        if not self.schema_default:
+            raise ValueError(f"The project {self.root} was made for the classes {self.schema.names} "
+                             f"({self.schema.name}); a model of {schema.names} cannot write into it. Choose a model "
+                             "of the project's classes, or open the data again with another project folder.")
+        if any(it.mask is not None or it.prediction is not None for it in self._records.values()):
+            raise ValueError(f"The project {self.root} already holds masks of the classes {self.schema.names}; "
+                             f"a model of {schema.names} cannot write into it. Choose a model of the project's "
+                             "classes, or open the data again with another project folder.")
+        old = self.schema
+        self.schema, self.schema_default = schema, False
+        try:
+            self._commit(dict(self._items), FileUndo())
+        except BaseException:
+            self.schema, self.schema_default = old, True
+            raise
+        return True
 
     # -- items ---------------------------------------------------------------------------------------
     @property

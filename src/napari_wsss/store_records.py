@@ -78,9 +78,13 @@ class Item:
         return item
 
 
-def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, Item]) -> dict[str, Any]:
-    """The JSON object of ``project.json`` for these records (items in registration order)."""
-    return {
+def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, Item],
+               schema_default: bool = False) -> dict[str, Any]:
+    """The JSON object of ``project.json`` for these records (items in registration order).
+
+    ``schema_default`` marks classes nobody chose (a project opened before any model ran): the first model that
+    writes into the still empty project may replace them (``Project.adopt_schema``)."""
+    d = {
         "format": "napari-wsss annotation project",
         "format_version": FORMAT_VERSION,
         "source": source,
@@ -89,10 +93,14 @@ def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, 
         "schema": schema.to_dict(),
         "items": [asdict(it) for it in items.values()],
     }
+    if schema_default:
+        d["schema_default"] = True
+    return d
 
 
-def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | None]:
-    """(source, schema, items by key, created) of the project folder ``root``, with a clear error when damaged."""
+def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | None, bool]:
+    """(source, schema, items by key, created, schema_default) of the project folder ``root``, with a clear error
+    when damaged."""
     path = root / INDEX_FILE
     try:
         d = json.loads(path.read_text())
@@ -106,4 +114,4 @@ def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | Non
                          f"understands ({FORMAT_VERSION}); upgrade napari-wsss.")
     schema = ClassSchema.from_dict(d["schema"])
     items = {r["key"]: Item.from_dict(r, str(path)) for r in d.get("items", [])}
-    return d.get("source", ""), schema, items, d.get("created")
+    return d.get("source", ""), schema, items, d.get("created"), bool(d.get("schema_default", False))

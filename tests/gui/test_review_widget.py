@@ -291,3 +291,39 @@ def test_whole_slide_full_resolution_corrected_at_level_0(qtbot, make_napari_vie
     assert restored is not None
     yx = np.round(restored.world_to_data(viewer2.layers["slide"].data_to_world((y0 + 10, x0 + 10)))).astype(int)
     assert restored.data[tuple(yx[-2:])] == label
+    # the whole-slide result comes back too, as the multiscale layer with the correction written into it, and
+    # Review steps through its regions again (before: only the corrected regions came back)
+    full = [ly for ly in viewer2.layers if ly.multiscale and "whole slide" in ly.name]
+    assert len(full) == 1 and full[0].data[0][y0 + 10, x0 + 10] == label
+    editor2 = _slide_regions.editor_for(review2.session)
+    assert editor2 is not None and editor2.regions == editor.regions
+    assert "region 1 / " in review2.position_label.text()
+
+
+def test_review_docked_first_then_a_model_of_other_classes(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
+                                                         tmp_path: Path) -> None:
+    """A new user docks Review before segmenting (its project starts with the default LUAD classes), then
+    segments with a model of another class set (the colon-gland model): the empty project takes the model's
+    classes and the palette follows. Before: 'The model predicts other classes than the project'."""
+    import torch
+
+    from napari_wsss.classes import load_schema
+    from napari_wsss.models.card import ModelCard, save_model
+    from napari_wsss.models.sshr import SSHRNet
+
+    glas = load_schema("glas")
+    torch.manual_seed(0)
+    model = save_model(tmp_path / "glas-model", SSHRNet("small_cnn", glas.n_foreground, kernel_size=3).state_dict(),
+                       ModelCard(method="sshr", backbone="small_cnn", schema=glas.to_dict(), input_size=64,
+                                 config={"kernel_size": 3, "hfrm": True, "threshold": 0.0, "glass_min_size": 0}))
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, model)
+    assert review.session.project.schema.name == "LUAD-HistoSeg"
+    _segment(qtbot, seg)
+    project = Project.load(review.session.project.root)
+    assert project.schema.names == glas.names and review.session.schema.names == glas.names
+    assert [b.text() for b in review.palette_buttons] == ["1: gland", "2: non-gland", "3: glass"]
+    assert all(project.item(u.key).model for u in review.session.units)
+    # once it holds masks the classes are fixed: a LUAD model is refused with a clear message
+    with pytest.raises(ValueError, match="cannot write into it"):
+        project.adopt_schema(LUAD_HISTOSEG)

@@ -122,3 +122,113 @@ def test_whole_slide_full_resolution_fills_multiscale_layer(qtbot, make_napari_v
     root = zarr.open_group(str(out), mode="r")
     assert root.attrs["complete"] is True
     assert set(np.unique(root["labels/0"][:]).tolist()) <= {0, 1, 2, 3, 4}
+
+
+def test_a_job_that_dies_says_nothing_was_lost_and_the_viewer_lives_on(qtbot, widget: SegmentWidget,
+                                                                       monkeypatch) -> None:  # noqa: ANN001
+    """A crash inside the model (here a RuntimeError from loading) is not the user's mistake: the status says
+    the job stopped and that corrections and earlier results are kept; the next Segment works."""
+    import napari_wsss.gui.segment_widget as sw
+    import napari_wsss.inference.segmenter as segmenter_mod
+
+    monkeypatch.setattr(sw, "_SEGMENTERS", {})
+    real = segmenter_mod.load_segmenter
+
+    def broken(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(segmenter_mod, "load_segmenter", broken)
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert isinstance(widget.last_error, RuntimeError)
+    text = widget.status.text()
+    assert "job stopped (RuntimeError" in text and "Nothing you made was lost" in text
+    assert widget.segment_btn.isEnabled()
+    monkeypatch.setattr(segmenter_mod, "load_segmenter", real)
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None and any("segmentation" in ly.name for ly in widget.viewer.layers)
+
+
+def test_a_bad_input_error_reads_as_itself() -> None:
+    from napari_wsss.gui._job_controls import job_error_message
+
+    assert job_error_message(ValueError("Choose a model first.")) == "Choose a model first."
+    assert job_error_message(KeyError("Unknown class 'X'")) == "Unknown class 'X'"
+    assert "smaller batch" in job_error_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+
+
+def test_a_wide_tile_is_seen_whole_after_docking(make_napari_viewer, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    """File > Open fits the view to the canvas of that moment; docking Segment and Review then narrows the canvas
+    on a laptop-sized window. The first view of a wide tile must still show all of it."""
+    from PIL import Image
+
+    from napari_wsss.gui._view import view_shows_all
+    from ._plugin import REVIEW
+
+    img = np.full((500, 2200, 3), 235, np.uint8)
+    img[100:400, 50:2150] = (180, 90, 160)
+    (tmp_path / "wide").mkdir()
+    Image.fromarray(img).save(tmp_path / "wide" / "wide.png")
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1100, 700)
+    qtbot.wait(100)
+    _open(viewer, tmp_path / "wide")
+    viewer.reset_view()  # napari's own fit, at the canvas before the docks
+    wide_canvas = viewer.canvas.size[1]
+    dock(viewer, SEGMENT)
+    dock(viewer, REVIEW)
+    qtbot.waitUntil(lambda: viewer.canvas.size[1] < wide_canvas - 100, timeout=3000)  # the docks took room
+    qtbot.wait(500)
+    h, w = viewer.canvas.size
+    assert view_shows_all(viewer)
+    assert viewer.camera.zoom <= w / 2200 + 1e-6  # the whole 2200 px fits in the (narrower) canvas
+
+
+def test_model_line_says_classes_and_what_it_was_trained_on(make_napari_viewer) -> None:  # noqa: ANN001
+    """The shipped synthetic model says plainly it is a demo; a model's classes are shown before Segment."""
+    viewer = make_napari_viewer()
+    w = dock(viewer, SEGMENT)
+    w.method_combo.setCurrentText("sshr")
+    w.version_combo.setCurrentIndex(w.version_combo.findText("sshr-default (shipped)"))
+    text = w.model_info.text()
+    assert "LUAD-HistoSeg: TE, NEC, LYM, TAS" in text and "DEMO model trained on generated" in text
+
+
+def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: SegmentWidget,  # noqa: ANN001
+                                                            tiny_dataset: Path) -> None:
+    from PIL import Image
+
+    from napari_wsss.ops.stain import hed_to_rgb, rgb_to_hed
+
+    tile = np.asarray(Image.open(sorted((tiny_dataset / "test" / "img").glob("*.png"))[0]).convert("RGB"))
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)  # tiles like the training ones: no warning
+    _wait(qtbot, widget)
+    assert widget.last_error is None and "WARNING" not in widget.status.text()
+    widget.viewer.add_image(hed_to_rgb(rgb_to_hed(tile, clip=False) * np.float32([1, 1, 4])), name="other lab",
+                            rgb=True)
+    widget.image_combo.setCurrentText("other lab")
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    text = widget.status.text()
+    assert "WARNING: stained unlike tiny-sshr's training data (the image: R +" in text
+    assert "fine-tune" in text and "\n" not in text
+
+
+def test_stain_normalise_checkbox(qtbot, widget: SegmentWidget, monkeypatch) -> None:  # noqa: ANN001
+    from napari.layers import Labels
+
+    from napari_wsss.ops import stain_norm
+
+    seen = []
+    real = stain_norm.MacenkoNormaliser.__call__
+    monkeypatch.setattr(stain_norm.MacenkoNormaliser, "__call__",
+                        lambda self, rgb: (seen.append(rgb.shape), real(self, rgb))[1])
+    widget.stain_check.setChecked(True)  # tiny-sshr's card holds the training data's Macenko reference
+    qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
+    _wait(qtbot, widget)
+    assert widget.last_error is None, widget.last_error
+    assert seen == [(64, 64, 3)]  # the current tile, normalised whole before segmenting
+    seg = [ly for ly in widget.viewer.layers if isinstance(ly, Labels) and "segmentation" in ly.name]
+    assert len(seg) == 1 and "segmented with tiny-sshr" in widget.status.text()

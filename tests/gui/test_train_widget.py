@@ -45,6 +45,22 @@ def test_choices_come_from_registries(widget: TrainWidget) -> None:
         assert not widget.cam_box.isEnabled() and "segmix" not in widget.options()
 
 
+def test_pretrained_weights_option(widget: TrainWidget) -> None:
+    widget.backbone_combo.setCurrentText("small_cnn")
+    widget.pretrained_check.setChecked(True)
+    assert not widget.pretrained_check.isEnabled() and "pretrained" not in widget.options()  # no weights exist
+    widget.backbone_combo.setCurrentText("resnet18")
+    assert widget.pretrained_check.isEnabled() and widget.options()["pretrained"] is True
+    widget.pretrained_check.setChecked(False)
+    assert "pretrained" not in widget.options()  # the trainers' "auto": cached weights only
+
+
+def test_stain_jitter_option(widget: TrainWidget) -> None:
+    assert "hed_scale" not in widget.options()  # off by default: the trainers' default
+    widget.hed_spin.setValue(0.05)
+    assert widget.options()["hed_scale"] == pytest.approx(0.05) and widget.options()["hed_shift"] == pytest.approx(0.05)
+
+
 def test_train_with_segmix_pcm_adds_version_to_segment_widget(qtbot, widget: TrainWidget) -> None:  # noqa: ANN001
     seg = dock(widget.viewer, SEGMENT)
     widget.segmix_check.setChecked(True)

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--project", type=Path, help="project folder to import a set into (default: the one it came from)")
     p.add_argument("--data", type=Path, help="the data a new project annotates (default: from the manifest)")
     p.add_argument("--out", type=Path, help="GeoJSON import: mask file to write (.png or .tif)")
-    p.add_argument("--schema", default="luad", help="GeoJSON import: class schema (luad, bcss)")
+    p.add_argument("--schema", default="luad", help="GeoJSON import: class schema (luad, bcss, glas or a .json/.toml file)")
     p.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"),
                    help="GeoJSON import: mask size (default: the polygons' bounding box)")
     p.add_argument("--origin", type=int, nargs=2, metavar=("Y", "X"), default=None,

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models import backbones  # noqa: F401  (fills the backbone registry)
     from ..device import available_devices
     from ..models._registry import BACKBONES, METHODS
-    from ..models.card import load_card
+    from ..models.card import load_card, model_summary
     from ..resources import shipped_models_dir
 
     print(f"napari-wsss {__version__}, torch {torch.__version__}")
@@ -31,4 +31,5 @@ def run(args: argparse.Namespace) -> int:
             miou = card.metrics.get("test", {}).get("mIoU")
             print(f"model {d.name}: method={card.method} backbone={card.backbone} classes={card.class_schema.names}"
                   + (f" test mIoU={miou:.3f}" if miou is not None else ""))
+            print("  " + model_summary(card).splitlines()[-1])
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..inference.tiling import WINDOW_PIXELS  # larger images are segmented in overlapping windows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--level", type=int, default=0, help="slides: pyramid level to segment (0 = full resolution)")
     p.add_argument("--confidence", action="store_true", help="also write <name>_confidence.png (0..255)")
+    p.add_argument("--stain-normalise", action="store_true",
+                   help="Macenko-normalise each image to the training data's stain (reference stored in the card)")
+    p.add_argument("--stain-reference", type=Path,
+                   help="with --stain-normalise: fit the reference on this image instead of the card's")
     p.add_argument("--method", help="insist the model is of this method (e.g. cam_sam); default: what its card says")
     p.add_argument("--sam-checkpoint", type=Path, help="cam_sam: your SAM checkpoint file (else "
                    "$NAPARI_WSSS_SAM_CHECKPOINT, else the path recorded in the model card)")
@@ -47,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
     seg = load_segmenter(model_dir, args.device)
+    if args.stain_normalise:
+        from ..inference.stain_normalise import with_stain_normalisation
+
+        seg = with_stain_normalisation(seg, args.stain_reference)
     if args.input.is_file() and is_slide_path(args.input):
         return _predict_slide(seg, args)
     return _predict_tiles(seg, args)
@@ -54,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
     """A pyramidal slide -> zarr label pyramid (tiled, bounded memory, glass skipped)."""
+    import numpy as np
+
     from ..data.slide import open_slide
     from ..events import run_to_end
     from ..inference.slide_segmentation import segment_slide
@@ -61,10 +72,15 @@ def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
 
     out = args.out if args.out.suffix == ".zarr" else args.out / f"{args.input.stem}.zarr"
     with open_slide(args.input) as slide:
-        res = run_to_end(segment_slide(seg, slide.levels, out, level=args.level, batch_size=args.batch_size),
+        thumb = slide.levels[-1]  # the slide's stain, judged on its coarsest level (cheap)
+        flagged = (_stain_flags(seg.card, [np.asarray(thumb)[..., :3]], [args.input])
+                   if thumb.shape[0] * thumb.shape[1] <= WINDOW_PIXELS else [])
+        res = run_to_end(segment_slide(seg, slide.levels, out, level=args.level, batch_size=args.batch_size,
+                                           mpp=slide.mpp),
                          print_progress)
     print(f"{res.windows_predicted} windows predicted, {res.windows_skipped} glass windows skipped",
           file=sys.stderr)
+    _warn_stain(seg.card, flagged, 1)
     print(out)
     return 0
 
@@ -77,7 +93,7 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
     from ..atomic import atomic_save
     from ..data.tiles import list_images, read_rgb, write_mask
     from ..events import Progress, run_to_end
-    from ..inference.tiling import WINDOW_PIXELS, segment_image
+    from ..inference.tiling import segment_image
     from . import print_progress
 
     schema = seg.card.class_schema
@@ -96,9 +112,15 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
                 Image.fromarray(conf).save(tmp, format="PNG")
 
     done = 0
+    flagged: list[tuple[str, str]] = []
+    normaliser = getattr(seg, "normaliser", None)  # --stain-normalise: tiles are normalised whole, not per window
+    seg = getattr(seg, "segmenter", seg)
     for i in range(0, len(files), args.batch_size):
         batch = [read_rgb(f) for f in files[i : i + args.batch_size]]
         dsts = targets[i : i + args.batch_size]
+        if normaliser is not None:  # once here, so the stain check judges what the model sees
+            batch = [normaliser(b) for b in batch]
+        flagged += _stain_flags(seg.card, batch, files[i : i + args.batch_size])
         if len({b.shape for b in batch}) == 1 and batch[0].shape[0] * batch[0].shape[1] <= WINDOW_PIXELS:
             pred = seg.predict(np.stack(batch), batch_size=args.batch_size)
             for n, dst in enumerate(dsts):
@@ -110,5 +132,25 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
         done += len(batch)
         print_progress(Progress(done, len(files), "predicting"))
     print(file=sys.stderr)
+    _warn_stain(seg.card, flagged, len(files))
     print(targets[0] if len(targets) == 1 else args.out)
     return 0
+
+
+def _stain_flags(card, images: list, files: list[Path]) -> list[tuple[str, str]]:  # noqa: ANN001
+    """(file name, reason) of the images stained unlike the model's training data (ops.stain.out_of_depth);
+    nothing for models whose card holds no stain statistics (the shipped sshr-default)."""
+    from ..ops.stain import out_of_depth
+
+    stats = card.stain.get("stats")
+    if not stats:
+        return []
+    reasons = ((f.name, out_of_depth(img, stats)) for img, f in zip(images, files))
+    return [(name, r) for name, r in reasons if r]
+
+
+def _warn_stain(card, flagged: list[tuple[str, str]], n_images: int) -> None:  # noqa: ANN001
+    if flagged:
+        from ..ops.stain import out_of_depth_message
+
+        print(out_of_depth_message(flagged, n_images, card.name or "the model"), file=sys.stderr)

@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root (training/, val/, test/) or tile folder")
     p.add_argument("--out", type=Path, required=True, help="new model version folder, e.g. models/my-sshr")
     p.add_argument("--labels-csv", type=Path, help="image-level labels as filename,<class names> instead of names")
-    p.add_argument("--schema", help="class schema: luad or bcss (default luad)")
+    p.add_argument("--schema", help="class schema: luad, bcss, glas or a .json/.toml schema file (default luad; "
+                   "docs/class-schemas.md)")
     p.add_argument("--backbone", help="small_cnn, resnet18, resnet34, resnet50")
     p.add_argument("--input-size", type=int, help="side tiles are resized to for training (inference rescales)")
     p.add_argument("--device", help="cpu, cuda, mps or auto")
@@ -53,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmix-signal", choices=["loss", "accuracy"], help="SegMix: monitored signal (default loss)")
     p.add_argument("--pcm", action="store_true", default=None,
                    help="pixel correlation module: CAM consistency loss in training, refined CAMs at inference")
+    p.add_argument("--pretrained", action="store_const", const=True, dest="pretrained",
+                   help="resnet backbones: start from torchvision's ImageNet weights, downloaded into torch's cache "
+                        "($TORCH_HOME/hub/checkpoints) if missing (default: use them only if already there)")
     p.add_argument("--no-pretrained", action="store_const", const="none", dest="pretrained",
                    help="start from scratch even if ImageNet weights are cached")
     p.add_argument("--sam-checkpoint", type=Path,

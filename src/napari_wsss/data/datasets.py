@@ -55,7 +55,13 @@ def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float],
     return (t - m) / s
 
 
-def _augment(arrays: list[np.ndarray], rng: np.random.Generator, flips: bool, rotate: bool) -> list[np.ndarray]:
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator, flips: bool, rotate: bool,
+             hed: tuple[float, float] = (0.0, 0.0)) -> list[np.ndarray]:
+    """Augment ``arrays`` alike (geometry); ``arrays[0]`` is the (H, W, 3) uint8 image, the only one recoloured.
+
+    ``hed`` = (scale, shift) of the H&E stain jitter (``ops.stain.hed_jitter``; (0, 0) draws nothing, so runs
+    without it see the same random stream as before it existed).
+    """
     # Tissue has no preferred orientation: flips (and 90-degree turns) are free, label-preserving data.
     if flips and rng.random() < 0.5:
         arrays = [a[:, ::-1] for a in arrays]
@@ -63,6 +69,10 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator, flips: bool, ro
         arrays = [a[::-1] for a in arrays]
     if rotate and rng.random() < 0.5:
         arrays = [np.swapaxes(a, 0, 1) for a in arrays]
+    if hed[0] or hed[1]:  # labs and scanners differ in how much of each stain a slide holds
+        from ..ops.stain import hed_jitter
+
+        arrays = [hed_jitter(arrays[0], rng, *hed), *arrays[1:]]
     return arrays
 
 
@@ -77,10 +87,12 @@ class TileLabelDataset(Dataset):
     miss a class the tile holds (label noise, the price of keeping the scale; cut such images into tiles of the
     training size with ``export`` for exact labels). ``tile_size`` None: the larger side of the first tile
     (the rule ``training.common.training_tiles`` records in the card).
+    ``hed``: (scale, shift) of the H&E stain jitter applied per item (see ``_augment``).
     """
 
     def __init__(self, tiles: Sequence[LabelledTile], size: int, mean: Sequence[float], std: Sequence[float],
-                 *, flips: bool = True, rotate: bool = False, seed: int = 0, tile_size: int | None = None) -> None:
+                 *, flips: bool = True, rotate: bool = False, seed: int = 0,
+                 hed: tuple[float, float] = (0.0, 0.0), tile_size: int | None = None) -> None:
         from .scale import rescale, working_scale
 
         if not tiles:
@@ -96,7 +108,7 @@ class TileLabelDataset(Dataset):
         self.labels = np.stack([np.asarray(t.labels, dtype=np.float32) for t in tiles])
         self.paths = [Path(t.path) for t in tiles]
         self.mean, self.std = tuple(mean), tuple(std)
-        self.flips, self.rotate = flips, rotate
+        self.flips, self.rotate, self.hed = flips, rotate, (float(hed[0]), float(hed[1]))
         self.rng = np.random.default_rng(seed)
         self.crop_rng = np.random.default_rng([seed, 1])  # own stream: the normal case draws exactly as before
 
@@ -114,29 +126,31 @@ class TileLabelDataset(Dataset):
         return crop_pad(img, y, x, self.size, 255)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        (img,) = _augment([self.crop(i)], self.rng, self.flips, self.rotate)
+        (img,) = _augment([self.crop(i)], self.rng, self.flips, self.rotate, self.hed)
         return normalise(img[None], self.mean, self.std)[0], torch.from_numpy(self.labels[i])
 
 
 class TileMaskDataset(Dataset):
     """Tiles with pixel targets -> ``(image (3,S,S) float32, mask (S,S) int64)``.
 
-    ``masks`` are (N, H, W) uint8 class maps (e.g. offline pseudo-masks; 255 = ignore).
+    ``masks`` are (N, H, W) uint8 class maps (e.g. offline pseudo-masks; 255 = ignore); ``hed`` as
+    :class:`TileLabelDataset`.
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                 *, flips: bool = True, rotate: bool = False, seed: int = 0) -> None:
+                 *, flips: bool = True, rotate: bool = False, seed: int = 0,
+                 hed: tuple[float, float] = (0.0, 0.0)) -> None:
         if len(images) != len(masks):
             raise ValueError(f"TileMaskDataset: {len(images)} images but {len(masks)} masks; they must pair up.")
         self.images, self.masks = images, masks
         self.mean, self.std = tuple(mean), tuple(std)
-        self.flips, self.rotate = flips, rotate
+        self.flips, self.rotate, self.hed = flips, rotate, (float(hed[0]), float(hed[1]))
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img, mask = _augment([self.images[i], self.masks[i]], self.rng, self.flips, self.rotate)
+        img, mask = _augment([self.images[i], self.masks[i]], self.rng, self.flips, self.rotate, self.hed)
         return (normalise(img[None], self.mean, self.std)[0],
                 torch.from_numpy(np.ascontiguousarray(mask)).long())

@@ -187,28 +187,51 @@ def list_training_tiles(folder: str | Path, schema: ClassSchema, labels_csv: str
     return [LabelledTile(p, parse_labels_from_name(p.name, schema.n_foreground)) for p in files]
 
 
+# Image/mask sub-folder pairs of an evaluation folder: LUAD-HistoSeg / BCSS-WSSS val/test, and the GlaS layout.
+MASK_LAYOUTS = (("img", "mask"), ("images", "masks"))
+# Mask file stems may add one of these to the image's stem (GlaS's original release: train_1_anno.bmp).
+MASK_STEM_SUFFIXES = ("", "_anno", "_mask", "-mask", "_label", "_labels")
+
+
+def find_mask_layout(folder: str | Path) -> tuple[Path, Path] | None:
+    """``(images folder, masks folder)`` of ``folder`` (``img/`` + ``mask/`` or ``images/`` + ``masks/``), or None."""
+    folder = Path(folder)
+    for img, mask in MASK_LAYOUTS:
+        if (folder / img).is_dir() and (folder / mask).is_dir():
+            return folder / img, folder / mask
+    return None
+
+
 def list_mask_pairs(folder: str | Path) -> list[MaskPair]:
-    """Evaluation pairs from ``folder/img`` and ``folder/mask`` (same file stems).
+    """Evaluation pairs from ``folder/img`` + ``folder/mask`` or ``folder/images`` + ``folder/masks`` (GlaS),
+    matched by file stem (a mask stem may end in ``_anno``/``_mask``). Images may differ in size.
 
     Raises:
         FileNotFoundError / ValueError: missing sub-folders or images without a mask (named).
     """
     folder = Path(folder)
-    img_dir, mask_dir = folder / "img", folder / "mask"
-    if not img_dir.is_dir() or not mask_dir.is_dir():
-        raise FileNotFoundError(f"{folder} must contain img/ and mask/ folders (LUAD-HistoSeg val/test layout).")
+    layout = find_mask_layout(folder)
+    if layout is None:
+        raise FileNotFoundError(f"{folder} must contain img/ and mask/ folders (LUAD-HistoSeg val/test layout) "
+                                "or images/ and masks/ (GlaS layout), with the same file names.")
+    img_dir, mask_dir = layout
     masks = {p.stem: p for p in list_images(mask_dir)}
     pairs, missing = [], []
     for img in list_images(img_dir):
-        m = masks.get(img.stem)
+        m = next((masks[img.stem + s] for s in MASK_STEM_SUFFIXES if img.stem + s in masks), None)
         (pairs.append(MaskPair(img, m)) if m is not None else missing.append(img.name))
     if missing:
-        raise ValueError(f"{folder}: {len(missing)} images have no mask in mask/ (e.g. {missing[:3]}).")
+        raise ValueError(f"{folder}: {len(missing)} images have no mask in {mask_dir.name}/ (e.g. {missing[:3]}); "
+                         "give every image a mask of the same name.")
     return pairs
 
 
 def read_mask(path: str | Path, schema: ClassSchema) -> np.ndarray:
-    """Read a palette-PNG (or single-channel) mask as an ``(H, W)`` uint8 class map, checked against ``schema``.
+    """Read a mask as an ``(H, W)`` uint8 class map, checked against ``schema``.
+
+    Palette PNG/TIFF masks (what napari-wsss and LUAD-HistoSeg/BCSS-WSSS write) hold class indices. Greyscale
+    masks hold the dataset's own values when the schema gives ``mask_value``s (GlaS: 255 gland, 0 the rest) and
+    are mapped through them; otherwise they too hold class indices.
 
     Raises:
         ValueError: an RGB mask, an unreadable file, or values outside the schema (named).
@@ -218,14 +241,17 @@ def read_mask(path: str | Path, schema: ClassSchema) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            if im.mode not in ("P", "L", "I", "I;16"):
+            if im.mode not in ("P", "L", "I", "I;16", "1"):
                 raise ValueError(f"{path}: mask mode {im.mode}; expected a palette (P) or single-channel image "
-                                 "whose values are class indices.")
-            arr = np.asarray(im)
+                                 "whose values are class indices (or the schema's mask values).")
+            palette = im.mode == "P"
+            arr = np.asarray(im.convert("L") if im.mode == "1" else im)
     except ValueError:
         raise
     except Exception as e:
         raise ValueError(f"Cannot read mask {path}: {type(e).__name__}: {e}.") from e
+    if not palette and schema.has_mask_values:
+        return schema.map_mask_values(arr, source=str(path))
     return schema.validate_class_map(arr, source=str(path))
 
 

@@ -78,8 +78,8 @@ def n_pyramid_levels(shape: tuple[int, int], min_size: int = 256) -> int:
 
 def write_ome_zarr_labels(path: str | Path, shape: tuple[int, int], regions: Iterator[tuple[int, int, np.ndarray]],
                           schema: ClassSchema, *, downsample: float = 1.0, name: str = "tissue",
-                          chunk: int = 512, n_levels: int | None = None, extra: dict[str, Any] | None = None
-                          ) -> list[Any]:
+                          chunk: int = 512, n_levels: int | None = None, extra: dict[str, Any] | None = None,
+                          mpp: float | None = None) -> list[Any]:
     """Write an OME-NGFF 0.4 label image (zarr v2 layout) region by region (bounded memory).
 
     Args:
@@ -88,6 +88,8 @@ def write_ome_zarr_labels(path: str | Path, shape: tuple[int, int], regions: Ite
         regions: ``(y, x, labels)`` blocks in that level's pixels; ``labels`` (h, w) uint8 napari label values.
         downsample: level-0 slide pixels per label pixel (recorded as the scale of level 0).
         n_levels: pyramid levels (default: down to ~256 px); level ``l`` is level 0 strided by ``2**l``.
+        mpp: microns per level-0 slide pixel, when the slide says so: the scales are then in micrometres (axis
+            unit ``micrometer``), so the labels overlay the slide in physical units as well as in pixels.
 
     Returns:
         the zarr arrays, finest first.
@@ -105,17 +107,18 @@ def write_ome_zarr_labels(path: str | Path, shape: tuple[int, int], regions: Ite
     for y, x, block in regions:
         _write_strided(arrays, y, x, np.asarray(block, np.uint8))
     colors = [{"label-value": c.index + 1, "rgba": [*c.colour, 255]} for c in schema.foreground]
+    unit = {"unit": "micrometer"} if mpp else {}
+    axes = [{"name": "y", "type": "space", **unit}, {"name": "x", "type": "space", **unit}]
     root.attrs.update({
         "multiscales": [{
-            "version": "0.4", "name": name,
-            "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+            "version": "0.4", "name": name, "axes": axes,
             "datasets": [{"path": str(lv), "coordinateTransformations": [
-                {"type": "scale", "scale": [downsample * 2**lv] * 2}]} for lv in range(n_levels)],
+                {"type": "scale", "scale": [(mpp or 1.0) * downsample * 2**lv] * 2}]} for lv in range(n_levels)],
         }],
         "image-label": {"version": "0.4", "colors": colors,
                         "properties": [{"label-value": c.index + 1, "class": c.name} for c in schema.foreground]},
         "napari_wsss": {"convention": "napari labels: 0 = background/unannotated, class i = i + 1",
-                        "schema": schema.to_dict(), **(extra or {})},
+                        "schema": schema.to_dict(), "mpp": mpp, **(extra or {})},
     })
     return arrays
 
@@ -139,11 +142,13 @@ def read_ome_zarr_labels(path: str | Path, level: int = 0) -> np.ndarray:
 
 
 def write_pyramidal_tiff_labels(path: str | Path, levels: list[Any], schema: ClassSchema, tile: int = 256,
-                                downsample: float = 1.0) -> Path:
+                                downsample: float = 1.0, mpp: float | None = None) -> Path:
     """Write label levels (finest first; arrays that support slicing, e.g. zarr) as a tiled pyramidal TIFF.
 
     Pixels are napari label values (0 = background/unannotated, class i = i + 1) with a palette colour map, so
-    viewers show the classes in their colours. Tiles are streamed: memory holds one tile at a time.
+    viewers show the classes in their colours. Tiles are streamed: memory holds one tile at a time. With ``mpp``
+    (microns per level-0 slide pixel) every level carries its pixel size as TIFF resolution tags (pixels per
+    centimetre), as QuPath and tifffile read them.
     """
     import tifffile
 
@@ -152,7 +157,7 @@ def write_pyramidal_tiff_labels(path: str | Path, levels: list[Any], schema: Cla
         pal[c.index + 1] = np.asarray(c.colour, np.uint16) * 257
     cmap = np.ascontiguousarray(pal.T)
     desc = json.dumps({"napari_wsss": {"convention": "napari labels: 0 = background/unannotated, class i = i + 1",
-                                       "schema": schema.to_dict(), "downsample": downsample}})
+                                       "schema": schema.to_dict(), "downsample": downsample, "mpp": mpp}})
 
     def tiles(arr: Any) -> Iterator[np.ndarray]:
         h, w = arr.shape
@@ -168,6 +173,9 @@ def write_pyramidal_tiff_labels(path: str | Path, levels: list[Any], schema: Cla
             for lv, arr in enumerate(levels):
                 kw: dict[str, Any] = {"subifds": len(levels) - 1, "description": desc} if lv == 0 else \
                     {"subfiletype": 1}
+                if mpp:
+                    px_per_cm = 1e4 / (mpp * downsample * 2**lv)
+                    kw.update(resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")
                 tw.write(tiles(arr), shape=tuple(arr.shape), dtype=np.uint8, tile=(tile, tile),
                          photometric="palette", colormap=cmap, compression="zlib", **kw)
     return Path(path)

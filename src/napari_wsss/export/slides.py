@@ -83,8 +83,10 @@ def write_slide_labels(tmp: Path, project: Project, sources: SourceReader, block
     from .masks import write_ome_zarr_labels, write_pyramidal_tiff_labels
 
     lv, ds = 0, 1.0
+    mpp = None
     try:
         h0, w0 = sources.slide.shape
+        mpp = sources.slide.mpp
     except (FileNotFoundError, ValueError):  # no slide: cover the regions
         h0, w0 = max(b[0].region[2] for b in blocks), max(b[0].region[3] for b in blocks)
     shape = (int(np.ceil(h0 / ds)), int(np.ceil(w0 / ds)))
@@ -102,16 +104,16 @@ def write_slide_labels(tmp: Path, project: Project, sources: SourceReader, block
     scratch = "ome-zarr" not in formats
     if scratch:
         zpath = tmp / ".scratch.ome.zarr"
-    rec: dict[str, Any] = {"source": project.source, "level": lv, "downsample": ds, "shape": list(shape),
+    rec: dict[str, Any] = {"source": project.source, "level": lv, "downsample": ds, "shape": list(shape), "mpp": mpp,
                            "tiles_level": level,
                            "regions": [b[0].key for b in blocks]}
-    arrays = write_ome_zarr_labels(zpath, shape, regions(), schema, downsample=ds,
+    arrays = write_ome_zarr_labels(zpath, shape, regions(), schema, downsample=ds, mpp=mpp,
                                    extra={"source": project.source, "level": lv})
     if not scratch:
         rec["ome_zarr"] = f"slides/{stem}.ome.zarr"
     if "pyramidal-tiff" in formats:
         rec["tiff"] = f"slides/{stem}.labels.tif"
-        write_pyramidal_tiff_labels(tmp / rec["tiff"], arrays, schema, downsample=ds)
+        write_pyramidal_tiff_labels(tmp / rec["tiff"], arrays, schema, downsample=ds, mpp=mpp)
     if scratch:
         shutil.rmtree(zpath)
     return rec

@@ -76,5 +76,26 @@ class JobControlsMixin:
         from napari.utils.notifications import show_error
 
         self.last_error = exc
-        self.status.setText(f"Error: {exc}")
-        show_error(str(exc))
+        msg = job_error_message(exc)
+        self.status.setText(f"Error: {msg}")
+        show_error(msg)
+
+
+# What a user's input can cause; their messages already say what to do. Anything else is the job dying.
+_INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
+                 IsADirectoryError)
+
+
+def job_error_message(exc: BaseException) -> str:
+    """The message for a failed job: an input error as it is; a job that died says what it means for the work.
+
+    A crash inside torch, an out-of-memory or a bug must not read like the user's mistake, and the user must know
+    that the corrections (autosaved to the project) and earlier results are untouched: jobs write their results
+    only when they finish (a slide's partial zarr is marked incomplete).
+    """
+    if isinstance(exc, _INPUT_ERRORS):
+        return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    hint = " Try a smaller batch or region, or the CPU." if isinstance(exc, MemoryError) or \
+        "out of memory" in str(exc).lower() else ""
+    return (f"the job stopped ({type(exc).__name__}: {exc}). Nothing you made was lost: corrections are saved in "
+            f"the project and no earlier result was overwritten; the viewer is still usable.{hint}")

@@ -86,6 +86,22 @@ class ProjectSession:
         return None
 
     # -- predictions from the Segment widget ---------------------------------------------------------------
+    def use_model(self, card: Any) -> None:
+        """Check a model's classes against the project before it writes; a project without masks yet takes
+        the model's classes (Review docked before the first Segment opened it with the default ones).
+
+        Raises:
+            ValueError: the project holds masks of other classes.
+        """
+        if self.project.schema_default and self.project.adopt_schema(card.class_schema):
+            self.schema = self.project.schema
+            from ._sessions import SESSION_LISTENERS
+
+            for cb in list(SESSION_LISTENERS):  # Review rebuilds its palette
+                cb(self.viewer)
+        else:
+            self.project.check_model(card)
+
     def store_prediction(self, units: list[Unit], labels: np.ndarray, card: Any) -> tuple[list[str], list[str]]:
         """Save a new prediction for ``units`` (``labels``: the layer-shaped label array about to be shown).
 
@@ -93,6 +109,8 @@ class ProjectSession:
         Returns (saved keys, skipped keys).
         """
         self.flush()  # the user's last strokes count as corrections before anything is replaced
+        if not isinstance(card, str):  # a version name (a region of a saved result) was checked when it ran
+            self.use_model(card)
         saved, skipped = [], []
         with self.project.batch():
             self._store_units(units, labels, card, saved, skipped)

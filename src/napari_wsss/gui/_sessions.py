@@ -53,6 +53,11 @@ def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = Non
     existing = [ly for ly in viewer.layers if is_segmentation_of(ly, image_layer.name)]
     full = [ly for ly in existing if layer_meta(ly).get("placement", {}).get("kind") == "slide_full"
             and layer_meta(ly).get("complete")]
+    if kind == "slide" and not full:  # reopened: the saved whole-slide result comes back as a multiscale layer
+        from ._slide_job import reopen_slide_result
+
+        layer = reopen_slide_result(viewer, image_layer, project.root)
+        full = [layer] if layer is not None else []
     if kind == "slide" and full:  # a whole-slide result: corrected region by region at level 0
         from ._slide_regions import start_region_editor
 

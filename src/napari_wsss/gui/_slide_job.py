@@ -25,7 +25,7 @@ def slide_output_path(image_layer: Any, version: str, level: int) -> Path:
 
 
 def slide_job(model_dir: Path, device: str, levels: list[Any], out: Path, level: int, segmenters: dict, *,
-              should_stop: Any) -> Generator[Progress, None, Any]:
+              should_stop: Any, mpp: float | None = None) -> Generator[Progress, None, Any]:
     """Worker body: load (cached) model and segment one slide level into ``out``."""
     from ..inference.segmenter import load_segmenter
     from ..inference.slide_segmentation import segment_slide
@@ -34,7 +34,7 @@ def slide_job(model_dir: Path, device: str, levels: list[Any], out: Path, level:
     if key not in segmenters:
         yield Progress(0, None, f"loading model {Path(model_dir).name}")
         segmenters[key] = load_segmenter(model_dir, device)
-    result = yield from segment_slide(segmenters[key], levels, out, level=level, should_stop=should_stop)
+    result = yield from segment_slide(segmenters[key], levels, out, level=level, mpp=mpp, should_stop=should_stop)
     return segmenters[key].card, result
 
 
@@ -49,20 +49,8 @@ class LiveSlideLayer:
         if self.layer is None:
             if not (self.out / "labels" / "0").exists():
                 return
-            import zarr
-
-            root = zarr.open_group(str(self.out), mode="r")
-            n = sum(1 for _ in root["labels"].array_keys())
-            data = [root[f"labels/{i}"] for i in range(n)]
-            ds = self.image_layer.data[0].shape[0] / self.image_layer.data[self.level].shape[0]
-            name = segmentation_name(self.image_layer.name, f"{self.card.name} whole slide")
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-            meta = {"kind": "segmentation", "model": self.card.name, "method": self.card.method,
-                    "image": self.image_layer.name, "zarr": str(self.out), "placement": {"kind": "slide_full"}}
-            kw = labels_layer_kwargs(self.card.class_schema, name, meta=meta)
-            self.layer = self.viewer.add_labels(data, multiscale=True, scale=self.image_layer.scale[-2:] * ds,
-                                                translate=self.image_layer.translate[-2:], **kw)
+            self.layer = add_slide_result_layer(self.viewer, self.image_layer, self.out, self.card.name,
+                                                self.card.class_schema, self.level, method=self.card.method)
         else:
             self.layer.refresh()
 
@@ -73,3 +61,53 @@ class LiveSlideLayer:
             self.layer.metadata[META_KEY]["complete"] = complete
             if not complete and not self.layer.name.endswith("(incomplete)"):
                 self.layer.name = f"{self.layer.name} (incomplete)"
+
+
+def add_slide_result_layer(viewer: Any, image_layer: Any, out: Path, version: str, schema: Any, level: int,
+                           **meta: Any) -> Any:
+    """The zarr label pyramid at ``out`` as a lazy multiscale Labels layer over ``image_layer``."""
+    import zarr
+
+    root = zarr.open_group(str(out), mode="r")
+    n = sum(1 for _ in root["labels"].array_keys())
+    data = [root[f"labels/{i}"] for i in range(n)]
+    ds = image_layer.data[0].shape[0] / image_layer.data[level].shape[0]
+    name = segmentation_name(image_layer.name, f"{version} whole slide")
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    meta = {"kind": "segmentation", "model": version, "image": image_layer.name, "zarr": str(out),
+            "placement": {"kind": "slide_full"}, **meta}
+    kw = labels_layer_kwargs(schema, name, meta=meta)
+    return viewer.add_labels(data, multiscale=True, scale=image_layer.scale[-2:] * ds,
+                             translate=image_layer.translate[-2:], **kw)
+
+
+def saved_slide_result(project_root: Path) -> Path | None:
+    """The newest complete full-resolution (level 0) whole-slide segmentation kept in a slide's project."""
+    import zarr
+
+    found = []
+    for z in sorted(Path(project_root, "segmentations").glob("*.zarr")):
+        try:
+            attrs = dict(zarr.open_group(str(z), mode="r").attrs)
+        except Exception:  # noqa: BLE001  (a folder that is not a readable zarr group is not ours to show)
+            continue
+        if attrs.get("complete") and attrs.get("source_level") == 0 and "schema" in attrs:
+            found.append((z.stat().st_mtime, z))
+    return max(found)[1] if found else None
+
+
+def reopen_slide_result(viewer: Any, image_layer: Any, project_root: Path) -> Any:
+    """Reopening a slide: show its saved whole-slide result again (with the corrections written into it)."""
+    import zarr
+
+    from ..classes import ClassSchema
+
+    out = saved_slide_result(project_root)
+    if out is None:
+        return None
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    layer = add_slide_result_layer(viewer, image_layer, out, attrs.get("model") or out.stem,
+                                   ClassSchema.from_dict(attrs["schema"]), 0)
+    layer.metadata[META_KEY]["complete"] = True
+    return layer

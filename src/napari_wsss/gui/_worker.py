@@ -74,18 +74,40 @@ def run_job(
 
     from napari.qt.threading import create_worker
 
-    # errors are ours to show (on_error), not re-raised in the Qt event loop
-    worker = create_worker(gen_fn, *args, should_stop=job.should_stop, _start_thread=False, _ignore_errors=True,
-                           **kwargs)
+    def _returned(value: Any) -> None:
+        if isinstance(value, _Failed):
+            _error(value.exc)
+        elif on_result is not None:
+            on_result(value)
+
+    # Exceptions come back as a _Failed result, never raised into the worker: superqt treats a RuntimeError
+    # escaping a worker as "the Qt object was deleted" and silently drops it (no errored, no finished), and
+    # torch reports most failures (CUDA errors, out of memory) as RuntimeError; the job would stay "running".
+    worker = create_worker(_guarded, gen_fn, args, kwargs, job.should_stop, _start_thread=False,
+                           _ignore_errors=True)
     if on_progress is not None:
         worker.yielded.connect(on_progress)
-    if on_result is not None:
-        worker.returned.connect(on_result)
+    worker.returned.connect(_returned)
     worker.errored.connect(_error)
     worker.finished.connect(_finished)
     job.worker = worker
     worker.start()
     return job
+
+
+class _Failed:
+    """A job's exception, carried back as its return value (see run_job)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _guarded(gen_fn: Callable[..., Generator[Progress, None, Any]], args: tuple, kwargs: dict,
+             should_stop: Callable[[], bool]) -> Generator[Progress, None, Any]:
+    try:
+        return (yield from gen_fn(*args, should_stop=should_stop, **kwargs))
+    except Exception as exc:  # noqa: BLE001  (every failure reaches on_error / on_cancelled)
+        return _Failed(exc)
 
 
 def _run_sync(gen_fn, args, kwargs, job, on_progress, on_result, on_error) -> None:  # noqa: ANN001

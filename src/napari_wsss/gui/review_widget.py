@@ -118,6 +118,12 @@ class ReviewWidget(QWidget):
         self._open_current()
 
     # -- which image -------------------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._view import fit_view_when_shown
+
+        fit_view_when_shown(self, self.viewer)
+
     def _image_layers(self) -> list[Any]:
         from napari.layers import Image
 
@@ -360,6 +366,7 @@ def _review_refresh(ref: Any, viewer: Any) -> None:
     if w is None or not same(w.viewer, viewer):
         return
     try:
+        w._build_palette()  # the project may have taken the first model's classes
         w._sync_layer()
         w._refresh_position()
     except RuntimeError:  # the Qt side is already deleted

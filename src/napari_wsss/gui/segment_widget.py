@@ -13,7 +13,9 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -67,9 +69,10 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
     return out
 
 
-def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any
-                 ) -> Generator[Progress, None, tuple[Any, list]]:
-    """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)])."""
+def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any,
+                 stain_normalise: bool = False) -> Generator[Progress, None, tuple[Any, list, str | None]]:
+    """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)],
+    a stain warning or None)."""
     from ..inference.segmenter import load_segmenter
     from ..inference.tiling import segment_image
 
@@ -78,6 +81,11 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
         yield Progress(0, None, f"loading model {Path(model_dir).name}")
         _SEGMENTERS[key] = load_segmenter(model_dir, device)
     seg = _SEGMENTERS[key]
+    if stain_normalise:  # whole planes, before any windowing (Macenko needs the tissue's full stain range)
+        from ..inference.stain_normalise import with_stain_normalisation
+
+        norm = with_stain_normalisation(seg).normaliser
+        planes = [(k, norm(np.asarray(p))) for k, p in planes]
     results = []
     for i, (plane_key, plane) in enumerate(planes):
         gen = segment_image(seg, plane, should_stop=should_stop)
@@ -90,7 +98,23 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
             yield Progress(i * 100 + int(100 * (p.fraction or 0)), len(planes) * 100,
                            f"segmenting {i + 1}/{len(planes)}")
         results.append((plane_key, pred.class_map[0], pred.probs[0].max(0)))
-    return seg.card, results
+    return seg.card, results, _stain_warning(seg.card, planes)
+
+
+GUI_ADVICE = "correct a few tiles (Review & correct) and fine-tune the model (Fine-tune)"
+
+
+def _stain_warning(card: Any, planes: list[tuple[Any, Any]]) -> str | None:
+    """The one-line warning when planes are stained unlike the model's training data (None: alike, or the card
+    holds no stain statistics)."""
+    from ..ops.stain import out_of_depth, out_of_depth_message
+
+    stats = card.stain.get("stats")
+    if not stats:
+        return None
+    flagged = [("tile " + ",".join(map(str, key)) if key != () else "the image", r) for key, plane in planes
+               if (r := out_of_depth(np.asarray(plane)[..., :3], stats))]
+    return out_of_depth_message(flagged, len(planes), card.name or "the model", GUI_ADVICE) if flagged else None
 
 
 class SegmentWidget(JobControlsMixin, QWidget):
@@ -116,7 +140,11 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.device_combo.addItems(available_devices())
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
+        self.model_info = QLabel("")  # the model's classes and what it was trained on (models.card.model_summary)
+        self.model_info.setWordWrap(True)
+        self.model_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.confidence_check = QCheckBox("show confidence")
+        self.stain_check = QCheckBox("stain-normalise (Macenko, to the model's training stain)")
         self.segment_btn = QPushButton("Segment")
         self._init_job_controls()
 
@@ -124,6 +152,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         form.addRow("image", self.image_combo)
         form.addRow("method", self.method_combo)
         form.addRow("model", with_button(self.version_combo, self.browse_btn))
+        form.addRow("", self.model_info)
         form.addRow("device", self.device_combo)
         form.addRow("region", self.scope_combo)
         buttons = QHBoxLayout()
@@ -132,6 +161,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.confidence_check)
+        layout.addWidget(self.stain_check)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -145,6 +175,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
         self.image_combo.currentTextChanged.connect(self._refresh_versions)
+        self.version_combo.currentIndexChanged.connect(self._show_model_info)
         _sessions.SESSION_LISTENERS.append(self._on_sessions_changed)
         self.destroyed.connect(lambda *_: self._forget_listener())
         self._refresh_images()
@@ -177,6 +208,15 @@ class SegmentWidget(JobControlsMixin, QWidget):
                 self.version_combo.addItem(label, str(path))
         if current is not None and self.version_combo.findData(current) >= 0:
             self.version_combo.setCurrentIndex(self.version_combo.findData(current))
+
+    def _show_model_info(self, *_: Any) -> None:
+        from ..models.card import load_card, model_summary
+
+        path = self.version_combo.currentData()
+        try:
+            self.model_info.setText(model_summary(load_card(path)) if path else "")
+        except (ValueError, FileNotFoundError) as e:
+            self.model_info.setText(str(e))
 
     def _on_sessions_changed(self, viewer: Any) -> None:
         if same(viewer, self.viewer):
@@ -280,7 +320,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
             if session is not None:  # a model with other classes must not write into this project
                 from ..models.card import load_card
 
-                session.project.check_model(load_card(model_dir))
+                session.use_model(load_card(model_dir))
         except (ValueError, KeyError, FileNotFoundError) as e:
             self._show_error(e)
             return
@@ -288,6 +328,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self._set_running(True)
         self.job = run_job(
             _segment_job, Path(model_dir), self.device_combo.currentText(), planes,
+            stain_normalise=self.stain_check.isChecked(),
             on_progress=self._on_progress,
             on_result=lambda res: self._on_result(layer, placement, res),
             on_error=self._show_error,
@@ -331,15 +372,22 @@ class SegmentWidget(JobControlsMixin, QWidget):
             self.status.setText(f"Cancelled; the partial result in {out} is marked incomplete.")
 
         self.job = run_job(slide_job, model_dir, self.device_combo.currentText(), list(layer.data), out, level,
-                           _SEGMENTERS, on_progress=progress, on_result=done, on_error=self._show_error,
+                           _SEGMENTERS, mpp=layer_meta(layer).get("mpp"), on_progress=progress, on_result=done, on_error=self._show_error,
                            on_cancelled=cancelled, on_finished=lambda: self._set_running(False))
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._view import fit_view_when_shown
+
+        fit_view_when_shown(self, self.viewer)
 
     def _run_buttons(self) -> list[Any]:
         return [self.segment_btn]
 
     # -- results -------------------------------------------------------------------------------------
-    def _on_result(self, image_layer: Any, placement: dict[str, Any], result: tuple[Any, list]) -> None:
-        card, planes = result
+    def _on_result(self, image_layer: Any, placement: dict[str, Any], result: tuple[Any, list, str | None]
+                   ) -> None:
+        card, planes, stain_warning = result
         schema = card.class_schema
         version = card.name or "model"
         lname = segmentation_name(image_layer.name, version)
@@ -392,7 +440,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
                                   metadata={META_KEY: {"kind": "confidence", "model": version}})
         layer.refresh()
         self.viewer.layers.selection.active = layer
-        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.{note}")
+        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.{note}"
+                            + (f" {stain_warning}" if stain_warning else ""))
         self.last_result_layer = layer
 
     def _toggle_confidence(self, on: bool) -> None:

@@ -88,6 +88,13 @@ class TrainWidget(JobControlsMixin, QWidget):
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(1, 256)
         self.batch_spin.setValue(16)
+        self.pretrained_check = QCheckBox("ImageNet weights (resnet; downloaded once into torch's cache)")
+        self.hed_spin = QDoubleSpinBox()  # Tellez HED jitter: scale and shift alike (the CLI sets them apart)
+        self.hed_spin.setRange(0.0, 0.5)
+        self.hed_spin.setSingleStep(0.05)
+        self.hed_spin.setSpecialValueText("off")
+        self.hed_spin.setToolTip("H&E stain jitter while training (0.05 light, 0.2 strong): a model that copes "
+                                 "with other labs' staining")
 
         self.segmix_check = QCheckBox("SegMix (shuffle grid cells across the batch)")
         self.patch_spin = QSpinBox()
@@ -116,9 +123,11 @@ class TrainWidget(JobControlsMixin, QWidget):
         form.addRow("data", _folder_row(self.data_edit, self.data_btn))
         form.addRow("method", self.method_combo)
         form.addRow("backbone", self.backbone_combo)
+        form.addRow(self.pretrained_check)
         form.addRow("epochs", self.epochs_spin)
         form.addRow("input size (px)", self.size_spin)
         form.addRow("batch size", self.batch_spin)
+        form.addRow("stain jitter (H&E)", self.hed_spin)
         form.addRow("device", self.device_combo)
         form.addRow("output", _folder_row(self.out_edit, self.out_btn))
         buttons = QHBoxLayout()
@@ -134,6 +143,7 @@ class TrainWidget(JobControlsMixin, QWidget):
 
         self.segmix_check.toggled.connect(self._sync_enabled)
         self.method_combo.currentTextChanged.connect(self._sync_enabled)
+        self.backbone_combo.currentTextChanged.connect(self._sync_enabled)
         self.data_btn.clicked.connect(lambda: self._pick(self.data_edit, "Training data folder"))
         self.out_btn.clicked.connect(lambda: self._pick(self.out_edit, "Folder to hold the new model version",
                                                         parent=True))
@@ -147,6 +157,7 @@ class TrainWidget(JobControlsMixin, QWidget):
     def _sync_enabled(self, *_: Any) -> None:
         cam = self.method_combo.currentText() in CAM_METHODS
         self.cam_box.setEnabled(cam)
+        self.pretrained_check.setEnabled(self.backbone_combo.currentText().startswith("resnet"))
         for w in (self.patch_spin, self.ratio_spin, self.patience_spin):
             w.setEnabled(cam and self.segmix_check.isChecked())
 
@@ -160,6 +171,10 @@ class TrainWidget(JobControlsMixin, QWidget):
         opts: dict[str, Any] = {"backbone": self.backbone_combo.currentText(), "epochs": self.epochs_spin.value(),
                                 "input_size": self.size_spin.value(), "batch_size": self.batch_spin.value(),
                                 "device": self.device_combo.currentText()}
+        if self.pretrained_check.isChecked() and self.pretrained_check.isEnabled():
+            opts["pretrained"] = True  # unchecked: "auto" (cached weights only, nothing downloads)
+        if self.hed_spin.value() > 0:
+            opts.update(hed_scale=self.hed_spin.value(), hed_shift=self.hed_spin.value())
         if self.method_combo.currentText() in CAM_METHODS:
             if self.segmix_check.isChecked():
                 opts.update(segmix=True, segmix_patch=self.patch_spin.value(), segmix_ratio=self.ratio_spin.value(),

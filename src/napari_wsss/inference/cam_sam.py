@@ -19,7 +19,7 @@ from ..models.card import ModelCard, load_weights
 from ..models.sam import ENV_CHECKPOINT, ENV_MODEL_TYPE, EmbeddingCache, SamSession, default_cache_dir, load_sam
 from ..ops import prompts
 from ..ops import cam as cam_ops
-from .predict import background_mask, finish_prediction, load_state_checked, to_batch
+from .predict import background_mask, finish_prediction, glass_min_size, load_state_checked, to_batch
 from .segmenter import Prediction
 
 
@@ -118,7 +118,7 @@ class CamSamSegmenter:
         present = cams.reshape(len(cams), -1).max(1) > 0  # gated classes are all-zero
         # same tile, same prompts: the RNG is seeded from the settings, not from call order
         res = prompt_tile(self.session, image, cams, present, self.settings, np.random.default_rng(self.settings.seed))
-        bg = background_mask(image[None], self.device)[0].cpu().numpy()
+        bg = background_mask(image[None], self.device, glass_min_size(self.card))[0].cpu().numpy()
         return prompts.combine_scores(res.masks, cams), bg, res
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:

@@ -10,7 +10,7 @@ import torch
 
 from ..models.card import ModelCard, load_weights
 from ..models.mil import MIL_FUSE_WEIGHTS, MILNet, fuse, side_maps
-from .predict import load_state_checked, predict_batched, to_batch
+from .predict import glass_min_size, load_state_checked, predict_batched, to_batch
 from .segmenter import Prediction
 
 
@@ -36,7 +36,7 @@ class MILSegmenter:
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        return predict_batched(images, batch_size, self.fused_maps, self.device)
+        return predict_batched(images, batch_size, self.fused_maps, self.device, glass_min_size(self.card))
 
 
 def build_mil(card: ModelCard) -> MILNet:

@@ -38,11 +38,34 @@ def to_batch(images: np.ndarray, card: ModelCard, device: torch.device) -> torch
     return interpolate(x, scaled_shape(images.shape[1:3], card.working_scale))
 
 
-def background_mask(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, H, W) bool tensor of near-white glass."""
+GLASS_MIN_SIZE = 64  # px: near-white regions at least this large are glass (the datasets' convention)
+
+
+def glass_min_size(card: ModelCard) -> int:
+    """Smallest near-white region a model's predictions call glass; 0 = no glass detection.
+
+    LUAD-HistoSeg and BCSS-WSSS mark white glass as background, so any near-white region of 64 px or more is
+    glass. Colon glands have white lumens inside them, which GlaS annotates as gland: a model trained on such a
+    schema records a larger size (or 0) in its card, so lumens are left to the network to classify.
+    """
+    return int(card.config.get("glass_min_size", GLASS_MIN_SIZE))
+
+
+def background_mask(images: np.ndarray, device: torch.device, min_size: int = GLASS_MIN_SIZE) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, H, W) bool tensor of near-white glass (none when ``min_size`` is 0)."""
     from ..data.tiles import is_background
 
-    return torch.from_numpy(np.asarray(is_background(images))).to(device)
+    if min_size <= 0:
+        return torch.zeros(np.shape(images)[:-1], dtype=torch.bool, device=device)
+    glass = np.asarray(is_background(images))
+    if min_size > GLASS_MIN_SIZE:  # only large white regions are glass; tissue holes in glass stay as they were
+        from skimage.measure import label
+
+        for i in range(glass.shape[0]):
+            lab = label(glass[i], connectivity=1)
+            sizes = np.bincount(lab.ravel())
+            glass[i] &= sizes[lab] >= min_size
+    return torch.from_numpy(glass).to(device)
 
 
 def finish_prediction(fg_scores: torch.Tensor, background: torch.Tensor) -> Prediction:
@@ -54,7 +77,7 @@ def finish_prediction(fg_scores: torch.Tensor, background: torch.Tensor) -> Pred
 
 
 def predict_batched(images: np.ndarray, batch_size: int, tissue_scores: Callable[[np.ndarray], torch.Tensor],
-                    device: torch.device) -> Prediction:
+                    device: torch.device, min_glass: int = GLASS_MIN_SIZE) -> Prediction:
     """The loop every dense segmenter shares: batches -> tissue scores -> background from glass -> argmax.
 
     Args:
@@ -67,7 +90,7 @@ def predict_batched(images: np.ndarray, batch_size: int, tissue_scores: Callable
     maps, probs = [], []
     for i in range(0, len(images), batch_size):
         chunk = images[i : i + batch_size]
-        pred = finish_prediction(tissue_scores(chunk), background_mask(chunk, device))
+        pred = finish_prediction(tissue_scores(chunk), background_mask(chunk, device, min_glass))
         maps.append(pred.class_map)
         probs.append(pred.probs)
     return Prediction(np.concatenate(maps), np.concatenate(probs))
@@ -129,7 +152,8 @@ class CamSegmenter:
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        return predict_batched(images, batch_size, lambda chunk: self.fused_cams(chunk)[0], self.device)
+        return predict_batched(images, batch_size, lambda chunk: self.fused_cams(chunk)[0], self.device,
+                               glass_min_size(self.card))
 
     @torch.inference_mode()
     def image_probs(self, images: np.ndarray) -> np.ndarray:
@@ -185,7 +209,7 @@ class SegNetSegmenter:
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        return predict_batched(images, batch_size, self.tissue_probs, self.device)
+        return predict_batched(images, batch_size, self.tissue_probs, self.device, glass_min_size(self.card))
 
 
 def load_segnet(model_dir: Path, card: ModelCard, device: Any) -> SegNetSegmenter:

@@ -112,6 +112,7 @@ def segment_slide(
     overlap: int = 64,
     batch_size: int = 8,
     band: int = 8,
+    mpp: float | None = None,
     should_stop: StopFlag = never_stop,
 ) -> Generator[Progress, None, SlideSegmentation]:
     """Segment one level of a slide pyramid into a zarr label pyramid at ``out``.
@@ -125,6 +126,8 @@ def segment_slide(
         overlap: total overlap between neighbouring windows (each window is ``block + overlap``).
         batch_size: windows per model call.
         band: output blocks per column band (bounds memory: two rows of ``band + 2`` windows are cached).
+        mpp: the slide's microns per level-0 pixel, when known; recorded with the output's own pixel size
+            (``mpp * downsample``) so exports and other viewers can place the labels in micrometres.
     Raises:
         Cancelled: when ``should_stop()`` turns true; the zarr group stays marked ``complete = False``.
         ValueError: ``block`` not a power of two, or a level out of range.
@@ -145,7 +148,8 @@ def segment_slide(
     n_levels = max(1, min(int(math.log2(block)), int(math.ceil(math.log2(max(h, w) / 256))) + 1))
     downsample = float(levels[0].shape[0]) / h
     attrs = {"source_level": level, "downsample": downsample, "block": block, "overlap": overlap,
-             "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w]}
+             "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w],
+             "mpp": mpp, "level_mpp": mpp * downsample if mpp else None}
     out = Path(out)
     root, lab_arrays, conf_arrays = _create_outputs(out, (h, w), block, n_levels, attrs)
 

@@ -5,14 +5,16 @@ Contract: ``BACKBONES.get(name)(pretrained=False) -> nn.Module`` with ``.out_cha
 ``[shallow1, shallow2, shallow3, deep]``, each (N, C_i, H/s, W/s) with output stride s = 8 (the ResNets use
 dilation instead of striding in their last stages, as CAM networks do; ``layer1`` is pooled to stride 8).
 
-Pretrained weights are **never downloaded**: ``pretrained=True`` loads torchvision's ImageNet weights only
-when the file is already in the user's torch cache (``torch.hub.get_dir()/checkpoints``); otherwise it warns
-and starts from scratch.
+ImageNet weights (torchvision's ``IMAGENET1K_V1`` files) live in torch's cache,
+``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``). ``pretrained=True`` (``train
+--pretrained``, the Train widget's check box) fetches the file into it when it is missing, its SHA-256 checked
+against the prefix in its name; offline, or on a hash mismatch, it fails with one line naming the file, its URL
+and the folder to put it in. ``pretrained="auto"`` (the default) only uses a file already there, silently:
+nothing is downloaded unless asked for.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -81,7 +83,7 @@ class ResNetFeatures(nn.Module):
 
         net = getattr(torchvision.models, arch)(weights=None)
         if pretrained:
-            _load_cached_imagenet(net, arch)
+            net.load_state_dict(fetch_imagenet_weights(arch))
         # Dilate by hand (torchvision's BasicBlock refuses replace_stride_with_dilation): same weights, stride 8.
         _dilate(net.layer3, 2)
         _dilate(net.layer4, 4)
@@ -107,27 +109,50 @@ def _dilate(layer: nn.Module, dilation: int) -> None:
                 m.dilation, m.padding = (dilation, dilation), (dilation, dilation)
 
 
-def cached_imagenet_file(arch: str) -> Path | None:
-    """Path of torchvision's ImageNet weights for ``arch`` in the torch cache, or None (nothing downloads)."""
+_WEIGHTS_ENUMS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}
+
+
+def imagenet_weights_url(arch: str) -> str:
+    """torchvision's ImageNet (IMAGENET1K_V1) weights URL for ``arch``; the file name carries its hash prefix."""
     import torchvision
 
-    enum_name = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}
-    weights = getattr(torchvision.models, enum_name[arch]).IMAGENET1K_V1
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if arch not in _WEIGHTS_ENUMS:
+        raise KeyError(f"No ImageNet weights for backbone {arch!r}; expected one of {sorted(_WEIGHTS_ENUMS)}.")
+    return getattr(torchvision.models, _WEIGHTS_ENUMS[arch]).IMAGENET1K_V1.url
+
+
+def imagenet_cache_dir() -> Path:
+    """Where torch keeps downloaded weights: ``torch.hub.get_dir()/checkpoints`` ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_imagenet_file(arch: str) -> Path | None:
+    """Path of torchvision's ImageNet weights for ``arch`` in the torch cache, or None (nothing downloads)."""
+    path = imagenet_cache_dir() / Path(imagenet_weights_url(arch)).name
     return path if path.is_file() else None
 
 
-def _load_cached_imagenet(net: nn.Module, arch: str) -> bool:
-    path = cached_imagenet_file(arch)
-    if path is None:
-        warnings.warn(
-            f"No cached ImageNet weights for {arch} in {Path(torch.hub.get_dir()) / 'checkpoints'}; training "
-            "from scratch (napari-wsss never downloads). Put torchvision's file there to start pretrained.",
-            stacklevel=3,
-        )
-        return False
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return True
+def fetch_imagenet_weights(arch: str, progress: bool = True) -> dict[str, torch.Tensor]:
+    """ImageNet state dict of ``arch``: from torch's cache, else downloaded into it (hash checked).
+
+    Raises:
+        FileNotFoundError: cannot download (offline, proxy, server error): names the file, URL and folder.
+        ValueError: the download's SHA-256 does not match the prefix in its name (nothing is kept).
+    """
+    url = imagenet_weights_url(arch)
+    name, folder = Path(url).name, imagenet_cache_dir()
+    where = f"download {url} and put it in {folder} as {name}, or train without --pretrained"
+    try:
+        return torch.hub.load_state_dict_from_url(url, model_dir=str(folder), map_location="cpu", progress=progress,
+                                                  check_hash=True, weights_only=True)
+    except RuntimeError as e:
+        if "hash" not in str(e):
+            raise ValueError(f"Cannot read the ImageNet weights {folder / name} ({e}); delete it and {where}.") from e
+        raise ValueError(f"The downloaded {name} failed its hash check (a damaged or substituted file; it was not "
+                         f"kept); {where}.") from e
+    except OSError as e:  # URLError and socket errors are OSErrors
+        reason = getattr(e, "reason", e)
+        raise FileNotFoundError(f"Cannot fetch the {arch} ImageNet weights {name} ({reason}); {where}.") from e
 
 
 @BACKBONES.register("small_cnn")
@@ -152,7 +177,8 @@ def resnet50(pretrained: bool = False) -> ResNetFeatures:
 
 
 def build_backbone(name: str, pretrained: bool | str = False) -> nn.Module:
-    """Build a registered backbone. ``pretrained="auto"`` uses cached ImageNet weights when present, silently."""
+    """Build a registered backbone. ``pretrained=True`` fetches ImageNet weights if missing (see the module
+    docstring); ``"auto"`` uses cached ones when present, silently, and downloads nothing."""
     builder = BACKBONES.get(name)
     if pretrained == "auto":
         pretrained = name.startswith("resnet") and cached_imagenet_file(name) is not None

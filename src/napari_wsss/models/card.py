@@ -37,6 +37,9 @@ class ModelCard:
         seed, command: how to reproduce it.
         parent: name/path of the version this one was fine-tuned from.
         name: version name (the folder name).
+        stain: the training data's stain, for inference: ``"stats"`` (``ops.stain.stain_statistics``: warns when
+            an image is stained unlike the training data) and ``"macenko"`` (``ops.stain_norm``'s reference for
+            optional stain normalisation); empty for versions made before they existed (checks are skipped).
     """
 
     method: str
@@ -54,6 +57,7 @@ class ModelCard:
     name: str = ""
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     format_version: int = FORMAT_VERSION
+    stain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def class_schema(self) -> ClassSchema:
@@ -157,3 +161,25 @@ def load_weights(model_dir: str | Path, map_location: Any = "cpu") -> dict:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt files
         raise ValueError(f"{path}: cannot read the weights ({type(e).__name__}: {e}); the file is damaged.") from e
+
+
+def model_summary(card: ModelCard) -> str:
+    """Two short lines a user reads before trusting a model: its classes (schema) and what it was trained on.
+
+    A model trained on the project's generated tiles says plainly that it is a demo: it has never seen real
+    tissue, and on real H&E it does worse than trivial.
+    """
+    schema = card.class_schema
+    bg = schema.classes[-1]
+    classes = f"{schema.name}: {', '.join(schema.foreground_names)} (+ {bg.name})"
+    data = (card.training_data or "").strip()
+    if data.startswith("synthetic") or "synthetic" in data.split(":")[0]:
+        trained = "DEMO model trained on generated (synthetic) tiles, not on real tissue; train or fine-tune " \
+                  "on your own slides before relying on it."
+    elif data:
+        trained = f"trained on: {data if len(data) <= 160 else data[:157] + '...'}"
+    else:
+        trained = "trained on: not recorded in its card"
+    if card.parent:
+        trained += f" (fine-tuned from {card.parent})"
+    return f"classes {classes}\n{trained}"

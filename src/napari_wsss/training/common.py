@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from ..classes import ClassSchema, get_schema
+from ..classes import ClassSchema, load_schema
 from ..device import select_device
 from ..events import Progress
 from .config import RunConfig, TrainConfig
@@ -45,8 +45,10 @@ def resolve_data_dirs(data_dir: str | Path) -> DataDirs:
     base = root if training != root else root.parent
 
     def split(name: str) -> Path | None:
+        from ..data.tiles import find_mask_layout
+
         p = base / name
-        return p if (p / "img").is_dir() and (p / "mask").is_dir() else None
+        return p if find_mask_layout(p) is not None else None
 
     return DataDirs(training, split("val"), split("test"))
 
@@ -107,17 +109,22 @@ class RunSetup:
 
 def start_run(cfg: RunConfig) -> tuple[torch.device, torch.Generator]:
     """Threads, seeds, then the device, once per run: the part of the preamble fine-tuning shares too."""
+    cfg.hed()  # a bad augmentation setting fails now, not at the first batch
     set_threads(cfg.num_threads)
     gen = seed_everything(cfg.seed)
     return select_device(cfg.device), gen
 
 
 def setup_training(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, overwrite: bool) -> RunSetup:
-    """Every trainer's preamble: check the schema, the output folder and the data folders (fail before any
-    training), then :func:`start_run`."""
-    schema = get_schema(cfg.schema)
+    """Every trainer's preamble: check the schema, the output folder and the data folders, fetch ImageNet
+    weights asked for (fail before any training), then :func:`start_run`."""
+    schema = load_schema(cfg.schema)
     out = check_out_dir(out_dir, overwrite)
     dirs = resolve_data_dirs(data_dir)
+    if cfg.pretrained is True and cfg.backbone.startswith("resnet"):  # fetch (or fail) before reading any data
+        from ..models.backbones import fetch_imagenet_weights
+
+        fetch_imagenet_weights(cfg.backbone)
     device, gen = start_run(cfg)
     return RunSetup(out, dirs, schema, device, gen)
 
@@ -153,7 +160,7 @@ def label_loader(tiles: list, cfg: TrainConfig, batch_size: int, generator: torc
     from ..models.card import IMAGENET_MEAN, IMAGENET_STD
 
     ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
-                          seed=cfg.seed, tile_size=tile_size_of(tiles[0].path) if tiles else None)
+                          seed=cfg.seed, hed=cfg.hed(), tile_size=tile_size_of(tiles[0].path) if tiles else None)
     return make_loader(ds, batch_size, generator)
 
 
@@ -232,8 +239,42 @@ def version_card(method: str, cfg: TrainConfig, schema: ClassSchema, tile_size: 
         config={**cfg.to_dict(), **(config or {}), "tile_size": tile_size,
                 "scale": working_scale(cfg.input_size, tile_size)},
         training_data=str(Path(data_dir).resolve()), metrics=metrics or {}, seed=cfg.seed, command=command,
-        name=out_dir.name,
+        name=out_dir.name, stain=training_stain(data_dir),
     )
+
+
+STAIN_SAMPLE = 256  # training tiles read for the card's stain entry: enough for stable means, bounded cost
+
+
+def training_stain(data_dir: str | Path, max_tiles: int = STAIN_SAMPLE) -> dict[str, Any]:
+    """The card's ``stain`` entry for a training folder, from up to ``max_tiles`` tiles spread evenly over it
+    (glass excluded): ``stats`` (inference warns on images stained unlike them) and ``macenko`` (the reference
+    of optional stain normalisation); {} without tissue."""
+    from ..data.tiles import list_images, read_rgb
+    from ..ops.stain import stain_statistics
+    from ..ops.stain_norm import fit_macenko_reference, tissue_pixels
+
+    root = Path(data_dir)
+    folder = root / "training" if (root / "training").is_dir() else root
+    try:
+        files = list_images(folder)
+    except (FileNotFoundError, ValueError):  # no tiles: nothing to describe (the trainer says so itself)
+        return {}
+    pick = np.unique(np.linspace(0, len(files) - 1, min(max_tiles, len(files))).round().astype(int))
+    rng = np.random.default_rng(0)
+    pixels: list[np.ndarray] = []  # a sample of each tile's tissue: the Macenko fit without keeping the tiles
+
+    def tiles() -> Generator[np.ndarray, None, None]:
+        for i in pick:
+            img = read_rgb(files[i])
+            pixels.append(tissue_pixels(img, rng, 4096)[None])
+            yield img
+
+    stats = stain_statistics(tiles())
+    if not stats:
+        return {}
+    macenko = fit_macenko_reference(pixels)
+    return {"stats": stats, **({"macenko": macenko} if macenko else {})}
 
 
 def save_version(out_dir: Path, state: dict[str, torch.Tensor], card: Any, dirs: DataDirs, segmenter: Any,

@@ -15,12 +15,27 @@ from typing import Any
 
 @dataclass
 class RunConfig:
-    """Every trainer, fine-tuning included: augmentation flips, reproducibility, threads, device."""
+    """Every trainer, fine-tuning included: augmentation (flips, H&E stain jitter), reproducibility, threads,
+    device.
+
+    ``hed_scale`` / ``hed_shift``: Tellez et al. 2018 stain jitter (``ops.stain.hed_jitter``), per stain channel
+    ``alpha ~ U(1 - hed_scale, 1 + hed_scale)``, ``beta ~ U(-hed_shift, hed_shift)`` in optical density; 0 is
+    off, 0.05 HED-light, 0.2 HED-strong. It makes a model less sensitive to another lab's staining.
+    """
 
     flips: bool = True
     seed: int = 0
     num_threads: int | None = None  # None: NAPARI_WSSS_THREADS or min(4, cores), see common.set_threads
     device: str | None = None  # None: cuda > mps > cpu, see device.select_device
+    hed_scale: float = 0.0
+    hed_shift: float = 0.0
+
+    def hed(self) -> tuple[float, float]:
+        """(scale, shift) of the stain jitter for the datasets; refuses negative values before any training."""
+        if self.hed_scale < 0 or self.hed_shift < 0 or self.hed_scale >= 1:
+            raise ValueError(f"hed_scale={self.hed_scale}, hed_shift={self.hed_shift}: expected 0 <= hed_scale < 1 "
+                             "and hed_shift >= 0 (0 = off, 0.05 = HED-light, 0.2 = HED-strong).")
+        return float(self.hed_scale), float(self.hed_shift)
 
     def to_dict(self) -> dict[str, Any]:
         """Field values as JSON would give them back (tuples as lists), so a card compares equal after a reload."""
@@ -48,6 +63,8 @@ class TrainConfig(RunConfig):
     bias_lr_mult: float = 20.0
     rotate: bool = False
     pretrained: str | bool = "auto"  # "auto", True, or False (CLI "none")
+    # near-white regions at least this large (px, at tile scale) are predicted glass; 0 = none (inference.predict)
+    glass_min_size: int = 64
 
 
 @dataclass

@@ -229,6 +229,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
             method whose per-pixel outputs are unknown.
         FileExistsError: ``out_name`` is taken.
     """
+    from ..inference.predict import glass_min_size
     from ..inference.segmenter import load_segmenter
     from ..models.card import ModelCard, load_card, load_weights, save_model
     from ..store import Project
@@ -279,7 +280,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     corrections = [_correction_entry(r, True) for r in held]
     for it, with_mask in [(it, True) for it in train_items] + [(it, False) for it in unrev]:
         rec = _read_record(project, it, with_mask)
-        tiles.append(scale_record(rec, scale, repeat if with_mask else 1))
+        tiles.append(scale_record(rec, scale, repeat if with_mask else 1, glass_min_size(base_card)))
         if with_mask:
             corrections.append(_correction_entry(rec, False))
         if stop_or_wait():
@@ -302,7 +303,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
             t.set_teacher(by_index.get(i), k)
 
     yield from teacher_targets()
-    ds = TargetDataset(tiles, size, base_card.mean, base_card.std, flips=cfg.flips, seed=cfg.seed)
+    ds = TargetDataset(tiles, size, base_card.mean, base_card.std, flips=cfg.flips, seed=cfg.seed, hed=cfg.hed())
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = common.make_loader(ds, cfg.batch_size, gen)
 

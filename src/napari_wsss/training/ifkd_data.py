@@ -87,13 +87,19 @@ class ScaledTile:
         self.target = build_targets(teacher, self.mask, self.full, self.labels).transpose(1, 2, 0).astype(np.float16)
 
 
-def scale_record(record: TileRecord, scale: float, repeat: int = 1) -> ScaledTile:
-    """A full-resolution tile record -> :class:`ScaledTile` at ``scale`` (the base card's working scale)."""
+def scale_record(record: TileRecord, scale: float, repeat: int = 1, glass_min_size: int = 64) -> ScaledTile:
+    """A full-resolution tile record -> :class:`ScaledTile` at ``scale`` (the base card's working scale).
+
+    ``glass_min_size``: the base model's glass rule (``inference.predict.glass_min_size``; 0 = no glass), so the
+    pixels inference calls glass are the ones that take no part.
+    """
     from ..data.scale import rescale
     from ..data.tiles import is_background
 
     full = record.full if record.full is not None else np.zeros(record.image.shape[:2], bool)
-    valid = ~is_background(record.image) | full
+    glass = (is_background(record.image, min_size=glass_min_size) if glass_min_size > 0
+             else np.zeros(record.image.shape[:2], bool))
+    valid = ~glass | full
     return ScaledTile(record.key, record.path, tuple(record.image.shape[:2]), rescale(record.image, scale),
                       None if record.mask is None else rescale(record.mask, scale, nearest=True),
                       rescale(full, scale, nearest=True), rescale(valid, scale, nearest=True), record.labels, repeat)
@@ -107,13 +113,13 @@ class TargetDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, tiles: Sequence[ScaledTile], size: int, mean: Sequence[float], std: Sequence[float], *,
-                 flips: bool = True, seed: int = 0) -> None:
+                 flips: bool = True, seed: int = 0, hed: tuple[float, float] = (0.0, 0.0)) -> None:
         from ..data.scale import n_crops
 
         self.tiles, self.size = list(tiles), int(size)
         self.index = np.asarray([i for i, t in enumerate(self.tiles)
                                  for _ in range(n_crops(t.image.shape, self.size) * t.repeat)], np.int64)
-        self.mean, self.std, self.flips = tuple(mean), tuple(std), flips
+        self.mean, self.std, self.flips, self.hed = tuple(mean), tuple(std), flips, hed
         self.rng = np.random.default_rng(seed)
         self.crop_rng = np.random.default_rng([seed, 1])
 
@@ -136,7 +142,7 @@ class TargetDataset(torch.utils.data.Dataset):
 
         tile = int(self.index[i])
         y, x = random_crop_origin(self.tiles[tile].image.shape, self.size, self.crop_rng)
-        img, tgt, full, valid = _augment(self.crop(tile, y, x), self.rng, self.flips, False)
+        img, tgt, full, valid = _augment(self.crop(tile, y, x), self.rng, self.flips, False, self.hed)
         return (normalise(img[None], self.mean, self.std)[0],
                 torch.from_numpy(np.ascontiguousarray(tgt)).permute(2, 0, 1).float(),
                 torch.from_numpy(np.ascontiguousarray(full)), torch.from_numpy(np.ascontiguousarray(valid)))

@@ -54,7 +54,7 @@ def write_pseudo_masks(cam_model_dir: Path, tiles: list, pseudo_dir: Path, devic
     near-white glass. Existing masks are kept, so an interrupted run continues where it stopped.
     """
     from ..data.tiles import read_rgb, write_mask
-    from ..inference.predict import background_mask, load_sshr
+    from ..inference.predict import background_mask, glass_min_size, load_sshr
     from ..ops.cam import argmax_class_map
 
     card = load_card(cam_model_dir)
@@ -67,7 +67,7 @@ def write_pseudo_masks(cam_model_dir: Path, tiles: list, pseudo_dir: Path, devic
         chunk = todo[i : i + batch_size]
         images = np.stack([read_rgb(t.path) for t in chunk])
         fused, _ = seg.fused_cams(images, labels=np.stack([t.labels for t in chunk]))
-        cmap = argmax_class_map(fused, background_mask(images, device)).cpu().numpy().astype(np.uint8)
+        cmap = argmax_class_map(fused, background_mask(images, device, glass_min_size(card))).cpu().numpy().astype(np.uint8)
         for t, m in zip(chunk, cmap):
             write_mask(pseudo_dir / t.path.name, m, schema)
         yield Progress(min(len(todo), i + batch_size), len(todo), "multistage: writing pseudo-masks")
@@ -128,7 +128,8 @@ def train_multistage(data_dir: str | Path, out_dir: str | Path, *, should_stop: 
     gen = common.seed_everything(cfg.seed)
     images, masks = _load_pseudo(tiles, pseudo_dir, cfg.input_size, schema.n_foreground)
     loader = common.make_loader(TileMaskDataset(images, masks, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips,
-                                                rotate=cfg.rotate, seed=cfg.seed), cfg.batch_size, gen)
+                                                rotate=cfg.rotate, seed=cfg.seed, hed=cfg.hed()),
+                                 cfg.batch_size, gen)
     model = SegNet(cfg.backbone, schema.n_foreground, head=cfg.seg_head, pretrained=cfg.pretrained)
     if cfg.init_from_cam:
         from ..models.card import load_weights

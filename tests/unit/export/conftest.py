@@ -50,9 +50,9 @@ def tile_project(tmp_path: Path, rng: np.random.Generator) -> Project:
 
 @pytest.fixture
 def slide_project(tmp_path: Path, rng: np.random.Generator) -> Project:
-    """A 128x96 pyramidal slide with two regions reviewed at level 1 (64x64 and 32x32 level-0 px)."""
+    """A 128x96 pyramidal slide (0.5 um/px) with two regions reviewed at level 1 (64x64 and 32x32 level-0 px)."""
     img = rng.integers(0, 255, (128, 96, 3), dtype=np.uint8)
-    slide = write_pyramid(tmp_path / "slide.tif", img, n_levels=2, tile=16)
+    slide = write_pyramid(tmp_path / "slide.tif", img, n_levels=2, tile=16, mpp=0.5)
     project = Project.open(slide, LUAD_HISTOSEG)
     for (y0, x0, y1, x1), status in [((0, 0, 64, 64), "accepted"), ((64, 32, 96, 64), "corrected")]:
         key = region_key(y0, x0, y1, x1, 1)

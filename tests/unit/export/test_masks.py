@@ -56,3 +56,20 @@ def test_slide_label_images(tmp_path, rng) -> None:
 
     with tifffile.TiffFile(tmp_path / "s.tif") as tf:
         assert tf.pages[0].photometric == tifffile.PHOTOMETRIC.PALETTE and tf.pages[0].is_tiled
+        assert "XResolution" not in tf.pages[0].tags or tf.pages[0].tags["ResolutionUnit"].value == 1
+
+
+def test_slide_label_images_carry_pixel_size(tmp_path) -> None:
+    """Every level's scale in micrometres (OME-NGFF) and its resolution tags (TIFF): 0.25 um/px, downsample 2."""
+    import tifffile
+
+    arrays = write_ome_zarr_labels(tmp_path / "s.ome.zarr", (64, 64), iter([]), S, downsample=2, n_levels=2,
+                                   mpp=0.25)
+    ms = json.loads((tmp_path / "s.ome.zarr" / ".zattrs").read_text())["multiscales"][0]
+    assert [a["unit"] for a in ms["axes"]] == ["micrometer", "micrometer"]
+    assert [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]] == [[0.5, 0.5], [1.0, 1.0]]
+    write_pyramidal_tiff_labels(tmp_path / "s.tif", arrays, S, tile=16, downsample=2, mpp=0.25)
+    with tifffile.TiffFile(tmp_path / "s.tif") as tf:
+        pages = [tf.pages[0], *tf.pages[0].pages]
+        um = [1e4 / (p.tags["XResolution"].value[0] / p.tags["XResolution"].value[1]) for p in pages]
+        assert um == pytest.approx([0.5, 1.0]) and pages[0].tags["ResolutionUnit"].value == 3

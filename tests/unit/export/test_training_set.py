@@ -98,6 +98,14 @@ def test_slide_export_tiled_and_round_trip(slide_project, tmp_path) -> None:
     z = np.asarray(zarr.open_group(str(out / "slides" / "slide.ome.zarr"), mode="r")["0"][...])
     tif = tifffile.imread(out / "slides" / "slide.labels.tif")
     assert z.shape == tif.shape == (128, 96) and np.array_equal(z, tif)
+    # ... and carry the slide's pixel size (0.5 um/px): OME-NGFF scales in micrometres, TIFF resolution tags
+    ms = json.loads((out / "slides" / "slide.ome.zarr" / ".zattrs").read_text())["multiscales"][0]
+    assert ms["axes"][0]["unit"] == "micrometer"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.5, 0.5]
+    with tifffile.TiffFile(out / "slides" / "slide.labels.tif") as tf:
+        xres = tf.pages[0].tags["XResolution"].value
+        assert tf.pages[0].tags["ResolutionUnit"].value == 3 and xres[0] / xres[1] == pytest.approx(2e4)
+    assert m["slides"][0]["mpp"] == 0.5
     for it in slide_project.items():
         y0, x0, y1, x1, _ = it.region
         up = np.repeat(np.repeat(S.to_labels(slide_project.load_mask(it.key)), 2, 0), 2, 1)

@@ -67,3 +67,20 @@ def test_unknown_method_lists_registered(tmp_path):
     path = save_model(tmp_path / "x", {}, card)
     with pytest.raises(KeyError, match="sshr"):
         load_segmenter(path, device="cpu")
+
+
+def test_glass_min_size_from_the_card(tmp_path):
+    """A white region of 40x40 px is glass by default; a card with a larger ``glass_min_size`` (colon glands have
+    white lumens) or 0 leaves it to the network, so it is never the background class."""
+    from napari_wsss.models.card import load_card, save_card
+
+    img = np.full((1, 64, 64, 3), 120, np.uint8)
+    img[0, 10:50, 10:50] = 250
+    path = _save_random_sshr(tmp_path / "m")
+    bg = LUAD_HISTOSEG.background_index
+    assert (load_segmenter(path, device="cpu").predict(img).class_map[0, 10:50, 10:50] == bg).all()
+    for size in (0, 5000):
+        card = load_card(path)
+        card.config["glass_min_size"] = size
+        save_card(path, card)
+        assert not (load_segmenter(path, device="cpu").predict(img).class_map == bg).any()

@@ -23,7 +23,7 @@ _SEGMIX_PCM = {"threshold": 0.2, "segmix": False, "segmix_patch": 0, "segmix_rat
                "segmix_labels": "hard", "pcm": False, "pcm_weight": 0.2, "pcm_mode": "relu"}
 _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.01, "momentum": 0.9,
           "weight_decay": 0.0005, "new_lr_mult": 10.0, "bias_lr_mult": 20.0, "flips": True, "rotate": False,
-          "pretrained": "auto", "seed": 0, "num_threads": None, "device": None}
+          "pretrained": "auto", "seed": 0, "num_threads": None, "device": None, "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0}
 
 DEFAULTS = {
     SSHRConfig: {**_TRAIN, **_SEGMIX_PCM, "epochs": 21, "batch_size": 20, "loss_weights": [0.1, 0.15, 0.25, 0.5],
@@ -38,7 +38,8 @@ DEFAULTS = {
     FinetuneConfig: {"epochs": 8, "batch_size": 8, "lr": 0.0003, "backbone_lr_mult": 0.1, "weight_decay": 1e-05,
                      "held_out_fraction": 0.2, "max_teacher_tiles": 48, "switch_every": 3, "swap_on_switch": True,
                      "patience": 4, "dice_weight": 1.0, "ce_weight": 1.0, "correction_weight": 1.0,
-                     "image_loss_weight": 0.5, "flips": True, "seed": 0, "num_threads": None, "device": None},
+                     "image_loss_weight": 0.5, "flips": True, "seed": 0, "num_threads": None, "device": None,
+                     "hed_scale": 0.0, "hed_shift": 0.0},
 }
 DEFAULTS[MultistageConfig] = {**DEFAULTS[SSHRConfig], "hfrm": False, "seg_head": "fcn", "seg_epochs": None,
                               "seg_lr": None, "init_from_cam": True, "keep_pseudo_masks": False}
@@ -80,13 +81,13 @@ def test_sshr_and_mil_card_configs_explicit():
         "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8, "segmix_max_ratio": 0.5,
         "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss", "segmix_labels": "hard", "pcm": False,
         "pcm_weight": 0.2, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
-        "seed": 3, "num_threads": 1, "device": "cpu"})
+        "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0})
     mil = common.config_from_options(MILConfig, dict(TRAIN_OPTIONS)).to_dict()
     _same(mil, {
         "backbone": "small_cnn", "schema": "luad", "input_size": 32, "epochs": 2, "batch_size": 4, "lr": 0.05,
         "momentum": 0.9, "weight_decay": 0.0001, "new_lr_mult": 10.0, "bias_lr_mult": 20.0,
         "fuse_weights": [0.3, 0.3, 0.4], "dropout": 0.1, "flips": False, "rotate": True, "pretrained": False,
-        "seed": 3, "num_threads": 1, "device": "cpu"})
+        "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0})
 
 
 def test_json_lists_come_back_as_tuples():
@@ -115,3 +116,25 @@ def test_setup_training_checks_folders_then_seeds(tiny_dataset, tmp_path):
     assert torch.randint(0, 1000, (4,), generator=run.generator).tolist() == \
         torch.randint(0, 1000, (4,), generator=torch.Generator().manual_seed(5)).tolist()
     assert torch.get_num_threads() == 1  # the autouse fixture sets 2 again for the next test
+
+
+def test_setup_training_takes_a_schema_file(tiny_dataset, tmp_path):
+    from pathlib import Path
+
+    from napari_wsss.classes import GLAS
+
+    schema_file = Path(__file__).resolve().parents[3] / "schemas" / "colon-gland.json"
+    run = common.setup_training(MILConfig(schema=str(schema_file), num_threads=1, device="cpu"), tiny_dataset,
+                                tmp_path / "out", overwrite=False)
+    assert run.schema == GLAS
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        common.setup_training(MILConfig(schema=str(tmp_path / "none.toml"), device="cpu"), tiny_dataset,
+                              tmp_path / "out2", overwrite=False)
+
+
+@pytest.mark.parametrize("values", [{"hed_scale": -0.1}, {"hed_shift": -0.01}, {"hed_scale": 1.0}])
+def test_bad_stain_jitter_fails_before_training(values, tiny_dataset, tmp_path):
+    cfg = common.config_from_options(MILConfig, {**values, "num_threads": 1, "device": "cpu"})
+    with pytest.raises(ValueError, match="expected 0 <= hed_scale < 1 and hed_shift >= 0"):
+        common.setup_training(cfg, tiny_dataset, tmp_path / "out", overwrite=False)
+    assert not (tmp_path / "out").exists()

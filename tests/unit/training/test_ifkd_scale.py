@@ -200,3 +200,14 @@ def test_real_glas_tiles_fine_tune_at_the_shipped_models_scale(glas_project, cap
     assert new.parent == card.name and new.config["finetune"]["working_scale"] == 0.5
     held = new.metrics["held_out"]
     assert held["n_tiles"] == 1 and 0 <= held["before"] <= 1 and 0 <= held["after"] <= 1
+
+
+def test_pixels_take_part_by_the_base_models_glass_rule():
+    """A model whose card says no glass (colon lumens are gland) trains on white pixels too."""
+    from napari_wsss.training.ifkd_data import TileRecord, scale_record
+
+    img = np.full((80, 60, 3), 150, np.uint8)
+    img[:40] = 250  # a white region of 40 x 60 px
+    rec = TileRecord("t", "unreviewed", img)
+    assert scale_record(rec, 0.5).valid.sum() == 20 * 30  # default rule: white regions >= 64 px are glass
+    assert scale_record(rec, 0.5, glass_min_size=0).valid.all()

@@ -83,3 +83,8 @@ def test_help_without_train_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent).stdout
     assert out.strip() == "False"
+
+
+def test_pretrained_flag_asks_for_imagenet_weights(recorded: list[dict]) -> None:
+    assert main(["train", "--data", "d", "--out", "o", "--backbone", "resnet18", "--pretrained"]) == 0
+    assert recorded == [{"backbone": "resnet18", "pretrained": True}]

@@ -1,0 +1,91 @@
+"""Train the shipped real-tissue model (models/sshr-glas) from image-level labels of real GlaS colon images.
+
+    python scripts/train_glas_model.py                                  # ../shared/data/glas/train -> models/sshr-glas
+    python scripts/train_glas_model.py --glas DIR --out DIR --epochs 4  # elsewhere, shorter
+
+The recipe, all from image-level labels (no pixel mask reaches the network):
+1. ``napari-wsss patches``: the GlaS training images (images/ + masks/, 255 = gland) are cut into patches; each
+   patch keeps only its image-level labels (gland present, non-gland present), derived from the mask the way
+   the GlaS WSSS papers build theirs. The validation split is made by source image (seed 0: 17 of 85 images),
+   and those images stay whole, so the validation score is measured on whole real images.
+2. SSHR (small CNN from scratch, CPU) on the patches at the images' own scale (input = patch size: training,
+   evaluation and inference all see 0.62 um/px).
+3. No glass detection (``glass_min_size`` 0): GlaS images are fields inside tissue, and the white lumens of
+   glands, which GlaS annotates as gland, would otherwise be called glass.
+The card records the data, its terms, the split, the metrics on the validation images and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from napari_wsss.classes import load_schema
+from napari_wsss.events import Progress, run_to_end
+from napari_wsss.export.patches import make_patches
+from napari_wsss.models.card import load_card, save_card
+from napari_wsss.training.sshr import train_sshr
+
+REPO = Path(__file__).resolve().parents[1]
+GLAS = REPO.parent / "shared" / "data" / "glas" / "train"
+
+RECIPE = dict(backbone="small_cnn", input_size=112, epochs=6, batch_size=16, lr=0.02, kernel_size=7,
+              pretrained=False, calibrate=False, glass_min_size=0, schema="glas")
+PATCHES = dict(size=112, stride=112, val_fraction=0.2, seed=0)
+TERMS = ("GlaS (MICCAI 2015 Gland Segmentation challenge, Warwick), distributed for research use; cite "
+         "Sirinukunwattana et al., Medical Image Analysis 35 (2017) 489-502.")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--glas", type=Path, default=GLAS, help="GlaS training folder (images/, masks/)")
+    p.add_argument("--out", type=Path, default=REPO / "models" / "sshr-glas")
+    p.add_argument("--patches", type=Path, help="patch set folder to reuse/create (default: a temp folder)")
+    p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    p.add_argument("--stride", type=int, default=PATCHES["stride"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def log(p: Progress, t0: float = time.time()) -> None:
+    if p.total and (p.step % 100 == 0 or p.step == p.total):
+        print(f"[{time.time() - t0:6.0f}s] {p.desc} {p.step}/{p.total} "
+              + " ".join(f"{k}={v:.3g}" for k, v in p.metrics.items() if k in ("loss", "mIoU")), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not (args.glas / "images").is_dir():
+        print(f"No GlaS images at {args.glas}/images; pass --glas DIR (see ../shared/data/glas/README.md).",
+              file=sys.stderr)
+        return 1
+    schema = load_schema("glas")
+    command = "python scripts/train_glas_model.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    with tempfile.TemporaryDirectory(prefix="wsss-glas-") as tmp:
+        data = args.patches or Path(tmp) / "patches"
+        if not (data / "split.json").is_file():
+            run_to_end(make_patches(args.glas, data, schema, **{**PATCHES, "stride": args.stride}), log)
+        split = json.loads((data / "split.json").read_text())
+        out = run_to_end(train_sshr(data, args.out, overwrite=True, command=command.strip(), seed=args.seed,
+                                    num_threads=args.threads, **{**RECIPE, "epochs": args.epochs}), log)
+    card = load_card(out)
+    val = sorted(k for k, v in split["images"].items() if v["split"] == "val")
+    card.training_data = (f"real H&E: GlaS training images (colon, 20x, ~0.62 um/px) from {args.glas.name}/, "
+                          f"as {PATCHES['size']}-px patches (stride {args.stride}) with image-level labels only; "
+                          f"validation: {len(val)} whole images held out by image ({', '.join(val)}). "
+                          f"Terms: {TERMS}")
+    save_card(out, card)
+    v = card.metrics.get("val", {})
+    print(f"saved {out}; train {card.metrics.get('train_seconds')} s; val mIoU {v.get('mIoU', float('nan')):.4f} "
+          f"IoU {v.get('IoU')} Dice {v.get('Dice')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
