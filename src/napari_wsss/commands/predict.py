@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-WINDOW_PIXELS = 2048 * 2048  # larger images are segmented in overlapping windows
+from ..inference.tiling import WINDOW_PIXELS  # larger images are segmented in overlapping windows
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,7 +1,7 @@
 """torch Datasets over tile folders. Tiles are read once into memory (uint8) so epochs cost no disk I/O.
 
 Items are ``(image, target)`` with image (3, S, S) float32 normalised by ``mean``/``std`` (images scaled to
-0..1 first) and S = ``size`` (tiles are resized when their size differs).
+0..1 first) and S = ``size``; tiles are shown at the model's working scale (``data/scale.py``).
 """
 
 from __future__ import annotations
@@ -79,26 +79,54 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator, flips: bool, ro
 class TileLabelDataset(Dataset):
     """Training tiles with image-level labels -> ``(image (3,S,S) float32, labels (K,) float32)``.
 
+    Tiles of the training tile size (``tile_size`` square, the normal case) are resized to ``size`` x ``size``
+    as always: that is the rescaling by the working scale ``size / tile_size`` inference applies. Any other tile
+    (non-square, smaller, larger) is rescaled by the same factor (isotropically, ``data.scale``) and a random
+    ``size`` crop is taken each time it is drawn, padded with white glass where the tile is smaller. What its
+    labels then mean: a smaller tile's crop holds all of it, so its labels stay exact; a larger tile's crop may
+    miss a class the tile holds (label noise, the price of keeping the scale; cut such images into tiles of the
+    training size with ``export`` for exact labels). ``tile_size`` None: the larger side of the first tile
+    (the rule ``training.common.training_tiles`` records in the card).
     ``hed``: (scale, shift) of the H&E stain jitter applied per item (see ``_augment``).
     """
 
     def __init__(self, tiles: Sequence[LabelledTile], size: int, mean: Sequence[float], std: Sequence[float],
                  *, flips: bool = True, rotate: bool = False, seed: int = 0,
-                 hed: tuple[float, float] = (0.0, 0.0)) -> None:
+                 hed: tuple[float, float] = (0.0, 0.0), tile_size: int | None = None) -> None:
+        from .scale import rescale, working_scale
+
         if not tiles:
             raise ValueError("TileLabelDataset: no training tiles; check the training folder.")
-        self.images = np.stack([resize_rgb(read_rgb(t.path), size) for t in tiles])  # (N, S, S, 3) uint8
+        raw = [read_rgb(t.path) for t in tiles]
+        self.tile_size = int(tile_size or max(raw[0].shape[:2]))
+        self.scale = working_scale(size, self.tile_size)
+        self.size = size
+        images = [resize_rgb(im, size) if im.shape[:2] == (self.tile_size, self.tile_size) else rescale(im, self.scale)
+                  for im in raw]
+        # (N, S, S, 3) uint8 when every tile has the training size; else a list of tiles at the working scale
+        self.images = np.stack(images) if all(im.shape[:2] == (size, size) for im in images) else images
         self.labels = np.stack([np.asarray(t.labels, dtype=np.float32) for t in tiles])
         self.paths = [Path(t.path) for t in tiles]
         self.mean, self.std = tuple(mean), tuple(std)
         self.flips, self.rotate, self.hed = flips, rotate, (float(hed[0]), float(hed[1]))
         self.rng = np.random.default_rng(seed)
+        self.crop_rng = np.random.default_rng([seed, 1])  # own stream: the normal case draws exactly as before
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def crop(self, i: int) -> np.ndarray:
+        """Tile ``i`` at the working scale as a ``size`` x ``size`` uint8 crop (random where it is larger)."""
+        from .scale import crop_pad, random_crop_origin
+
+        img = self.images[i]
+        if img.shape[:2] == (self.size, self.size):
+            return img
+        y, x = random_crop_origin(img.shape, self.size, self.crop_rng)
+        return crop_pad(img, y, x, self.size, 255)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        (img,) = _augment([self.images[i]], self.rng, self.flips, self.rotate, self.hed)
+        (img,) = _augment([self.crop(i)], self.rng, self.flips, self.rotate, self.hed)
         return normalise(img[None], self.mean, self.std)[0], torch.from_numpy(self.labels[i])
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..classes import ClassSchema
 from ..models.card import ModelCard, load_weights
@@ -22,8 +21,13 @@ from .segmenter import Prediction
 
 
 def to_batch(images: np.ndarray, card: ModelCard, device: torch.device) -> torch.Tensor:
-    """(N, H, W, 3) uint8 RGB -> (N, 3, h, w) float32 normalised, rescaled by ``card.config["scale"]``."""
+    """(N, H, W, 3) uint8 RGB -> (N, 3, h, w) float32 normalised, rescaled by ``card.working_scale``.
+
+    The geometry (``data.scale.scaled_shape`` and ``interpolate``) is the one training and fine-tuning cut their
+    crops at, so the network sees tissue at the scale it learnt.
+    """
     from ..data.datasets import normalise
+    from ..data.scale import interpolate, scaled_shape
 
     images = np.asarray(images)
     if images.ndim == 3:
@@ -31,12 +35,7 @@ def to_batch(images: np.ndarray, card: ModelCard, device: torch.device) -> torch
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"Expected tiles as (N, H, W, 3) uint8 RGB, got shape {images.shape} dtype {images.dtype}.")
     x = normalise(images, card.mean, card.std, device=torch.device(device))  # converted on the device
-    scale = float(card.config.get("scale", 1.0))
-    if scale != 1.0:
-        h, w = images.shape[1:3]
-        x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
-                          align_corners=False, antialias=scale < 1)
-    return x
+    return interpolate(x, scaled_shape(images.shape[1:3], card.working_scale))
 
 
 GLASS_MIN_SIZE = 64  # px: near-white regions at least this large are glass (the datasets' convention)

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..events import Cancelled, Progress, StopFlag, never_stop
+from ..events import Cancelled, Progress, StopFlag, never_stop, run_to_end
 from .segmenter import Prediction, Segmenter
+
+WINDOW_PIXELS = 2048 * 2048  # larger images are segmented in overlapping windows (bounded memory)
 
 
 def window_starts(length: int, window: int, overlap: int) -> list[int]:
@@ -97,3 +99,15 @@ def segment_image(
         yield Progress(done, len(windows), "segmenting windows")
     probs = acc / np.maximum(wsum, 1e-6)
     return Prediction(probs.argmax(0).astype(np.uint8)[None], probs[None])
+
+
+def predict_image(segmenter: Segmenter, image: np.ndarray, *, batch_size: int = 4,
+                  should_stop: StopFlag = never_stop) -> Prediction:
+    """One ``(H, W, 3)`` uint8 tile of any size as the CLI predicts it: whole (``segmenter.predict``, rescaled
+    by the card's working scale) up to :data:`WINDOW_PIXELS`, in blended windows beyond, so memory stays bounded.
+
+    Returns: ``Prediction`` with ``class_map`` (1, H, W) uint8 and ``probs`` (1, K+1, H, W) float32.
+    """
+    if int(image.shape[0]) * int(image.shape[1]) <= WINDOW_PIXELS:
+        return segmenter.predict(np.asarray(image)[None], batch_size=1)
+    return run_to_end(segment_image(segmenter, image, batch_size=batch_size, should_stop=should_stop))

@@ -63,6 +63,21 @@ class ModelCard:
     def class_schema(self) -> ClassSchema:
         return ClassSchema.from_dict(self.schema)
 
+    @property
+    def working_scale(self) -> float:
+        """Factor every tile is rescaled by before this model sees it, in inference, evaluation and fine-tuning.
+
+        ``config["scale"]`` as the trainer recorded it (``data.scale.working_scale(input_size, tile_size)``);
+        cards without it fall back to that rule from ``config["tile_size"]``, else 1 (tiles at their own size).
+        """
+        from ..data.scale import working_scale
+
+        if self.config.get("scale") is not None:
+            return float(self.config["scale"])
+        if self.config.get("tile_size"):
+            return working_scale(int(self.input_size), int(self.config["tile_size"]))
+        return 1.0
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)

@@ -153,12 +153,14 @@ def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, generator: t
 def label_loader(tiles: list, cfg: TrainConfig, batch_size: int, generator: torch.Generator
                  ) -> torch.utils.data.DataLoader:
     """Batches of (image, image-level labels) of ``tiles`` at ``cfg.input_size``, augmented as ``cfg`` says:
-    the data of every trainer that learns from image labels, so they all see the same pixels."""
+    the data of every trainer that learns from image labels, so they all see the same pixels. Tiles are shown
+    at the working scale the card will record (``input_size / tile size``, the tile size of
+    :func:`training_tiles`); tiles of another size are rescaled by it and cropped (``TileLabelDataset``)."""
     from ..data.datasets import TileLabelDataset
     from ..models.card import IMAGENET_MEAN, IMAGENET_STD
 
     ds = TileLabelDataset(tiles, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, flips=cfg.flips, rotate=cfg.rotate,
-                          seed=cfg.seed, hed=cfg.hed())
+                          seed=cfg.seed, hed=cfg.hed(), tile_size=tile_size_of(tiles[0].path) if tiles else None)
     return make_loader(ds, batch_size, generator)
 
 
@@ -228,12 +230,14 @@ def version_card(method: str, cfg: TrainConfig, schema: ClassSchema, tile_size: 
                  metrics: dict[str, Any] | None = None) -> Any:
     """The ``ModelCard`` of a version trained from ``data_dir``: ``cfg`` (with ``config`` entries added or
     replaced) plus the tile size and the scale inference applies, so the version rebuilds and reruns."""
+    from ..data.scale import working_scale
     from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
 
     return ModelCard(
         method=method, backbone=cfg.backbone, schema=schema.to_dict(), input_size=cfg.input_size,
         mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        config={**cfg.to_dict(), **(config or {}), "tile_size": tile_size, "scale": cfg.input_size / tile_size},
+        config={**cfg.to_dict(), **(config or {}), "tile_size": tile_size,
+                "scale": working_scale(cfg.input_size, tile_size)},
         training_data=str(Path(data_dir).resolve()), metrics=metrics or {}, seed=cfg.seed, command=command,
         name=out_dir.name, stain=training_stain(data_dir),
     )

@@ -49,7 +49,8 @@ class TrainConfig(RunConfig):
     size and the SGD schedule of ``common.sgd`` (new layers at ``new_lr_mult``, their biases at ``bias_lr_mult``).
 
     ``input_size`` is the side tiles are resized to for training; inference rescales tiles by the same
-    factor (``input_size / tile size``), so training at 112 px on 224 px tiles is 4x cheaper.
+    factor (``input_size / tile size``, ``data.scale.working_scale``), so training at 112 px on 224 px tiles
+    is 4x cheaper. Tiles of another size are rescaled by that factor and cropped, never squeezed.
     """
 
     backbone: str = "small_cnn"

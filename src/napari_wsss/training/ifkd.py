@@ -9,7 +9,13 @@ Roles
     *Teacher* = a frozen copy of the base version; its *fused map* is its Segmenter's per-class scores
     (``Prediction.probs[:, :K]``, tissue shares summing to 1 per tissue pixel), computed once per teacher.
 
-Targets, per training tile (resized to the base's training input size)
+Scale (``ifkd_data``'s docstring)
+    Every tile, whatever its size or shape, is rescaled by the base card's working scale (the factor inference
+    applies) and the student trains on ``input_size`` crops of it; its targets go through the same geometry.
+    The teacher's maps and the held-out scores come from the predict path itself (``inference.tiling
+    .predict_image``), so teacher, student and the user's view all see tissue at one scale.
+
+Targets, per training tile
     * corrected/accepted tiles: pixels the user touched are targets with full weight (they override the
       teacher); on *accepted* tiles the whole stored mask is (the user vouched for it); on merely corrected
       tiles the untouched pixels keep the teacher's map;
@@ -64,12 +70,13 @@ from . import common
 from .config import RunConfig
 from .ifkd_loss import dense_outputs, ifkd_loss, weights_prefix
 from .ifkd_data import (
+    ScaledTile,
     TargetDataset,
     TileRecord,
     _read_record,
-    _resize_stack,
     corrected_items,
     item_image_path,
+    scale_record,
 )
 from .loop import fit
 
@@ -97,25 +104,36 @@ class FinetuneConfig(RunConfig):
     image_loss_weight: float = 0.5
 
 
-def _teacher_maps(segmenter: Any, images: list[np.ndarray], k: int, should_stop: StopFlag, batch: int = 8
+def _teacher_maps(segmenter: Any, tiles: list[ScaledTile], k: int, should_stop: StopFlag, batch: int = 8
                   ) -> Generator[Progress, None, list[np.ndarray]]:
-    """(K, H, W) float32 teacher scores per image (the Segmenter's tissue shares)."""
+    """(K, h, w) float32 teacher scores per tile at the working scale: the Segmenter's tissue shares, predicted
+    on the full-resolution tile (read from its file) by the predict path and rescaled like the tile."""
+    from ..data.scale import rescale
+    from ..data.tiles import read_rgb
+    from ..inference.tiling import WINDOW_PIXELS, predict_image
+
+    scale = segmenter.card.working_scale
     out: list[np.ndarray] = []
-    for i in range(0, len(images), batch):
+    for i in range(0, len(tiles), batch):
         if should_stop():
             raise Cancelled("fine-tune cancelled while computing the teacher's maps")
-        chunk = images[i : i + batch]
-        if all(im.shape == chunk[0].shape for im in chunk):
+        chunk = [read_rgb(t.path) for t in tiles[i : i + batch]]
+        if all(im.shape == chunk[0].shape for im in chunk) and chunk[0].shape[0] * chunk[0].shape[1] <= WINDOW_PIXELS:
             probs = list(segmenter.predict(np.stack(chunk), batch_size=batch).probs)
-        else:  # real folders mix tile sizes (GlaS: 775x522 beside 581x442): one image at a time
-            probs = [segmenter.predict(im[None], batch_size=1).probs[0] for im in chunk]
-        out.extend(p[:k].astype(np.float32) for p in probs)
-        yield Progress(min(len(images), i + batch), len(images), "fine-tune: teacher maps")
+        else:  # real folders mix tile sizes (GlaS: 775x522 beside 581x442), big ones go in windows: one at a time
+            probs = [predict_image(segmenter, im, should_stop=should_stop).probs[0] for im in chunk]
+        out.extend(rescale(p[:k].transpose(1, 2, 0), scale).transpose(2, 0, 1).astype(np.float32) for p in probs)
+        yield Progress(min(len(tiles), i + batch), len(tiles), "fine-tune: teacher maps")
     return out
 
 
 def held_out_score(segmenter: Any, records: list[TileRecord], n_classes: int) -> float | None:
-    """mIoU of ``segmenter`` on held-out corrected tiles against their stored masks (None without tiles)."""
+    """mIoU of ``segmenter`` on held-out corrected tiles against their stored masks (None without tiles).
+
+    Scored as the user sees it: each full-resolution tile through the predict path (rescaled by the card's
+    working scale inside ``predict``), against its full-resolution mask.
+    """
+    from ..inference.tiling import predict_image
     from ..ops.metrics import confusion_matrix, scores_from_confusion
 
     if not records:
@@ -127,13 +145,19 @@ def held_out_score(segmenter: Any, records: list[TileRecord], n_classes: int) ->
     cm = np.zeros((n_classes, n_classes), np.int64)
     try:
         for r in records:
-            pred = segmenter.predict(r.image[None], batch_size=1).class_map[0]
+            pred = predict_image(segmenter, r.image).class_map[0]
             cm += confusion_matrix(pred, r.mask, n_classes)
     finally:
         if was_training:
             model.train()
     score = scores_from_confusion(cm)["mIoU"]
     return None if np.isnan(score) else float(score)
+
+
+def _correction_entry(record: TileRecord, held_out: bool) -> dict[str, Any]:
+    """What the new version's card records about one corrected tile it used."""
+    return {"key": record.key, "status": record.status, "touched_pixels": record.touched_pixels,
+            "target_pixels": int(record.full.sum()) if record.full is not None else 0, "held_out": held_out}
 
 
 def held_out_summary(metrics: dict, base_name: str) -> str:
@@ -205,6 +229,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
             method whose per-pixel outputs are unknown.
         FileExistsError: ``out_name`` is taken.
     """
+    from ..inference.predict import glass_min_size
     from ..inference.segmenter import load_segmenter
     from ..models.card import ModelCard, load_card, load_weights, save_model
     from ..store import Project
@@ -243,16 +268,23 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     n_hold = 0 if len(items) < 2 else min(len(items) - 1, max(1, round(cfg.held_out_fraction * len(items))))
     hold_items, train_items = order[:n_hold], order[n_hold:]
     held = [_read_record(project, it, True) for it in hold_items]
-    corr = [_read_record(project, it, True) for it in train_items]
     unrev = [it for it in project.items() if it.status == "unreviewed" and item_image_path(project, it) is not None
              and item_image_path(project, it).is_file()]
     unrev = [unrev[i] for i in sorted(rng.permutation(len(unrev))[: cfg.max_teacher_tiles])]
-    teach = [_read_record(project, it, False) for it in unrev]
     # corrected tiles are few: repeat them so that they are not drowned by teacher-only tiles
-    repeat = int(min(4, max(1, len(teach) // max(1, 2 * len(corr)))))
-    records = corr * repeat + teach
-    if stop_or_wait():
-        raise Cancelled("fine-tune cancelled")
+    repeat = int(min(4, max(1, len(unrev) // max(1, 2 * len(train_items)))))
+    # every training tile kept only at the working scale, read one at a time (bounded memory for big tiles;
+    # the teacher's maps read the full-resolution files again)
+    scale = base_card.working_scale
+    tiles: list[ScaledTile] = []
+    corrections = [_correction_entry(r, True) for r in held]
+    for it, with_mask in [(it, True) for it in train_items] + [(it, False) for it in unrev]:
+        rec = _read_record(project, it, with_mask)
+        tiles.append(scale_record(rec, scale, repeat if with_mask else 1, glass_min_size(base_card)))
+        if with_mask:
+            corrections.append(_correction_entry(rec, False))
+        if stop_or_wait():
+            raise Cancelled("fine-tune cancelled")
 
     size = int(base_card.input_size)
     student = copy.deepcopy(base_seg.model).to(device)
@@ -262,20 +294,16 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     teacher_seg = _segmenter_with(base_seg, teacher_model)
     score_before = held_out_score(base_seg, held, project.schema.n_classes)
 
-    need_teacher = [r for r in records if r.full is None or not r.full.all()]
-    unique = list({id(r): r for r in need_teacher}.values())
+    need_teacher = [i for i, t in enumerate(tiles) if t.needs_teacher]
 
     def teacher_targets() -> Generator[Progress, None, None]:
-        maps = yield from _teacher_maps(teacher_seg, [r.image for r in unique], k, stop_or_wait)
-        by_id = {id(r): m for r, m in zip(unique, maps)}
-        zeros = np.zeros((k, 1, 1), np.float32)
-        teacher = [by_id.get(id(r), np.broadcast_to(zeros, (k, *r.image.shape[:2]))) for r in records]
-        arrays = _resize_stack(records, teacher, size)
-        ds.images, ds.targets, ds.full, ds.valid = arrays
+        maps = yield from _teacher_maps(teacher_seg, [tiles[i] for i in need_teacher], k, stop_or_wait)
+        by_index = dict(zip(need_teacher, maps))
+        for i, t in enumerate(tiles):
+            t.set_teacher(by_index.get(i), k)
 
-    ds = TargetDataset(np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), base_card.mean,
-                       base_card.std, flips=cfg.flips, seed=cfg.seed, hed=cfg.hed())
     yield from teacher_targets()
+    ds = TargetDataset(tiles, size, base_card.mean, base_card.std, flips=cfg.flips, seed=cfg.seed, hed=cfg.hed())
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = common.make_loader(ds, cfg.batch_size, gen)
 
@@ -366,11 +394,10 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     card.name, card.parent, card.command = out_name, base_card.name or base_dir.name, command
     card.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     card.training_data = str(project.root)
-    corrections = [{"key": r.key, "status": r.status, "touched_pixels": r.touched_pixels,
-                    "target_pixels": int(r.full.sum()), "held_out": any(r is h for h in held)} for r in held + corr]
     card.config = {**base_card.config, "finetune": {
         **cfg.to_dict(), "method": "ifkd", "base": str(base_dir), "corrections": corrections,
-        "n_teacher_tiles": len(teach), "correction_repeat": repeat}}
+        "n_teacher_tiles": len(unrev), "correction_repeat": repeat, "working_scale": scale,
+        "crops_per_epoch": len(ds)}}
     card.metrics = {
         "held_out": {"before": score_before, "after": score_after, "metric": "mIoU", "n_tiles": len(held),
                      "keys": [r.key for r in held], "history": state["history"],

@@ -1,6 +1,14 @@
 """Data side of IFKD fine-tuning: project items -> tile records, per-pixel targets, the training Dataset.
 
 Split from ``ifkd.py`` (the loss and the loop); see its docstring for what the targets mean.
+
+Geometry: every tile (any size or shape) is rescaled by the base model's working scale (``ModelCard.working_scale``,
+the factor inference applies) into a :class:`ScaledTile`, and the network trains on ``input_size`` crops of it
+(:class:`TargetDataset`), never on a tile squeezed to a square. The image, the teacher's map, the stored mask,
+the full-weight pixels and the valid pixels are rescaled by the same factor onto the same pixel grid and cut by
+the same crop box; pixels past a tile's edge are padded as white glass with no target (``valid`` False).
+Memory: a tile is kept only at the working scale, about ``6 + 2 K`` bytes per working-scale pixel (image,
+float16 targets, masks); its full-resolution image is read again from its file when the teacher changes.
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 CORRECTED = ("corrected", "accepted")
 
@@ -42,24 +49,100 @@ def build_targets(teacher: np.ndarray, mask: np.ndarray | None = None, full: np.
 
 
 
-class TargetDataset(torch.utils.data.Dataset):
-    """Training tiles with pixel targets: ``(image (3,S,S), target (K,S,S), full (S,S) bool, valid (S,S) bool)``."""
+@dataclass
+class ScaledTile:
+    """One training tile at the working scale: what :class:`TargetDataset` cuts its crops from.
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, full: np.ndarray, valid: np.ndarray,
-                 mean: Sequence[float], std: Sequence[float], *, flips: bool = True, seed: int = 0,
-                 hed: tuple[float, float] = (0.0, 0.0)) -> None:
-        self.images, self.targets, self.full, self.valid = images, targets, full, valid  # targets (N, S, S, K)
+    Attributes:
+        image: (h, w, 3) uint8, the tile rescaled by the working scale.
+        mask, full, valid: (h, w) uint8 stored class map (or None), bool full-weight pixels, bool pixels that
+            take part (tissue or corrected); rescaled with nearest neighbours on the image's pixel grid.
+        target: (h, w, K) float16 combined target (:func:`build_targets`), set by :meth:`set_teacher`.
+        repeat: how many times over its crops are drawn per epoch (corrected tiles are few).
+    """
+
+    key: str
+    path: Path | None
+    source_shape: tuple[int, int]
+    image: np.ndarray
+    mask: np.ndarray | None
+    full: np.ndarray
+    valid: np.ndarray
+    labels: np.ndarray | None = None
+    repeat: int = 1
+    target: np.ndarray | None = None
+
+    @property
+    def needs_teacher(self) -> bool:
+        """False for accepted tiles: the user vouched for every pixel, the teacher's map is not used."""
+        return not bool(self.full.all())
+
+    def set_teacher(self, teacher: np.ndarray | None, k: int) -> None:
+        """Combine the teacher's (K, h, w) map at the working scale (None: zeros) with the corrections."""
+        if teacher is None:
+            teacher = np.zeros((k, *self.image.shape[:2]), np.float32)
+        if tuple(teacher.shape[-2:]) != tuple(self.image.shape[:2]):
+            raise ValueError(f"Tile {self.key!r}: teacher map {teacher.shape[-2:]} does not match the tile at the "
+                             f"working scale {self.image.shape[:2]}; rescale it with data.scale.rescale first.")
+        self.target = build_targets(teacher, self.mask, self.full, self.labels).transpose(1, 2, 0).astype(np.float16)
+
+
+def scale_record(record: TileRecord, scale: float, repeat: int = 1, glass_min_size: int = 64) -> ScaledTile:
+    """A full-resolution tile record -> :class:`ScaledTile` at ``scale`` (the base card's working scale).
+
+    ``glass_min_size``: the base model's glass rule (``inference.predict.glass_min_size``; 0 = no glass), so the
+    pixels inference calls glass are the ones that take no part.
+    """
+    from ..data.scale import rescale
+    from ..data.tiles import is_background
+
+    full = record.full if record.full is not None else np.zeros(record.image.shape[:2], bool)
+    glass = (is_background(record.image, min_size=glass_min_size) if glass_min_size > 0
+             else np.zeros(record.image.shape[:2], bool))
+    valid = ~glass | full
+    return ScaledTile(record.key, record.path, tuple(record.image.shape[:2]), rescale(record.image, scale),
+                      None if record.mask is None else rescale(record.mask, scale, nearest=True),
+                      rescale(full, scale, nearest=True), rescale(valid, scale, nearest=True), record.labels, repeat)
+
+
+class TargetDataset(torch.utils.data.Dataset):
+    """Crops of tiles at the working scale: ``(image (3,S,S), target (K,S,S), full (S,S) bool, valid (S,S) bool)``.
+
+    Each epoch draws ``data.scale.n_crops`` random crops per tile (times its ``repeat``): about one pass over
+    its pixels, fresh positions every epoch. A tile of the model's training size is exactly one crop.
+    """
+
+    def __init__(self, tiles: Sequence[ScaledTile], size: int, mean: Sequence[float], std: Sequence[float], *,
+                 flips: bool = True, seed: int = 0, hed: tuple[float, float] = (0.0, 0.0)) -> None:
+        from ..data.scale import n_crops
+
+        self.tiles, self.size = list(tiles), int(size)
+        self.index = np.asarray([i for i, t in enumerate(self.tiles)
+                                 for _ in range(n_crops(t.image.shape, self.size) * t.repeat)], np.int64)
         self.mean, self.std, self.flips, self.hed = tuple(mean), tuple(std), flips, hed
         self.rng = np.random.default_rng(seed)
+        self.crop_rng = np.random.default_rng([seed, 1])
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.index)
+
+    def crop(self, tile: int, y: int, x: int) -> list[np.ndarray]:
+        """Image, target, full and valid of ``tiles[tile]`` at ``[y:y+S, x:x+S]``, padded past its edge."""
+        from ..data.scale import crop_pad
+
+        t, s = self.tiles[tile], self.size
+        if t.target is None:
+            raise ValueError(f"Tile {t.key!r} has no target yet; call set_teacher before training on it.")
+        return [crop_pad(t.image, y, x, s, 255), crop_pad(t.target, y, x, s, 0), crop_pad(t.full, y, x, s, False),
+                crop_pad(t.valid, y, x, s, False)]
 
     def __getitem__(self, i: int):
         from ..data.datasets import _augment, normalise
+        from ..data.scale import random_crop_origin
 
-        img, tgt, full, valid = _augment([self.images[i], self.targets[i], self.full[i], self.valid[i]], self.rng,
-                                         self.flips, False, self.hed)
+        tile = int(self.index[i])
+        y, x = random_crop_origin(self.tiles[tile].image.shape, self.size, self.crop_rng)
+        img, tgt, full, valid = _augment(self.crop(tile, y, x), self.rng, self.flips, False, self.hed)
         return (normalise(img[None], self.mean, self.std)[0],
                 torch.from_numpy(np.ascontiguousarray(tgt)).permute(2, 0, 1).float(),
                 torch.from_numpy(np.ascontiguousarray(full)), torch.from_numpy(np.ascontiguousarray(valid)))
@@ -76,6 +159,7 @@ class TileRecord:
     full: np.ndarray | None = None  # (H, W) bool
     labels: np.ndarray | None = None  # (K,) image-level label from the file name
     touched_pixels: int = 0
+    path: Path | None = None  # its file (read again when the teacher changes)
 
 
 def item_image_path(project: Any, item: Any) -> Path | None:
@@ -109,7 +193,7 @@ def _read_record(project: Any, item: Any, with_mask: bool) -> TileRecord:
         labels = parse_labels_from_name(path.name, project.schema.n_foreground)
     except ValueError:
         labels = None
-    rec = TileRecord(item.key, item.status, image, labels=labels)
+    rec = TileRecord(item.key, item.status, image, labels=labels, path=path)
     if with_mask:
         mask = project.load_mask(item.key)
         touched = project.load_touched(item.key)
@@ -120,26 +204,3 @@ def _read_record(project: Any, item: Any, with_mask: bool) -> TileRecord:
         rec.mask, rec.touched_pixels = mask, int(touched.sum())
         rec.full = np.ones(mask.shape, bool) if item.status == "accepted" else touched
     return rec
-
-
-
-def _resize_stack(records: list[TileRecord], teacher: list[np.ndarray], size: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Images (N,S,S,3) uint8, targets (N,S,S,K) float32, full and valid (N,S,S) bool at the training size."""
-    from ..data.datasets import resize_mask, resize_rgb
-    from ..data.tiles import is_background
-
-    imgs, tgts, fulls, valids = [], [], [], []
-    for r, t in zip(records, teacher):
-        target = build_targets(t, r.mask, r.full, r.labels)
-        full = r.full if r.full is not None else np.zeros(r.image.shape[:2], bool)
-        valid = ~is_background(r.image) | full
-        tt = torch.from_numpy(target)[None]
-        if tuple(tt.shape[-2:]) != (size, size):
-            tt = F.interpolate(tt, size=(size, size), mode="bilinear", align_corners=False,
-                               antialias=size < target.shape[-1])
-        imgs.append(resize_rgb(r.image, size))
-        tgts.append(tt[0].permute(1, 2, 0).numpy())
-        fulls.append(resize_mask(full.astype(np.uint8), size).astype(bool))
-        valids.append(resize_mask(valid.astype(np.uint8), size).astype(bool))
-    return np.stack(imgs), np.stack(tgts).astype(np.float32), np.stack(fulls), np.stack(valids)

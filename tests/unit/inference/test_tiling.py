@@ -66,3 +66,17 @@ def test_cancel_between_batches(rng: np.random.Generator) -> None:
     with pytest.raises(Cancelled):
         run_to_end(segment_image(PixelSegmenter(), img, window=64, overlap=0, batch_size=2,
                                  should_stop=lambda: next(calls, True)))
+
+
+def test_predict_image_is_one_call_for_a_tile_and_windows_beyond_the_limit(monkeypatch) -> None:
+    from napari_wsss.inference import tiling
+
+    img = np.random.default_rng(1).integers(0, 256, (300, 700, 3), dtype=np.uint8)
+    seg = PixelSegmenter()
+    whole = tiling.predict_image(seg, img)
+    assert seg.calls == 1 and whole.class_map.shape == (1, 300, 700) and whole.probs.shape == (1, 5, 300, 700)
+    monkeypatch.setattr(tiling, "WINDOW_PIXELS", 512 * 256)  # a "big" image: blended windows, bounded memory
+    seg.calls = 0
+    windowed = tiling.predict_image(seg, img, batch_size=1)
+    assert seg.calls == len(list(iter_windows((300, 700), 512, 64))) == 2
+    np.testing.assert_array_equal(windowed.class_map, whole.class_map)  # a per-pixel model: same answer
