@@ -151,9 +151,23 @@ class CamSegmenter:
         return cam_ops.gate_classes(fused, gate, self.threshold if labels is None else 0.5), probs
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
-        """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        return predict_batched(images, batch_size, lambda chunk: self.fused_cams(chunk)[0], self.device,
-                               glass_min_size(self.card))
+        """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles.
+
+        Card options (both off by default): ``cam_norm_quantile`` scales each image's class maps by their own
+        quantile before the argmax (``ops.cam.normalise_per_image``); ``fill_holes`` names classes whose
+        enclosed holes take the class (``ops.cam.fill_class_holes``; gland lumens).
+        """
+        q = float(self.card.config.get("cam_norm_quantile") or 0.0)
+
+        def scores(chunk: np.ndarray) -> torch.Tensor:
+            fused = self.fused_cams(chunk)[0]
+            return cam_ops.normalise_per_image(fused, q) if q > 0 else fused
+
+        pred = predict_batched(images, batch_size, scores, self.device, glass_min_size(self.card))
+        fill = [self.schema.index_of(n) for n in self.card.config.get("fill_holes") or ()]
+        if fill:
+            pred = Prediction(cam_ops.fill_class_holes(pred.class_map, fill), pred.probs)
+        return pred
 
     @torch.inference_mode()
     def image_probs(self, images: np.ndarray) -> np.ndarray:

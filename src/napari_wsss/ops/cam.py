@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -85,3 +86,30 @@ def argmax_class_map(fg_scores: torch.Tensor, background: torch.Tensor) -> torch
     """
     cls = fg_scores.argmax(dim=1)
     return torch.where(background, torch.full_like(cls, fg_scores.shape[1]), cls)
+
+
+def normalise_per_image(scores: torch.Tensor, quantile: float) -> torch.Tensor:
+    """Scale each image's map of each class by its own ``quantile`` (N, K, H, W -> same), so classes compare
+    by shape, not by how strongly the network happens to fire for them.
+
+    The usual CAM normalisation (by the map's maximum), made robust by a quantile: a few peaky pixels no longer
+    set the scale. All-zero maps (a class gated off) stay zero. Needs no pixel labels.
+    """
+    flat = scores.flatten(2).float()
+    q = torch.quantile(flat, quantile, dim=2) if flat.shape[2] <= 16_000_000 else flat.amax(dim=2)
+    return scores / q.clamp_min(1e-6)[..., None, None]
+
+
+def fill_class_holes(class_map: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """(N, H, W) class maps with every hole enclosed by one of ``classes`` given that class.
+
+    For glands: GlaS annotates a gland with its lumen, which CAMs (firing on the epithelium) leave out.
+    """
+    from scipy.ndimage import binary_fill_holes
+
+    out = np.array(class_map, copy=True)
+    for i in range(out.shape[0]):
+        for c in classes:
+            filled = binary_fill_holes(out[i] == c)
+            out[i][filled] = c
+    return out

@@ -85,6 +85,9 @@ class CamTrainConfig(TrainConfig):
     pcm: bool = False  # pixel correlation module: consistency loss while training the classifier
     pcm_weight: float = 0.2
     pcm_mode: str = "relu"
+    # inference (inference.predict.CamSegmenter.predict): per-image CAM normalisation, holes filled per class
+    cam_norm_quantile: float = 0.0  # 0 = off; e.g. 0.9: each class map divided by its 90th percentile
+    fill_holes: tuple[str, ...] = ()  # class names, e.g. ("gland",) for lumens
 
 
 def trainer_configs() -> dict[str, type[TrainConfig]]:

@@ -41,3 +41,27 @@ def test_metrics_ignore_background_ground_truth():
     assert s["background_IoU"] == pytest.approx(1 / 3)
     perfect = scores_from_confusion(confusion_matrix(gt, gt, 5))
     assert perfect["mIoU"] == 1 and perfect["FwIoU"] == pytest.approx(1) and perfect["mDice"] == 1
+
+
+def test_normalise_per_image_compares_classes_by_shape():
+    import torch
+
+    from napari_wsss.ops.cam import normalise_per_image
+
+    s = torch.zeros(1, 3, 10, 10)
+    s[0, 0, :5] = 0.2  # a weakly firing class over half the image
+    s[0, 1] = 0.5  # a strongly firing class everywhere
+    out = normalise_per_image(s, 0.9)
+    assert float(out[0, 0, 0, 0]) == pytest.approx(1.0) and float(out[0, 1, 0, 0]) == pytest.approx(1.0)
+    assert float(out[0, 2].abs().max()) == 0.0  # a gated-off class stays zero
+
+
+def test_fill_class_holes_only_fills_enclosed_holes():
+    from napari_wsss.ops.cam import fill_class_holes
+
+    cm = np.ones((1, 9, 9), np.uint8)
+    cm[0, 1:6, 1:6] = 0  # a gland ring ...
+    cm[0, 3, 3] = 1  # ... with a lumen predicted as the other class
+    cm[0, 8, 0] = 0  # an open notch stays
+    out = fill_class_holes(cm, [0])
+    assert out[0, 3, 3] == 0 and out[0, 7, 7] == 1 and (out[0, 1:6, 1:6] == 0).all()
