@@ -149,7 +149,8 @@ def hitl(args: argparse.Namespace, data: Path, work: Path, base: Path, val: tupl
             project.save_correction(n, truth, truth != pred)
             project.set_status(n, "accepted")
         t0, c0 = time.perf_counter(), time.process_time()
-        out = run_to_end(finetune(project, base, options={"num_threads": args.threads, "device": "cpu"}), log)
+        out = run_to_end(finetune(project, base, options={"num_threads": args.threads, "device": "cpu",
+                                                          **args.ft_options}), log)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         s = score_model(out, val[1], val[2])
         rows.append({"k": k, **s, "seconds": wall, "cpu_seconds": cpu,
@@ -224,22 +225,26 @@ def report(res: dict, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global GLAS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--glas", type=Path, default=GLAS)
+    p.add_argument("--glas", type=Path, default=None, help="GlaS training folder (default ../shared/data/glas/train)")
     p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--no-methods", dest="methods", action="store_const", const=[])
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--stride", type=int, default=PATCH)
     p.add_argument("--ks", type=int, nargs="*", default=[0, 5, 10, 20])
     p.add_argument("--base", type=Path, help="human-in-the-loop base (default models/sshr-glas)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path)
     p.add_argument("--notes", default="", help="text appended under the tables")
+    p.add_argument("--set", dest="ft_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fine-tuning option for the human-in-the-loop rows (FinetuneConfig field)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    global GLAS
-    GLAS = args.glas
+    args.ft_options = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
+                       for k, v in (kv.split("=", 1) for kv in args.ft_set)}
+    GLAS = args.glas or GLAS
     if not (GLAS / "images").is_dir():
         print(f"skipped: no GlaS images at {GLAS} (see ../shared/data/glas/README.md)")
         return 0
