@@ -13,7 +13,8 @@ import sys
 from . import __version__
 
 # Explicit list (no star-imports): the order is the order of `--help`.
-COMMAND_MODULES = ["info", "generate", "patches", "train", "evaluate", "predict", "export", "import_set", "finetune"]
+COMMAND_MODULES = ["info", "generate", "patches", "train", "evaluate", "predict", "export", "import_set", "finetune",
+                   "remap"]
 
 
 def build_parser() -> argparse.ArgumentParser:
