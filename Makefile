@@ -73,6 +73,8 @@ bench: venv sysdeps
 	$(BIN)/python benchmarks/sam_latency.py
 	QT_QPA_PLATFORM=xcb $(XVFB) $(BIN)/python benchmarks/human_in_the_loop.py --stall
 	QT_QPA_PLATFORM=xcb $(XVFB) $(BIN)/python benchmarks/viewer_responsiveness.py
+	$(BIN)/python benchmarks/real_glas.py  # real GlaS images from ../shared/data/glas (skips, saying so, without)
+	$(BIN)/python benchmarks/real_glas.py --luad-demo-hitl
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -183,7 +183,7 @@ def luad_demo_hitl(args: argparse.Namespace, data: Path, work: Path, val: tuple)
     rows = hitl(args, data, work, base, val)
     f = lambda v: f"{v:.3f}"  # noqa: E731
     lines = ["### Real tissue, human in the loop from the synthetic LUAD demo", "",
-             f"Command: `python benchmarks/real_glas.py {' '.join(sys.argv[1:])}`  ",
+             f"Command: `python benchmarks/real_glas.py {shown_args()}`  ",
              f"Machine: {machine()}  ",
              "Base: `models/sshr-default` (trained on generated LUAD-like tiles only) remapped to the gland classes "
              "with `napari-wsss remap --map gland=TE --map non-gland=TAS` (its CAM channels for tumour epithelium "
@@ -204,12 +204,26 @@ def luad_demo_hitl(args: argparse.Namespace, data: Path, work: Path, val: tuple)
     return 0
 
 
+def shown_args() -> str:
+    """The command line as a reader reruns it (the --notes text and scratch folders left out)."""
+    out, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("--notes", "--work"):
+            skip = True
+            continue
+        out.append(a)
+    return " ".join(out)
+
+
 def report(res: dict, args: argparse.Namespace) -> str:
     f = lambda v: f"{v:.3f}"  # noqa: E731
     lines = [
         "## Real tissue: GlaS colon images (`benchmarks/real_glas.py`)",
         "",
-        f"Command: `python benchmarks/real_glas.py {' '.join(sys.argv[1:])}`".rstrip() + "  ",
+        f"Command: `python benchmarks/real_glas.py {shown_args()}`".rstrip() + "  ",
         f"Machine: {machine()}  ",
         f"Data: {res['n_train_images']} real GlaS training images as {res['n_patches']} patches of {PATCH} px (stride "
         f"{args.stride}) with image-level labels only; scored on {res['n_val']} other real images held out whole "
