@@ -31,3 +31,25 @@ def test_reader_declines_unrelated_paths(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     assert get_reader(str(tmp_path)) is None
     assert get_reader(str(tmp_path / "notes.txt")) is None
+
+
+def test_glas_layout_opens_with_its_ground_truth(make_napari_viewer, tmp_path) -> None:  # noqa: ANN001
+    """A real dataset as it comes (images/ + masks/, 255 = gland) opens from File > Open: the tiles and the
+    pathologists' masks in the colon-gland classes. Before: 'no reader' for that folder."""
+    from PIL import Image
+
+    from ._plugin import open_path
+
+    for sub in ("images", "masks"):
+        (tmp_path / "glas" / sub).mkdir(parents=True)
+    for i, (h, w) in enumerate([(40, 60), (50, 30)]):
+        Image.fromarray(np.full((h, w, 3), 180, np.uint8)).save(tmp_path / "glas" / "images" / f"train_{i}.png")
+        m = np.zeros((h, w), np.uint8)
+        m[:10, :10] = 255
+        Image.fromarray(m).save(tmp_path / "glas" / "masks" / f"train_{i}.png")
+    viewer = make_napari_viewer()
+    layers = open_path(viewer, tmp_path / "glas")
+    assert [ly.name for ly in layers] == ["glas", "glas ground truth"]
+    gt = np.asarray(layers[1].data[0])
+    assert gt[0, 0] == 1 and gt[20, 20] == 2  # gland = label 1, non-gland = label 2
+    assert layers[0].data.shape == (2, 50, 60, 3)

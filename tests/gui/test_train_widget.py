@@ -101,3 +101,52 @@ def test_bad_input_is_explained(widget: TrainWidget, tmp_path: Path) -> None:
     widget.out_edit.setText("")
     widget.train()
     assert "output" in str(widget.last_error)
+
+
+def test_real_images_with_masks_to_a_patch_set_then_train_with_its_classes(qtbot, make_napari_viewer,  # noqa: ANN001
+                                                                          tmp_path) -> None:
+    """The pathologist's real data as it comes (images/ + masks/, 255 = gland): Make patch set cuts it into a
+    weakly labelled set split by image, the classes follow the set (colon-gland), and Train makes a version of
+    those classes. Before: the widget had no classes choice and always trained LUAD's four."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from napari_wsss.models.card import load_card
+
+    src = tmp_path / "glas"
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks"):
+        (src / sub).mkdir(parents=True)
+    for i, (h, w) in enumerate([(96, 128), (80, 112), (112, 96), (96, 96), (88, 120)]):  # mixed sizes
+        img = rng.integers(120, 200, (h, w, 3), dtype=np.uint8)
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 4: 3 * h // 4, : w // 2] = 255
+        img[mask > 0] = (150, 60, 140)
+        Image.fromarray(img).save(src / "images" / f"train_{i}.png")
+        Image.fromarray(mask).save(src / "masks" / f"train_{i}.png")
+    viewer = make_napari_viewer()
+    w = dock(viewer, TRAIN)
+    w.src_edit.setText(str(src))
+    w.schema_combo.setCurrentText("glas")
+    w.patch_size_spin.setValue(32)
+    w.make_patches()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=60_000)
+    assert w.last_error is None, w.last_error
+    data = tmp_path / "glas-patches32"
+    assert w.data_edit.text() == str(data)
+    split = json.loads((data / "split.json").read_text())
+    assert {v["split"] for v in split["images"].values()} == {"train", "val"}  # by image, never by patch
+    w.schema_combo.setCurrentText("luad")
+    w.data_edit.setText("")
+    w.data_edit.setText(str(data))  # the set names its classes
+    assert w.schema_combo.currentText() == "glas"
+    w.out_edit.setText(str(tmp_path / "m"))
+    w.epochs_spin.setValue(1)
+    w.size_spin.setValue(32)
+    w.batch_spin.setValue(8)
+    w.train()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=180_000)
+    assert w.last_error is None, w.last_error
+    assert load_card(tmp_path / "m").class_schema.foreground_names == ["gland", "non-gland"]

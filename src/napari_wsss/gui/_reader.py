@@ -22,7 +22,10 @@ def get_reader(path: str | list[str]) -> Any:
         path = path[0]
     p = Path(path)
     if p.is_dir():
-        has_images = (p / "img").is_dir() or any(q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir())
+        from ..data.tiles import find_mask_layout
+
+        has_images = find_mask_layout(p) is not None or (p / "img").is_dir() or any(
+            q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir())
         return read_path if has_images else None
     if p.suffix.lower() in IMAGE_SUFFIXES + (".svs",):
         return read_path
@@ -74,18 +77,35 @@ def _lazy_stack(files: list[Path], reader: Any, fill: int, rgb: bool) -> Any:
 
 def read_tile_folder(folder: Path, schema: ClassSchema = LUAD_HISTOSEG) -> list[LayerData]:
     """A folder of tiles as one (N, H, W, 3) stack (slider = tile), plus ground-truth masks if present."""
-    img_dir = folder / "img" if (folder / "img").is_dir() else folder
+    from ..data.tiles import find_mask_layout
+
+    layout = find_mask_layout(folder)  # img/ + mask/ (LUAD-HistoSeg) or images/ + masks/ (GlaS)
+    img_dir = layout[0] if layout else (folder / "img" if (folder / "img").is_dir() else folder)
     files = list_images(img_dir)
     stack, sizes = _lazy_stack(files, read_rgb, 255, rgb=True)
     meta = {META_KEY: {"kind": "tiles", "folder": str(folder), "files": [str(f) for f in files],
                        "sizes": [list(s) for s in sizes]}}
     layers: list[LayerData] = [(stack, {"name": folder.name, "rgb": True, "metadata": meta}, "image")]
-    mask_dir = folder / "mask"
+    mask_dir = layout[1] if layout else folder / "mask"
     if img_dir != folder and mask_dir.is_dir():
         masks = {m.stem: m for m in list_images(mask_dir)}
         if all(f.stem in masks for f in files):
             mfiles = [masks[f.stem] for f in files]
+            schema = _schema_for_masks(mfiles[0], schema)
             labels, _ = _lazy_stack(mfiles, lambda m: schema.to_labels(read_mask(m, schema)), 0, rgb=False)
             kw = labels_layer_kwargs(schema, f"{folder.name} ground truth", meta={"kind": "ground_truth"})
             layers.append((labels, kw, "labels"))
     return layers
+
+
+def _schema_for_masks(mask: Path, default: ClassSchema) -> ClassSchema:
+    """The class schema whose mask values explain a ground-truth mask (GlaS' 0/255 are not LUAD's indices)."""
+    from ..classes import PRESETS
+
+    for schema in (default, *PRESETS.values()):
+        try:
+            read_mask(mask, schema)
+            return schema
+        except ValueError:
+            continue
+    return default

@@ -42,6 +42,29 @@ def _train_job(train_fn: Any, data: str, out: str, *, should_stop: Any, **option
     return (yield from train_fn(data, out, should_stop=should_stop, **options))
 
 
+def _patches_job(source: str, out: str, schema: Any, *, should_stop: Any, **options: Any) -> Any:
+    """Worker body: ``export.patches.make_patches`` (images + masks -> patches with image-level labels)."""
+    from ..export.patches import make_patches
+
+    return (yield from make_patches(source, out, schema, should_stop=should_stop, **options))
+
+
+def schema_of_patch_set(folder: str | Path) -> str | None:
+    """The schema a ``napari-wsss patches`` set was made with (its ``split.json``), as a preset name or file."""
+    import json
+
+    from ..classes import PRESETS
+
+    split = Path(folder) / "split.json"
+    if not split.is_file():
+        return None
+    try:
+        name = json.loads(split.read_text())["schema"]["name"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return next((k for k, v in PRESETS.items() if v.name == name), None)
+
+
 def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
     row = QHBoxLayout()
     row.addWidget(edit, 1)
@@ -67,6 +90,33 @@ class TrainWidget(JobControlsMixin, QWidget):
         self.data_edit = QLineEdit()
         self.data_edit.setPlaceholderText("dataset root (training/, val/, test/) or a folder of labelled tiles")
         self.data_btn = QPushButton("Data…")
+        self.schema_combo = QComboBox()  # presets, or a schema file typed or browsed (docs/class-schemas.md)
+        self.schema_combo.setEditable(True)
+        from ..classes import PRESETS
+
+        self.schema_combo.addItems(list(PRESETS))
+        self.schema_btn = QPushButton("File…")
+        self.src_edit = QLineEdit()  # real images with masks -> a patch set (napari-wsss patches)
+        self.src_edit.setPlaceholderText("images/ + masks/ (e.g. GlaS) to cut into patches with image-level labels")
+        self.src_btn = QPushButton("Images…")
+        self.patch_size_spin = QSpinBox()
+        self.patch_size_spin.setRange(16, 2048)
+        self.patch_size_spin.setValue(56)
+        self.patch_stride_spin = QSpinBox()
+        self.patch_stride_spin.setRange(0, 2048)
+        self.patch_stride_spin.setSpecialValueText("= size")
+        self.val_spin = QDoubleSpinBox()
+        self.val_spin.setRange(0.0, 0.9)
+        self.val_spin.setSingleStep(0.05)
+        self.val_spin.setValue(0.2)
+        self.patches_btn = QPushButton("Make patch set")
+        self.patch_box = QGroupBox("From images with masks (labels derived per patch; split by image)")
+        pform = QFormLayout(self.patch_box)
+        pform.addRow("images", _folder_row(self.src_edit, self.src_btn))
+        pform.addRow("patch size (px)", self.patch_size_spin)
+        pform.addRow("stride (px)", self.patch_stride_spin)
+        pform.addRow("validation share (by image)", self.val_spin)
+        pform.addRow(self.patches_btn)
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new model version folder, e.g. models/my-sshr")
         self.out_btn = QPushButton("Output…")
@@ -121,6 +171,7 @@ class TrainWidget(JobControlsMixin, QWidget):
 
         form = QFormLayout()
         form.addRow("data", _folder_row(self.data_edit, self.data_btn))
+        form.addRow("classes", _folder_row(self.schema_combo, self.schema_btn))
         form.addRow("method", self.method_combo)
         form.addRow("backbone", self.backbone_combo)
         form.addRow(self.pretrained_check)
@@ -134,6 +185,7 @@ class TrainWidget(JobControlsMixin, QWidget):
         buttons.addWidget(self.train_btn)
         buttons.addWidget(self.cancel_btn)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.patch_box)
         layout.addLayout(form)
         layout.addWidget(self.cam_box)
         layout.addLayout(buttons)
@@ -148,6 +200,10 @@ class TrainWidget(JobControlsMixin, QWidget):
         self.out_btn.clicked.connect(lambda: self._pick(self.out_edit, "Folder to hold the new model version",
                                                         parent=True))
         self.train_btn.clicked.connect(self.train)
+        self.patches_btn.clicked.connect(self.make_patches)
+        self.src_btn.clicked.connect(lambda: self._pick(self.src_edit, "Folder with images/ and masks/"))
+        self.schema_btn.clicked.connect(self._pick_schema)
+        self.data_edit.textChanged.connect(self._schema_from_data)
         self.cancel_btn.clicked.connect(self.cancel)
         if "sshr" in METHODS.names():
             self.method_combo.setCurrentText("sshr")
@@ -166,9 +222,54 @@ class TrainWidget(JobControlsMixin, QWidget):
         if folder:
             edit.setText(str(Path(folder) / f"{self.method_combo.currentText()}-new") if parent else folder)
 
+    def _pick_schema(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Class schema file", "", "Class schema (*.json *.toml)")
+        if f:
+            self.schema_combo.setCurrentText(f)
+
+    def _schema_from_data(self, folder: str) -> None:
+        """A patch set names its classes (split.json): choose them, so a GlaS set trains as colon-gland."""
+        name = schema_of_patch_set(folder.strip()) if folder.strip() else None
+        if name is not None:
+            self.schema_combo.setCurrentText(name)
+
+    def make_patches(self) -> None:
+        """Cut the chosen images with masks into a patch training set beside them, then use it as the data."""
+        if self.job is not None and self.job.running:
+            return
+        try:
+            from ..classes import load_schema
+
+            src = Path(self.src_edit.text().strip())
+            if not self.src_edit.text().strip() or not src.is_dir():
+                raise ValueError(f"Images folder {str(src)!r} does not exist; choose a folder with images/ and "
+                                 "masks/ (the GlaS layout) or img/ and mask/.")
+            schema = load_schema(self.schema_combo.currentText().strip())
+            size = self.patch_size_spin.value()
+            out = src.parent / f"{src.name}-patches{size}"
+            if out.exists() and any(out.iterdir()):
+                raise ValueError(f"{out} already exists: use it as the data folder, or move it away to make it "
+                                 "again.")
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            self._show_error(e)
+            return
+        self.last_error = None
+        self._set_running(True)
+        stride = self.patch_stride_spin.value() or size
+        self.job = run_job(
+            _patches_job, str(src), str(out), schema, size=size, stride=stride, val_fraction=self.val_spin.value(),
+            command=f"napari Train widget: patches {src} size={size} stride={stride}",
+            on_progress=self._on_progress, on_error=self._show_error,
+            on_result=lambda folder: (self.data_edit.setText(str(folder)),
+                                      self.status.setText(f"Patch set written to {folder}; it is the data folder "
+                                                          "now. Choose the method and Train.")),
+            on_cancelled=lambda: self.status.setText("Cancelled; no patch set was written."),
+            on_finished=lambda: self._set_running(False))
+
     def options(self) -> dict[str, Any]:
         """The trainer's keyword options from the widget's fields."""
         opts: dict[str, Any] = {"backbone": self.backbone_combo.currentText(), "epochs": self.epochs_spin.value(),
+                                "schema": self.schema_combo.currentText().strip() or "luad",
                                 "input_size": self.size_spin.value(), "batch_size": self.batch_spin.value(),
                                 "device": self.device_combo.currentText()}
         if self.pretrained_check.isChecked() and self.pretrained_check.isEnabled():
@@ -216,7 +317,7 @@ class TrainWidget(JobControlsMixin, QWidget):
         )
 
     def _run_buttons(self) -> list[Any]:
-        return [self.train_btn]
+        return [self.train_btn, self.patches_btn]
 
     def _progress_text(self, p: Progress) -> str:
         extra = ""
