@@ -153,14 +153,19 @@ class CamSegmenter:
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles.
 
-        Card options (both off by default): ``cam_norm_quantile`` scales each image's class maps by their own
-        quantile before the argmax (``ops.cam.normalise_per_image``); ``fill_holes`` names classes whose
-        enclosed holes take the class (``ops.cam.fill_class_holes``; gland lumens).
+        Card options (all off by default): ``tta_flips`` averages the class maps of the tile and its two mirror
+        images (3x the compute); ``cam_norm_quantile`` scales each image's class maps by their own quantile
+        before the argmax (``ops.cam.normalise_per_image``); ``fill_holes`` names classes whose enclosed holes
+        take the class (``ops.cam.fill_class_holes``; gland lumens).
         """
         q = float(self.card.config.get("cam_norm_quantile") or 0.0)
+        flips = bool(self.card.config.get("tta_flips"))
 
         def scores(chunk: np.ndarray) -> torch.Tensor:
             fused = self.fused_cams(chunk)[0]
+            if flips:  # test-time augmentation: the mean over the tile and its horizontal and vertical mirrors
+                fused = (fused + self.fused_cams(np.ascontiguousarray(chunk[:, :, ::-1]))[0].flip(-1)
+                         + self.fused_cams(np.ascontiguousarray(chunk[:, ::-1]))[0].flip(-2)) / 3
             return cam_ops.normalise_per_image(fused, q) if q > 0 else fused
 
         pred = predict_batched(images, batch_size, scores, self.device, glass_min_size(self.card))

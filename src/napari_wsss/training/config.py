@@ -88,6 +88,7 @@ class CamTrainConfig(TrainConfig):
     # inference (inference.predict.CamSegmenter.predict): per-image CAM normalisation, holes filled per class
     cam_norm_quantile: float = 0.0  # 0 = off; e.g. 0.9: each class map divided by its 90th percentile
     fill_holes: tuple[str, ...] = ()  # class names, e.g. ("gland",) for lumens
+    tta_flips: bool = False  # average the class maps over the tile and its two mirror images (3x compute)
 
 
 def trainer_configs() -> dict[str, type[TrainConfig]]:

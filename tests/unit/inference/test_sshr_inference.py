@@ -84,3 +84,26 @@ def test_glass_min_size_from_the_card(tmp_path):
         card.config["glass_min_size"] = size
         save_card(path, card)
         assert not (load_segmenter(path, device="cpu").predict(img).class_map == bg).any()
+
+
+def test_tta_flips_average_the_mirrored_maps(tmp_path, tiles):
+    """With ``tta_flips`` the class maps are the mean over the tile and its horizontal and vertical mirrors."""
+    import torch
+
+    from napari_wsss.models.card import load_card, save_card
+    from napari_wsss.ops.cam import add_background, scores_to_probs
+
+    path = _save_random_sshr(tmp_path / "m")
+    card = load_card(path)
+    card.config.update(tta_flips=True, threshold=0.0)
+    save_card(path, card)
+    seg = load_segmenter(path, device="cpu")
+    img = tiles[0][0][None]
+    f = seg.fused_cams(img)[0]
+    h = seg.fused_cams(np.ascontiguousarray(img[:, :, ::-1]))[0].flip(-1)
+    v = seg.fused_cams(np.ascontiguousarray(img[:, ::-1]))[0].flip(-2)
+    bg = torch.zeros(img.shape[:3], dtype=torch.bool)
+    expected = scores_to_probs(add_background((f + h + v) / 3, bg)).numpy()
+    got = seg.predict(img).probs
+    assert np.allclose(got, expected, atol=1e-5)
+    assert not np.allclose(got, scores_to_probs(add_background(f, bg)).numpy(), atol=1e-4)

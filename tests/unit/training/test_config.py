@@ -21,7 +21,7 @@ from napari_wsss.training.sshr import SSHRConfig
 _SEGMIX_PCM = {"threshold": 0.2, "segmix": False, "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8,
                "segmix_max_ratio": 0.5, "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss",
                "segmix_labels": "hard", "pcm": False, "pcm_weight": 0.2, "pcm_mode": "relu", "cam_norm_quantile": 0.0,
-               "fill_holes": []}
+               "fill_holes": [], "tta_flips": False}
 _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.01, "momentum": 0.9,
           "weight_decay": 0.0005, "new_lr_mult": 10.0, "bias_lr_mult": 20.0, "flips": True, "rotate": False,
           "pretrained": "auto", "seed": 0, "num_threads": None, "device": None, "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0}
@@ -82,7 +82,7 @@ def test_sshr_and_mil_card_configs_explicit():
         "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8, "segmix_max_ratio": 0.5,
         "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss", "segmix_labels": "hard", "pcm": False,
         "pcm_weight": 0.2, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
-        "cam_norm_quantile": 0.0, "fill_holes": [],
+        "cam_norm_quantile": 0.0, "fill_holes": [], "tta_flips": False,
         "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0})
     mil = common.config_from_options(MILConfig, dict(TRAIN_OPTIONS)).to_dict()
     _same(mil, {
