@@ -16,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="an image file, a folder of tiles, or a pyramidal slide (TIFF/SVS)")
     p.add_argument("-o", "--out", type=Path, required=True,
                    help="output PNG (single image), folder, or NAME.zarr (slide)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (never the input images themselves)")
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--level", type=int, default=0, help="slides: pyramid level to segment (0 = full resolution)")
@@ -51,14 +53,49 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_MODEL_TYPE] = args.sam_model_type
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
+    slide = args.input.is_file() and is_slide_path(args.input)
+    check_outputs(args.input, args.out, slide, args.overwrite)  # before the model loads: nothing is written yet
     seg = load_segmenter(model_dir, args.device)
     if args.stain_normalise:
         from ..inference.stain_normalise import with_stain_normalisation
 
         seg = with_stain_normalisation(seg, args.stain_reference)
-    if args.input.is_file() and is_slide_path(args.input):
+    if slide:
         return _predict_slide(seg, args)
     return _predict_tiles(seg, args)
+
+
+def check_outputs(src: Path, out: Path, slide: bool, overwrite: bool) -> None:
+    """Refuse an output that would replace the user's images or, without ``--overwrite``, earlier results.
+
+    Raises:
+        ValueError: the output is the input (or the input's own folder for a folder of tiles).
+        FileExistsError: the output exists and ``overwrite`` is False.
+    """
+    from ..data.tiles import list_images
+
+    src_r, out_r = src.resolve(), out.resolve()
+    if src.is_dir():
+        if out_r == src_r:
+            raise ValueError(f"-o {out} is the input folder: the masks would replace your images. Give another "
+                             f"folder, e.g. -o {src.name}-masks.")
+        targets = [out / f"{f.stem}.png" for f in list_images(src)]
+    elif slide:
+        zout = out if out.suffix == ".zarr" else out / f"{src.stem}.zarr"
+        if zout.exists() and not overwrite:
+            raise FileExistsError(f"{zout} already exists (an earlier result?); pass --overwrite to replace it, "
+                                  "or give another -o NAME.zarr.")
+        return
+    else:
+        targets = [out if out.suffix.lower() == ".png" else out / f"{src.stem}.png"]
+    for t in targets:
+        if t.resolve() == src_r or (src.is_dir() and t.resolve().parent == src_r):
+            raise ValueError(f"{t} is one of your input images; give an output outside the input, e.g. "
+                             f"-o {src.stem}-masks.")
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{len(existing)} output file(s) already exist ({existing[0]}...); pass --overwrite "
+                              "to replace them, or give another -o.")
 
 
 def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001

@@ -40,6 +40,10 @@ def test_cli_predict_slide_and_large_image(tiny_dataset, tmp_path, capsys):
     root = zarr.open_group(str(out), mode="r")
     assert root.attrs["complete"] is True and root["labels/0"].shape == (1024, 1536)
     assert np.asarray(root["labels/0"][:]).max() > 0
+    # a second run onto the same zarr is refused without --overwrite (it deleted the earlier result before)
+    assert main(["predict", "--model", str(model), str(slide), "-o", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert zarr.open_group(str(out), mode="r").attrs["complete"] is True
     # a large plain image is segmented in blended windows, not in one pass
     Image.fromarray(np.ascontiguousarray(big)).save(tmp_path / "big.png")
     assert main(["predict", "--model", str(model), str(tmp_path / "big.png"), "-o", str(tmp_path / "big_mask.png")]) == 0
@@ -47,3 +51,31 @@ def test_cli_predict_slide_and_large_image(tiny_dataset, tmp_path, capsys):
         assert im.size == (2176, 2176) and im.mode == "P"
     assert main(["predict", "--model", str(model), str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_never_writes_over_images_or_earlier_results(tiny_dataset, tmp_path, capsys):
+    """-o equal to the input folder, an input image, or existing outputs without --overwrite are refused before
+    anything is written (before: the masks replaced the H&E images)."""
+    import shutil
+    from pathlib import Path
+
+    from napari_wsss.data.tiles import write_mask
+    from napari_wsss.classes import LUAD_HISTOSEG
+
+    folder = Path(shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "tiles"))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    one = next(iter(sorted(folder.iterdir())))
+    for out in (folder, one):
+        src = folder if out == folder else one
+        assert main(["predict", str(src), "-o", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert "your" in err and "images" in err and "-masks" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    res = tmp_path / "res"
+    res.mkdir()
+    earlier = write_mask(res / f"{one.stem}.png", np.zeros((4, 4), np.uint8), LUAD_HISTOSEG).read_bytes()
+    assert main(["predict", str(folder), "-o", str(res)]) == 1
+    assert "--overwrite" in capsys.readouterr().err and (res / f"{one.stem}.png").read_bytes() == earlier
+    assert len(list(res.iterdir())) == 1  # nothing half-written
+    assert main(["predict", str(folder), "-o", str(res), "--overwrite"]) == 0
+    assert (res / f"{one.stem}.png").read_bytes() != earlier
