@@ -248,7 +248,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
         lines.append(f"| `models/sshr-glas` weights, argmax only | {f(s['IoU']['gland'])} | "
                      f"{f(s['IoU']['non-gland'])} | {f(s['mIoU'])} | {f(s['mDice'])} | see its card |")
         s = res["shipped"]
-        lines.append(f"| **`models/sshr-glas` (shipped: + per-image CAM normalisation, lumens filled)** | "
+        lines.append(f"| **`models/sshr-glas` (shipped: + per-image CAM normalisation, lumens filled, test-time flips)** | "
                      f"{f(s['IoU']['gland'])} | {f(s['IoU']['non-gland'])} | **{f(s['mIoU'])}** | {f(s['mDice'])} "
                      "| see its card |")
     for r in res["methods"]:
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         from napari_wsss.models.card import load_card, save_card
 
         card = load_card(raw)
-        card.config.update(cam_norm_quantile=0.0, fill_holes=[])
+        card.config.update(cam_norm_quantile=0.0, fill_holes=[], tta_flips=False)
         save_card(raw, card)
         res["shipped_raw"] = score_model(raw, val[1], val[2])
     res["methods"] = train_methods(args, data, work, val)
