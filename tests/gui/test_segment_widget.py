@@ -122,6 +122,14 @@ def test_whole_slide_full_resolution_fills_multiscale_layer(qtbot, make_napari_v
     root = zarr.open_group(str(out), mode="r")
     assert root.attrs["complete"] is True
     assert set(np.unique(root["labels/0"][:]).tolist()) <= {0, 1, 2, 3, 4}
+    # segmenting again writes a new result beside the first, which may hold corrections: never deleted
+    zarr.open_group(str(out), mode="r+")["labels/0"][0, 0] = 3  # a correction written back into the pyramid
+    w.segment()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    second = Path(w.last_result_layer.metadata["napari_wsss"]["zarr"])
+    assert second != out and second.name == out.name.replace(".zarr", "-2.zarr")
+    assert zarr.open_group(str(out), mode="r")["labels/0"][0, 0] == 3
 
 
 def test_a_job_that_dies_says_nothing_was_lost_and_the_viewer_lives_on(qtbot, widget: SegmentWidget,

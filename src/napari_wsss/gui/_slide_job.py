@@ -16,12 +16,21 @@ from ._layers import META_KEY, labels_layer_kwargs, layer_meta, segmentation_nam
 
 
 def slide_output_path(image_layer: Any, version: str, level: int) -> Path:
-    """Beside the slide, in its project folder (``<stem>.wsss/segmentations/``); a temp folder if unknown."""
+    """Beside the slide, in its project folder (``<stem>.wsss/segmentations/``); a temp folder if unknown.
+
+    A new name for every run (``-2``, ``-3``, ...): an earlier result may hold corrections written back into its
+    pyramid, and segmenting again must not delete it (reopening shows the newest complete one).
+    """
     from ..store import default_project_root
 
     src = layer_meta(image_layer).get("path")
     root = default_project_root(src) if src else Path(tempfile.mkdtemp(prefix="napari-wsss-"))
-    return root / "segmentations" / f"{version}-level{level}.zarr"
+    out = root / "segmentations" / f"{version}-level{level}.zarr"
+    n = 2
+    while out.exists():
+        out = root / "segmentations" / f"{version}-level{level}-{n}.zarr"
+        n += 1
+    return out
 
 
 def slide_job(model_dir: Path, device: str, levels: list[Any], out: Path, level: int, segmenters: dict, *,
