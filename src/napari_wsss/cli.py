@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Weakly supervised tissue segmentation of H&E images (image-level labels in, pixel masks out).",
     )
     parser.add_argument("--version", action="version", version=f"napari-wsss {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -46,10 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"napari-wsss {args.command}: error: {msg}", file=sys.stderr)
+    except (ValueError, KeyError, OSError, MemoryError) as e:
+        if args.debug:
+            raise
+        print(f"napari-wsss {args.command}: error: {error_message(e)}", file=sys.stderr)
         return 1
+
+
+def error_message(e: BaseException) -> str:
+    """One line for an expected failure: the message our code wrote, or what the system said and about which
+    file (a read-only project, a folder where a file was expected, a full disk, too little memory)."""
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, MemoryError):
+        return ("not enough memory for this input; use a smaller batch or region, or a slide (read lazily) "
+                "instead of one huge image.")
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, (FileNotFoundError, FileExistsError)):
+        name = getattr(e, "filename2", None) or e.filename  # a rename's target, not its temporary source
+        where = f": {name}" if name else ""
+        hint = {PermissionError: " (check the folder's permissions or choose another output)",
+                IsADirectoryError: " (a file was expected there, not a folder)",
+                NotADirectoryError: " (a folder was expected there, not a file)"}.get(type(e), "")
+        return f"{e.strerror}{where}{hint}"
+    return str(e)
 
 
 if __name__ == "__main__":  # pragma: no cover

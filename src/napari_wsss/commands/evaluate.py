@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.tiles import find_mask_layout
 
+    if args.json is not None and args.json.is_dir():  # say so now, not after evaluating every image
+        raise ValueError(f"--json {args.json} is a folder; give a file name, e.g. {args.json / 'scores.json'}.")
     folder = args.data
     if find_mask_layout(folder) is None and find_mask_layout(folder / "test") is not None:
         folder = folder / "test"

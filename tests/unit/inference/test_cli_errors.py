@@ -1,0 +1,59 @@
+"""The CLI's error boundary: system errors (permissions, a folder where a file goes) are one line, not a
+traceback; --debug shows the traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_wsss.cli import main
+
+
+def test_json_onto_a_folder_is_one_line(tmp_path, capsys, tiny_dataset):
+    """`evaluate --json` naming a folder raised IsADirectoryError as a traceback before (after evaluating)."""
+    from napari_wsss.resources import default_model_dir
+
+    (tmp_path / "out").mkdir()
+    rc = main(["evaluate", "--model", str(default_model_dir()), "--data", str(tiny_dataset / "test"), "--json",
+               str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and "is a folder; give a file name" in err
+
+
+def test_system_errors_name_the_target(tmp_path):
+    """A rename onto a folder names the folder (the target), not the temporary file it came from."""
+    from napari_wsss.atomic import atomic_write_json
+    from napari_wsss.cli import error_message
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        atomic_write_json(tmp_path / "out", {})
+    msg = error_message(info.value)
+    assert msg.startswith("Is a directory: ") and msg.split(": ")[1].split(" ")[0] == str(tmp_path / "out")
+    assert "a file was expected there" in msg
+
+
+def test_permission_and_memory_errors_are_one_line(monkeypatch, capsys):
+    """A read-only output (PermissionError; tests run as root, which ignores permissions, so it is raised here)
+    and MemoryError reach the user as one line each, not a traceback."""
+    import napari_wsss.commands.generate as gen
+
+    def denied(args):  # noqa: ANN001, ANN202
+        raise PermissionError(13, "Permission denied", "/data/read-only/set")
+
+    monkeypatch.setattr(gen, "run", denied)  # add_parser binds the module's run when the parser is built
+    assert main(["generate", "/data/read-only/set"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("napari-wsss generate: error: Permission denied: /data/read-only/set (check the folder's "
+                   "permissions or choose another output)")
+    from napari_wsss.cli import error_message
+
+    assert "not enough memory" in error_message(MemoryError())
+
+
+def test_debug_shows_the_traceback(tmp_path, tiny_dataset):
+    from napari_wsss.resources import default_model_dir
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        main(["--debug", "evaluate", "--model", str(default_model_dir()), "--data", str(tiny_dataset / "test"),
+              "--json", str(tmp_path / "out")])
