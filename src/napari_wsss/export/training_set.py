@@ -165,7 +165,14 @@ def export_project(
         raise ValueError(f"{out_dir} is a file; give a folder for the export.")
     if out_dir.resolve() == project.root.resolve() or project.root.resolve() in out_dir.resolve().parents:
         raise ValueError(f"{out_dir} is inside the project {project.root}; export to a folder outside it.")
-    items = [it for it in project.items() if it.status in FILTERS[filter] and project.path("masks", it.key).is_file()]
+    chosen = [it for it in project.items() if it.status in FILTERS[filter]]
+    lost = [it.key for it in chosen if it.mask is not None and not project.path("masks", it.key).is_file()]
+    if lost:  # a corrected tile must not silently leave the training set
+        raise FileNotFoundError(
+            f"The project index lists a mask for {len(lost)} item(s) whose mask file is missing from "
+            f"{project.root / 'masks'} ({', '.join(lost[:5])}{'...' if len(lost) > 5 else ''}); restore the files "
+            "(e.g. from a backup or an earlier export), or mark those items unreviewed, then export again.")
+    items = [it for it in chosen if project.path("masks", it.key).is_file()]
     if not items:
         counts = project.counts()
         raise ValueError(f"Nothing to export from {project.root}: no item with a mask is {filter} "

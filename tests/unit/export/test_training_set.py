@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -269,3 +270,13 @@ def test_exported_set_feeds_the_training_datasets(tile_project, tmp_path, fmt) -
     masks = np.stack([read_mask(p.mask, S) for p in pairs])
     img, mask = TileMaskDataset(images, masks, (0.5,) * 3, (0.25,) * 3)[0]
     assert tuple(mask.shape) == images.shape[1:3] and int(mask.max()) <= S.background_index
+
+
+def test_a_reviewed_item_whose_mask_file_is_gone_is_not_dropped_silently(tile_project, tmp_path) -> None:
+    """Before: the item left the training set with exit 0 and no note. Now the export is refused, naming it,
+    and nothing is written."""
+    it = next(i for i in tile_project.items() if i.status in ("corrected", "accepted"))
+    tile_project.path("masks", it.key).unlink()
+    with pytest.raises(FileNotFoundError, match=f"mask file is missing.*{re.escape(it.key)}"):
+        export(tile_project, tmp_path / "set")
+    assert not (tmp_path / "set").exists()
