@@ -16,11 +16,21 @@ import numpy as np
 
 from ..classes import ClassSchema
 from ..events import Cancelled, Progress, StopFlag, never_stop
-from ..store import INDEX_FILE, Project
+from ..store import INDEX_FILE, Project, default_project_root
 from .manifest import check_manifest, load_manifest
 from .masks import read_class_map
 from .slides import resize_nearest
 from .vectors import features_to_class_map, read_geojson
+
+
+def inside_set(set_dir: Path, rel: str) -> Path:
+    """``set_dir / rel``, refused when a received manifest names a file outside its own set (``../..``, an
+    absolute path): such files would be read unchecked, since only the set's own files are hashed."""
+    path = (set_dir / rel).resolve()
+    if not path.is_relative_to(set_dir.resolve()):
+        raise ValueError(f"The set's manifest names {rel!r}, which is outside the set {set_dir}; a received set "
+                         "may only refer to its own files. Nothing was imported; ask for a fresh export.")
+    return path
 
 
 def _item_masks(set_dir: Path, m: dict[str, Any], schema: ClassSchema) -> Generator[tuple[dict, np.ndarray], None, None]:
@@ -31,14 +41,14 @@ def _item_masks(set_dir: Path, m: dict[str, Any], schema: ClassSchema) -> Genera
     features: dict[str, list[dict]] = defaultdict(list)
     if any(rec["key"] not in tiles for rec in m.get("items", [])):
         for rel in m.get("geojson", []):
-            for f in read_geojson(set_dir / rel):
+            for f in read_geojson(inside_set(set_dir, rel)):
                 features[(f.get("properties") or {}).get("item")].append(f)
     for rec in m.get("items", []):
         key, shape = rec["key"], tuple(rec["shape"])
         if tiles.get(key):
             cm = np.full(shape, schema.background_index, np.uint8)
             for t in tiles[key]:
-                mask = read_class_map(set_dir / t["files"]["mask"], schema)
+                mask = read_class_map(inside_set(set_dir, t["files"]["mask"]), schema)
                 y0, x0, y1, x1 = t["item_box"]
                 if t.get("item_box_level", rec["level"]) != rec["level"]:  # tiled at another level: rescale
                     f = shape[0] / round((rec["region"][2] - rec["region"][0]) / t["source"]["downsample"])
@@ -73,7 +83,18 @@ def import_set(set_dir: str | Path, project_dir: str | Path | None = None, *, so
     set_dir = Path(set_dir)
     m = check_manifest(set_dir) if verify else load_manifest(set_dir)
     schema = ClassSchema.from_dict(m["schema"])
-    root = Path(project_dir) if project_dir is not None else Path(m["project"]["root"])
+    for t in m.get("tiles", []):  # every path the set names stays inside it, checked before anything is read
+        if t.get("files", {}).get("mask"):
+            inside_set(set_dir, t["files"]["mask"])
+    for rel in m.get("geojson", []):
+        inside_set(set_dir, rel)
+    if project_dir is not None:
+        root = Path(project_dir)
+    elif source is not None:
+        root = default_project_root(source)
+    else:  # a received file does not decide where on this machine a project is created or changed
+        raise ValueError(f"Say which project to import into: --project DIR, or --data for the data it annotates "
+                         f"(the set names {m.get('project', {}).get('root')!r}, which is not used on its own).")
     if (root / INDEX_FILE).is_file():
         project = Project.load(root)
         if project.schema.names != schema.names:

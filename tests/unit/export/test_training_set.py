@@ -280,3 +280,19 @@ def test_a_reviewed_item_whose_mask_file_is_gone_is_not_dropped_silently(tile_pr
     with pytest.raises(FileNotFoundError, match=f"mask file is missing.*{re.escape(it.key)}"):
         export(tile_project, tmp_path / "set")
     assert not (tmp_path / "set").exists()
+
+
+def test_a_received_set_cannot_name_paths_outside_itself_nor_choose_the_project(tile_project, tmp_path) -> None:
+    """Issue 15 items 5-6: a manifest whose mask path climbs out of the set is refused before anything is read
+    or written; without --project/--data the manifest's project.root is not used on its own."""
+    out = export(tile_project, tmp_path / "set")
+    with pytest.raises(ValueError, match="Say which project"):
+        run_to_end(import_set(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    secret = tmp_path / "elsewhere.png"
+    secret.write_bytes((out / manifest["tiles"][0]["files"]["mask"]).read_bytes())
+    manifest["tiles"][0]["files"]["mask"] = "../elsewhere.png"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="outside the set"):
+        run_to_end(import_set(out, tmp_path / "copy.wsss", source=tile_project.source, verify=False))
+    assert not (tmp_path / "copy.wsss").exists()
