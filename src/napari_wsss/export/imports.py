@@ -17,6 +17,7 @@ import numpy as np
 from ..classes import ClassSchema
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from ..store import INDEX_FILE, Project, default_project_root
+from ..store_records import STATUSES, check_key
 from .manifest import check_manifest, load_manifest
 from .masks import read_class_map
 from .slides import resize_nearest
@@ -112,6 +113,11 @@ def import_set(set_dir: str | Path, project_dir: str | Path | None = None, *, so
             old = project.load_mask(rec["key"])
             if old is None or not np.array_equal(old, cm):
                 conflicts.append(rec["key"])
+        status = rec.get("status", "corrected")
+        if status not in STATUSES:  # refused now, before the first write, not after half the items
+            raise ValueError(f"The set's item {rec['key']!r} has status {status!r}; expected one of {STATUSES}. "
+                             "Nothing was imported; fix the manifest or ask for a fresh export.")
+        check_key(rec["key"])
         pending.append((rec, cm))
     if conflicts:
         raise ValueError(f"{len(conflicts)} items of {project.root} were corrected or accepted there and differ "

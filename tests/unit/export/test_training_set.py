@@ -296,3 +296,15 @@ def test_a_received_set_cannot_name_paths_outside_itself_nor_choose_the_project(
     with pytest.raises(ValueError, match="outside the set"):
         run_to_end(import_set(out, tmp_path / "copy.wsss", source=tile_project.source, verify=False))
     assert not (tmp_path / "copy.wsss").exists()
+
+
+def test_a_bad_item_anywhere_in_a_set_imports_nothing(tile_project, tmp_path) -> None:
+    """Issue 15 item 7: a bad status on the last item left the others imported; now nothing is written."""
+    out = export(tile_project, tmp_path / "set")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["items"][-1]["status"] = "approved"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "copy.wsss"
+    with pytest.raises(ValueError, match="status 'approved'"):
+        run_to_end(import_set(out, target, source=tile_project.source, verify=False))
+    assert not target.exists() or not any(Project.load(target).items())
