@@ -45,8 +45,10 @@ def _wait(qtbot, w, timeout: int = 240_000) -> None:  # noqa: ANN001
     assert w.last_error is None, w.last_error
 
 
-def test_mixed_size_real_folder_segment_correct_finetune_export(qtbot, make_napari_viewer, glas_folder: Path,  # noqa: ANN001
+def test_mixed_size_real_folder_segment_correct_finetune_export(glas_folder: Path, qtbot, make_napari_viewer,  # noqa: ANN001
                                                                 tiny_model: Path, tmp_path: Path) -> None:
+    # glas_folder first: where the data is absent it skips before napari's viewer fixture is set up (whose
+    # teardown fails on a test that never ran)
     sizes = {Path(n).stem: Image.open(glas_folder / n).size[::-1] for n in (*PICK, LARGE)}  # (H, W)
     assert len(set(sizes.values())) == 4 and max(sizes[Path(LARGE).stem]) > 2000
     viewer = make_napari_viewer()
