@@ -18,6 +18,7 @@ from napari_wsss.export.manifest import check_manifest
 from napari_wsss.store import Project
 
 from ._plugin import EXPORT, FINETUNE, REVIEW, SEGMENT, dock, open_path
+from .._glas import require_glas
 
 GLAS = Path(__file__).resolve().parents[3] / "shared" / "data" / "glas" / "train" / "images"
 # three sizes: 775x522, 574x433, 589x453 (width x height)
@@ -28,8 +29,7 @@ LARGE = "train_99_x3.png"  # 2325x1566, sorts last
 @pytest.fixture
 def glas_folder(tmp_path: Path) -> Path:
     if not all((GLAS / n).is_file() for n in PICK):
-        pytest.skip(f"real GlaS images {', '.join(PICK)} not found in {GLAS}: this test runs where the "
-                    "workplace's shared data sits beside the checkout (../shared/data/glas, see its README)")
+        require_glas(*(GLAS / n for n in PICK))
     folder = tmp_path / "glas"
     folder.mkdir()
     for n in PICK:

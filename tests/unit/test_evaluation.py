@@ -15,6 +15,7 @@ from PIL import Image
 
 from napari_wsss.classes import GLAS
 from napari_wsss.cli import main
+from .._glas import require_glas
 
 GLAS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "glas" / "train"
 
@@ -109,7 +110,7 @@ def test_evaluate_refuses_model_of_another_schema(tmp_path: Path, rng: np.random
 
 def test_evaluate_real_glas_images(glas_model: Path, tmp_path: Path) -> None:
     if not (GLAS_DIR / "images").is_dir():
-        pytest.skip(f"real GlaS images expected in {GLAS_DIR} (../shared/data/glas beside the repository)")
+        require_glas(GLAS_DIR / "images")
     data = tmp_path / "glas"
     for name in ("train_1", "train_12", "train_13"):  # 775x522, 574x433, 775x522: mixed sizes
         for sub in ("images", "masks"):

@@ -17,6 +17,7 @@ from napari_wsss.data.tiles import list_training_tiles, read_labels_csv, read_ma
 from napari_wsss.events import run_to_end
 from napari_wsss.export.patches import make_patches, patch_starts, split_sources
 from napari_wsss.training.common import resolve_data_dirs
+from ..._glas import require_glas
 
 SIZES = {"train_1": (64, 96), "train_2": (64, 96), "train_3": (48, 70), "train_4": (64, 96), "train_5": (50, 64)}
 
@@ -165,7 +166,7 @@ def test_real_glas_images(tmp_path: Path) -> None:
 
     glas = Path(__file__).resolve().parents[4] / "shared" / "data" / "glas" / "train"
     if not (glas / "images").is_dir():
-        pytest.skip(f"real GlaS images expected in {glas} (../shared/data/glas beside the repository)")
+        require_glas(glas / "images")
     for name in ("train_1", "train_12", "train_13"):  # 775x522, 574x433, 775x522
         for sub in ("images", "masks"):
             (tmp_path / "d" / sub).mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import pytest
 
 from napari_wsss.cli import main
 from napari_wsss.models.card import load_card, model_summary
+from ..._glas import require_glas
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = REPO / "models" / "sshr-glas"
@@ -39,7 +40,7 @@ def test_evaluate_interface_on_real_glas_images(tmp_path):
     masks/ with 255 = gland) writes the two-class mIoU as "mIoU"; three held-out images of the card's split."""
     names = ["train_14", "train_2", "train_57"]  # validation images: never trained on
     if not all((GLAS / "images" / f"{n}.png").is_file() for n in names):
-        pytest.skip(f"real GlaS images not found in {GLAS} (../shared/data/glas, see its README)")
+        require_glas(*(GLAS / "images" / f"{n}.png" for n in names))
     for sub in ("images", "masks"):
         (tmp_path / "glas" / sub).mkdir(parents=True)
         for n in names:

@@ -9,6 +9,7 @@ import pytest
 from skimage.color import hed2rgb, rgb2hed
 
 from napari_wsss.ops import stain
+from ..._glas import require_glas
 
 _SK_SCALE = -np.log(1e-6)  # skimage >= 0.19 divides OD by this
 
@@ -165,7 +166,7 @@ def test_glas_statistics_are_finite_and_differ_from_generated_tiles(generated_st
 
     root = Path(__file__).resolve().parents[4] / "shared" / "data" / "glas" / "train" / "images"
     if not root.is_dir():
-        pytest.skip(f"real GlaS images expected in {root} (see the project's data README); not present here")
+        require_glas(root)
     images = [np.asarray(Image.open(root / f"train_{i}.png").convert("RGB")) for i in (1, 5, 10, 20, 40, 60)]
     glas = stain.stain_statistics(images)
     assert glas is not None and glas["n_images"] == 6

@@ -22,6 +22,7 @@ from napari_wsss.training import ifkd
 from napari_wsss.training.ifkd_data import TargetDataset, build_targets
 
 from .test_ifkd import make_project
+from ..._glas import require_glas
 
 GLAS = Path(__file__).resolve().parents[4] / "shared" / "data" / "glas" / "train"
 PICK = ("train_1.png", "train_12.png", "train_36.png")  # 775x522, 574x433, 589x453 (width x height)
@@ -155,8 +156,7 @@ def test_held_out_score_is_the_predict_paths_miou(tmp_path, half_scale_sshr):
 def glas_project(tmp_path: Path) -> Project:
     """Three real GlaS images as a project's corrected tiles: gland -> TE, the rest -> TAS, glass -> BG."""
     if not all((GLAS / d / n).is_file() for d in ("images", "masks") for n in PICK):
-        pytest.skip(f"real GlaS images {', '.join(PICK)} not found in {GLAS}: this test runs where the "
-                    "workplace's shared data sits beside the checkout (../shared/data/glas, see its README)")
+        require_glas(*(GLAS / d / n for d in ("images", "masks") for n in PICK))
     folder = tmp_path / "glas"
     folder.mkdir()
     for n in PICK:
