@@ -104,3 +104,21 @@ _register(MethodSpec(
     load=_load_mil,
     train=_train_mil,
 ))
+
+
+def _train_ifkd(data_dir, out_dir, **options):
+    from .training.ifkd_train import train_ifkd
+
+    return train_ifkd(data_dir, out_dir, **options)
+
+
+_register(MethodSpec(
+    name="ifkd",
+    title="MIL -> IFKD (distilled segmentation network)",
+    description="Iterative fusion knowledge distillation: a MIL teacher trained from image-level labels, its "
+                "fused maps distilled into a segmentation network with IFKD's weighted cross-entropy, teacher "
+                "and student switching when the student is better. Fine-tuning from corrections writes this "
+                "kind of version too (its card names the teacher).",
+    load=_load_multistage,
+    train=_train_ifkd,
+))

@@ -57,6 +57,11 @@ def test_short_finetune_lists_a_new_version(qtbot, widget: FinetuneWidget, corre
     assert corrected_project.model_versions() == [widget.last_result]
     assert widget.use_btn.isEnabled() and "New version tiny-sshr-ft1" in widget.status.text()
     assert len(widget.plot.values) == 3  # before + 2 epochs
+    from napari_wsss.models.card import load_card
+
+    card = load_card(widget.last_result)  # the default student: a segmentation network, an ifkd version
+    assert card.method == "ifkd" and card.config["finetune"]["student"] == "dense"
+    assert card.config["teacher"] == "tiny-sshr"
     print(f"event-loop gaps during the fine-tune: {stats}")
     # "Use this version" hands it to a Segment widget
     from napari_wsss.gui.segment_widget import SegmentWidget

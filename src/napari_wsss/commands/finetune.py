@@ -22,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--held-out-fraction", type=float, help="share of corrected tiles held out (default 0.2)")
     p.add_argument("--switch-every", type=int, help="epochs between teacher/student switches (0 = never)")
     p.add_argument("--patience", type=int, help="epochs without held-out gain before stopping (0 = never)")
+    p.add_argument("--student", choices=("dense", "copy"),
+                   help="dense (default): a segmentation network on the base's backbone, saved as an ifkd version; "
+                        "copy: the base's own network (keeps its method)")
+    p.add_argument("--student-init", choices=("base", "backbone"),
+                   help="base (default): start from the base's backbone; backbone: the backbone's initial weights")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     project = resolve_project(args.project)
     base = resolve_version(args.base, project)
     options = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "held_out_fraction", "switch_every",
-                                             "patience", "seed", "device", "num_threads")
+                                             "patience", "seed", "device", "num_threads", "student", "student_init")
                if getattr(args, k) is not None}
     options.update(parse_set(args.set))
     command = "napari-wsss " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -106,14 +106,22 @@ def _close(key: str) -> None:
 
 
 def project_model_versions(viewer: Any) -> list[tuple[str, Path, str]]:
-    """(label, folder, method) of the model versions stored in the viewer's open projects."""
+    """(label, folder, method) of the model versions stored in the viewer's open projects.
+
+    A fine-tuned version whose network changed kind (an IFKD student of an SSHR base is an ``ifkd`` version) is
+    listed under its own method and under its base's, where the pathologist who fine-tuned that base looks.
+    """
     from ..models.card import load_card
 
     out = []
     for sess in sessions(viewer):
         for d in sess.project.model_versions():
             try:
-                out.append((f"{d.name} (project)", d, load_card(d).method))
+                card = load_card(d)
             except (ValueError, FileNotFoundError):
                 continue
+            out.append((f"{d.name} (project)", d, card.method))
+            base_method = (card.config.get("finetune") or {}).get("base_method")
+            if base_method and base_method != card.method:
+                out.append((f"{d.name} (project, fine-tuned: {card.method})", d, base_method))
     return out

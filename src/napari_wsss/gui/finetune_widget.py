@@ -98,6 +98,13 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 200)
         self.epochs_spin.setValue(8)
+        self.student_combo = QComboBox()  # training.ifkd_student.STUDENTS
+        self.student_combo.addItem("segmentation network (IFKD student)", "dense")
+        self.student_combo.addItem("the base model's own network", "copy")
+        self.student_combo.setToolTip(
+            "segmentation network: a pixel classifier on the base model's backbone, saved as an ifkd version "
+            "(learns most from corrections: docs/benchmarks.md); own network: the base model's method and "
+            "post-processing are kept")
         self.start_btn = QPushButton("Fine-tune")
         self.pause_btn = QPushButton("Pause")
         self.pause_btn.setCheckable(True)
@@ -111,6 +118,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         form.addRow("", self.counts_label)
         form.addRow("base version", with_button(self.base_combo, self.browse_base_btn))
         form.addRow("epochs", self.epochs_spin)
+        form.addRow("student", self.student_combo)
         buttons = QHBoxLayout()
         for b in (self.start_btn, self.pause_btn, self.cancel_btn):
             buttons.addWidget(b)
@@ -254,7 +262,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
 
     # -- running -------------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
-        return {"epochs": int(self.epochs_spin.value())}
+        return {"epochs": int(self.epochs_spin.value()), "student": self.student_combo.currentData()}
 
     def start(self) -> None:
         """Start fine-tuning (the Fine-tune button)."""

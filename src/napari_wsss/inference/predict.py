@@ -227,8 +227,25 @@ class SegNetSegmenter:
         return torch.softmax(cam_ops.upsample(logits, tuple(chunk.shape[1:3])), dim=1)
 
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
-        """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
-        return predict_batched(images, batch_size, self.tissue_probs, self.device, glass_min_size(self.card))
+        """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles.
+
+        Card options, as for CAM networks: ``tta_flips`` (mean over the tile and its two mirrors) and
+        ``fill_holes`` (classes whose enclosed holes take the class).
+        """
+        flips = bool(self.card.config.get("tta_flips"))
+
+        def scores(chunk: np.ndarray) -> torch.Tensor:
+            p = self.tissue_probs(chunk)
+            if flips:
+                p = (p + self.tissue_probs(np.ascontiguousarray(chunk[:, :, ::-1])).flip(-1)
+                     + self.tissue_probs(np.ascontiguousarray(chunk[:, ::-1])).flip(-2)) / 3
+            return p
+
+        pred = predict_batched(images, batch_size, scores, self.device, glass_min_size(self.card))
+        fill = [self.card.class_schema.index_of(n) for n in self.card.config.get("fill_holes") or ()]
+        if fill:
+            pred = Prediction(cam_ops.fill_class_holes(pred.class_map, fill), pred.probs)
+        return pred
 
 
 def load_segnet(model_dir: Path, card: ModelCard, device: Any) -> SegNetSegmenter:

@@ -98,8 +98,10 @@ def trainer_configs() -> dict[str, type[TrainConfig]]:
     classes becomes a ``--set`` key and a named flag by itself; a new trainer adds its class here.
     """
     from .cam_sam import CamSamConfig
+    from .ifkd_train import IFKDConfig
     from .mil import MILConfig
     from .multistage import MultistageConfig
     from .sshr import SSHRConfig
 
-    return {"sshr": SSHRConfig, "multistage": MultistageConfig, "cam_sam": CamSamConfig, "mil": MILConfig}
+    return {"sshr": SSHRConfig, "multistage": MultistageConfig, "cam_sam": CamSamConfig, "mil": MILConfig,
+            "ifkd": IFKDConfig}

@@ -109,16 +109,19 @@ class TargetDataset(torch.utils.data.Dataset):
     """Crops of tiles at the working scale: ``(image (3,S,S), target (K,S,S), full (S,S) bool, valid (S,S) bool)``.
 
     Each epoch draws ``data.scale.n_crops`` random crops per tile (times its ``repeat``): about one pass over
-    its pixels, fresh positions every epoch. A tile of the model's training size is exactly one crop.
+    its pixels, fresh positions every epoch. A tile of the model's training size is exactly one crop. With
+    ``min_len`` an epoch makes as many passes as it takes to draw at least that many crops.
     """
 
     def __init__(self, tiles: Sequence[ScaledTile], size: int, mean: Sequence[float], std: Sequence[float], *,
-                 flips: bool = True, seed: int = 0, hed: tuple[float, float] = (0.0, 0.0)) -> None:
+                 flips: bool = True, seed: int = 0, hed: tuple[float, float] = (0.0, 0.0), min_len: int = 0) -> None:
         from ..data.scale import n_crops
 
         self.tiles, self.size = list(tiles), int(size)
         self.index = np.asarray([i for i, t in enumerate(self.tiles)
                                  for _ in range(n_crops(t.image.shape, self.size) * t.repeat)], np.int64)
+        if 0 < len(self.index) < min_len:  # few tiles: more passes per epoch (same shares per tile)
+            self.index = np.resize(self.index, int(min_len))
         self.mean, self.std, self.flips, self.hed = tuple(mean), tuple(std), flips, hed
         self.rng = np.random.default_rng(seed)
         self.crop_rng = np.random.default_rng([seed, 1])

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..ops.losses import SSHR_LEVEL_WEIGHTS, hierarchical_loss, pixel_bce, soft_dice_loss, weighted_pixel_ce
+from ..ops.losses import (SSHR_LEVEL_WEIGHTS, hierarchical_loss, ifkd_pixel_weights, pixel_bce, soft_dice_loss,
+                          weighted_pixel_ce)
 
 if TYPE_CHECKING:
     from .ifkd import FinetuneConfig
@@ -47,7 +48,7 @@ def dense_outputs(method: str, model: torch.nn.Module, x: torch.Tensor, config: 
         cams = model(x)
         sides = side_maps(cams, size)
         return DenseOutputs(sides, sides[0], [c.mean(dim=(2, 3)) for c in cams], (1.0,))
-    if method == "multistage":
+    if method in ("multistage", "ifkd"):  # a SegNet: its softmax is the one side output and the fusion
         probs = torch.softmax(model(x), dim=1)
         return DenseOutputs([probs], probs)
     if method == "mil":
@@ -56,7 +57,7 @@ def dense_outputs(method: str, model: torch.nn.Module, x: torch.Tensor, config: 
         sides = side_maps(model(x), size)
         return DenseOutputs(sides, fuse(sides, tuple(config.get("fuse_weights", MIL_FUSE_WEIGHTS))))
     raise ValueError(f"Fine-tuning does not know how to read per-pixel outputs from a {method!r} model; "
-                     "supported methods: sshr, multistage, cam_sam, mil.")
+                     "supported methods: sshr, multistage, cam_sam, mil, ifkd.")
 
 
 def weights_prefix(method: str) -> str:
@@ -79,4 +80,36 @@ def ifkd_loss(out: DenseOutputs, target: torch.Tensor, full: torch.Tensor, valid
         img, _ = hierarchical_loss(out.image_logits, present, out.image_weights)
         total = total + cfg.image_loss_weight * img
         parts["image"] = float(img.detach())
+    return total, parts
+
+
+def dense_student_loss(logits: torch.Tensor, target: torch.Tensor, full: torch.Tensor, valid: torch.Tensor,
+                       cfg: FinetuneConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The IFKD loss of a dense (softmax) student, ``ifkd_student``'s ``student="dense"``.
+
+    Args:
+        logits: (N, K, S, S) the student's pixel logits.
+        target: (N, K, S, S) teacher shares / one-hot corrections; a pixel whose target sums to about 0 (glass,
+            or a class the image label rules out everywhere) takes no part.
+        full, valid: (N, S, S) bool corrected pixels (full weight) and pixels that take part.
+    Returns:
+        ``ce_weight`` x IFKD's weighted cross-entropy to the teacher on teacher pixels (easy pixels weigh
+        more) + ``correction_weight`` x the plain cross-entropy on corrected pixels + ``dice_weight`` x the soft
+        Dice of the softmax against the target.
+    """
+    mass = target.sum(dim=1)
+    has = valid & (mass > 1e-3)
+    t = target / mass.clamp_min(1e-3)[:, None]
+    logp = torch.log_softmax(logits.float(), dim=1)
+    ce = -(t * logp).sum(dim=1)
+    teach, corr = has & ~full, has & full
+    w = ifkd_pixel_weights(ce, teach)
+    wce = (w * ce).sum() / teach.sum().clamp_min(1)
+    cce = (ce * corr).sum() / corr.sum().clamp_min(1)
+    total = cfg.ce_weight * wce + cfg.correction_weight * cce
+    parts = {"wce": float(wce.detach()), "corr": float(cce.detach())}
+    if cfg.dice_weight > 0:
+        dice = soft_dice_loss(logp.exp(), t, has)
+        total = total + cfg.dice_weight * dice
+        parts["dice"] = float(dice.detach())
     return total, parts

@@ -36,11 +36,14 @@ DEFAULTS = {
                    "cam_threshold": 0.5, "n_points": 50, "consistency": 0.9, "rounds": 3, "decoder_epochs": 1,
                    "decoder_lr": 1e-05, "sam_checkpoint": None, "sam_model_type": "auto", "sam_cache_dir": None,
                    "loss_weights": [1.0]},
-    FinetuneConfig: {"epochs": 8, "batch_size": 8, "lr": 0.0003, "backbone_lr_mult": 0.1, "weight_decay": 1e-05,
-                     "held_out_fraction": 0.2, "max_teacher_tiles": 48, "switch_every": 3, "swap_on_switch": True,
-                     "patience": 4, "dice_weight": 1.0, "ce_weight": 1.0, "correction_weight": 1.0,
-                     "image_loss_weight": 0.5, "flips": True, "seed": 0, "num_threads": None, "device": None,
-                     "hed_scale": 0.0, "hed_shift": 0.0},
+    # None / 0 / "": the student's default (FinetuneConfig.resolved)
+    FinetuneConfig: {"epochs": 8, "batch_size": 8, "lr": None, "backbone_lr_mult": None, "weight_decay": 1e-05,
+                     "held_out_fraction": 0.2, "max_teacher_tiles": 48, "switch_every": 3,
+                     "switch_margin": 0.02, "swap_on_switch": True,
+                     "patience": None, "dice_weight": 1.0, "ce_weight": 1.0, "correction_weight": 1.0,
+                     "image_loss_weight": 0.5, "student": "dense", "student_init": "base", "crop_size": 0,
+                     "keep": "", "min_epoch_crops": 0, "flips": True, "seed": 0, "num_threads": None,
+                     "device": None, "hed_scale": 0.0, "hed_shift": 0.0},
 }
 DEFAULTS[MultistageConfig] = {**DEFAULTS[SSHRConfig], "hfrm": False, "seg_head": "fcn", "seg_epochs": None,
                               "seg_lr": None, "init_from_cam": True, "keep_pseudo_masks": False}

@@ -20,7 +20,7 @@ from napari_wsss.training.ifkd_data import build_targets
 
 from ..models._tiles import make_tile
 
-FAST = dict(epochs=2, batch_size=4, switch_every=1, patience=0, num_threads=2, device="cpu")
+FAST = dict(epochs=2, batch_size=4, switch_every=1, patience=0, num_threads=2, device="cpu", min_epoch_crops=1)
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +134,10 @@ def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     out = run_to_end(finetune(project, tiny_sshr, options=FAST), progress.append)
     assert out == project.models_dir / "tiny-sshr-ft1" and project.model_versions() == [out]
     card = load_card(out)
-    assert card.method == "sshr" and card.parent == "tiny-sshr"
+    # the default student is a segmentation network on the base's backbone: an ifkd version naming its teacher
+    assert card.method == "ifkd" and card.parent == "tiny-sshr" and card.config["teacher"] == "tiny-sshr"
     ft = card.config["finetune"]
+    assert ft["student"] == "dense" and ft["student_started_from"] == "base version's backbone, new head"
     used = {c["key"]: c for c in ft["corrections"]}
     assert len(used) == 4 and sum(c["held_out"] for c in used.values()) == 1
     assert all(c["touched_pixels"] == 64 * 32 for c in used.values() if c["status"] == "corrected")
@@ -194,9 +196,10 @@ def test_finetune_on_mixed_non_square_tiles(tmp_path, tiny_sshr):
     # real folders mix sizes (GlaS: 775x522 beside 581x442); this raised numpy's concatenation error before
     project = make_project(tmp_path, n_tiles=6, n_corrected=3, n_accepted=1,
                            shapes=[(96, 144), (70, 90), (64, 64)])
-    out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, epochs=1)))
+    out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, epochs=1, student="copy")))
     card = load_card(out)
     assert out.parent == project.root / "models" and card.parent == load_card(tiny_sshr).name
+    assert card.method == "sshr" and card.config["finetune"]["student"] == "copy"  # the base's twin, its method
     assert (out / "weights.pt").is_file()
 
 
@@ -208,9 +211,10 @@ def test_finetune_a_mil_version_and_cli(tmp_path, tiny_dataset):
                                pretrained="none", device="cpu", num_threads=2, evaluate=False))
     project = make_project(tmp_path)
     rc = main(["finetune", "--project", str(project.root), "--base", str(mil), "--epochs", "1",
-               "--batch-size", "4", "--device", "cpu", "--threads", "2"])
+               "--batch-size", "4", "--device", "cpu", "--threads", "2", "--set", "min_epoch_crops=1"])
     assert rc == 0
     out = project.models_dir / "mil-ft1"
     card = load_card(out)
-    assert card.method == "mil" and card.parent == "mil" and card.metrics["held_out"]["n_tiles"] == 1
+    assert card.method == "ifkd" and card.parent == "mil" and card.metrics["held_out"]["n_tiles"] == 1
+    assert card.config["teacher"] == "mil"
     assert "napari-wsss finetune" in card.command
