@@ -82,6 +82,22 @@ def test_train_with_segmix_pcm_adds_version_to_segment_widget(qtbot, widget: Tra
     assert "Trained model version" in widget.status.text()
 
 
+def test_train_mil_to_ifkd_from_the_widget(qtbot, widget: TrainWidget, tmp_path: Path) -> None:  # noqa: ANN001
+    """The whole two-stage method from the Train widget: a MIL teacher beside the student, the student in Segment."""
+    seg = dock(widget.viewer, SEGMENT)
+    widget.method_combo.setCurrentText("ifkd")
+    assert not widget.cam_box.isEnabled()  # SegMix/PCM are CAM-network options
+    widget.out_edit.setText(str(tmp_path / "gui-ifkd"))
+    qtbot.mouseClick(widget.train_btn, Qt.LeftButton)
+    _wait(qtbot, widget, 180_000)
+    assert widget.last_error is None, widget.last_error
+    out = widget.last_result
+    card = load_card(out)
+    assert card.method == "ifkd" and card.config["teacher_name"] == "gui-ifkd-teacher"
+    assert load_card(tmp_path / "gui-ifkd-teacher").method == "mil"
+    assert seg.version_combo.currentData() == str(out) and seg.method_combo.currentText() == "ifkd"
+
+
 def test_cancel_keeps_no_model(qtbot, widget: TrainWidget, monkeypatch) -> None:  # noqa: ANN001
     widget.epochs_spin.setValue(50)
     widget.train()
