@@ -84,7 +84,7 @@ def train_classifier(cfg: CamSamConfig, tiles: list, out_dir: Path, device: torc
     if cfg.segmix:
         from ..models.segmix import SegMixScheduler
 
-        mixer = SegMixScheduler.from_config(cfg)
+        mixer = SegMixScheduler.from_config(cfg, batches_per_epoch=len(loader))
     start, spent = 0, 0.0
     if resume:
         start, spent = resume_from(ckpt, model, opt, run_config, _RESUME_KEYS + ("method",), mixer)

@@ -70,7 +70,15 @@ class TrainConfig(RunConfig):
 @dataclass
 class CamTrainConfig(TrainConfig):
     """CAM classifiers trained by ``sshr.cam_step_fn`` (SSHR, multi-stage stage 1, CAM+SAM): class gating,
-    SegMix (``models.segmix.SegMixScheduler.from_config``) and the PCM consistency loss."""
+    SegMix (``models.segmix.SegMixScheduler.from_config``) and the PCM consistency loss.
+
+    SegMix curriculum: the patch scheduler watches ``segmix_signal``, the ratio scheduler
+    ``segmix_ratio_signal``, each with its own plateau detector; ``segmix_pacing="epoch"`` makes a feedback
+    window ``segmix_window_epochs`` of an epoch, so the curriculum spans epochs whatever the data size;
+    ``segmix_prob`` of the batches are mixed. The first implementation (fixed windows of ``segmix_window``
+    batches, both schedulers on one signal, every batch mixed) is ``segmix_pacing="batches"``,
+    ``segmix_ratio_signal="loss"``, ``segmix_prob=1.0``.
+    """
 
     threshold: float = 0.2  # class gating at inference: sigmoid of the image logits >= threshold
     segmix: bool = False
@@ -78,9 +86,13 @@ class CamTrainConfig(TrainConfig):
     segmix_ratio: float = 0.25
     segmix_min_patch: int = 8
     segmix_max_ratio: float = 0.5
-    segmix_patience: int = 3  # plateau windows before the patch shrinks and the ratio grows
-    segmix_window: int = 20  # batches per feedback window
-    segmix_signal: str = "loss"  # or "accuracy" (image-label accuracy of the deep head)
+    segmix_patience: int = 3  # plateau windows before the patch shrinks / the ratio grows
+    segmix_pacing: str = "epoch"  # windows as a share of an epoch; "batches": fixed windows of segmix_window
+    segmix_window_epochs: float = 0.5  # "epoch" pacing: a window = this share of the epoch's mixed batches
+    segmix_window: int = 20  # "batches" pacing: batches per feedback window
+    segmix_signal: str = "loss"  # the patch scheduler's signal, or "accuracy" (image-label accuracy, deep head)
+    segmix_ratio_signal: str = "accuracy"  # the ratio scheduler's signal ("loss" or "accuracy")
+    segmix_prob: float = 0.5  # share of batches mixed; the others train clean
     segmix_labels: str = "hard"  # or "soft" (area-weighted)
     pcm: bool = False  # pixel correlation module: consistency loss while training the classifier
     pcm_weight: float = 0.2

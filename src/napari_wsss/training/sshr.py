@@ -51,8 +51,9 @@ def build_cam_net(cfg: SSHRConfig, n_classes: int, pretrained: bool | str) -> SS
 def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
     """The SSHR training step: hierarchical multilabel loss on the GAP logits of all four CAM heads.
 
-    With ``cfg.segmix`` each batch is SegMix-ed first by ``mixer`` (a ``models.segmix.SegMixScheduler``; one is
-    made from ``cfg`` if not given) and the mixer is fed the batch loss/accuracy; with ``cfg.pcm`` the PCM
+    With ``cfg.segmix`` each batch is SegMix-ed first by ``mixer`` (a ``models.segmix.SegMixScheduler``, made by
+    the trainer with the loader's length; one is made from ``cfg`` if not given, which needs
+    ``segmix_pacing="batches"``) and the mixer is fed the batch loss/accuracy; with ``cfg.pcm`` the PCM
     consistency loss (``models.pcm``) is added with weight ``cfg.pcm_weight``.
     """
     if getattr(cfg, "segmix", False) and mixer is None:
@@ -94,16 +95,16 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
                   labels_csv: str | Path | None = None, command: str = "", evaluate: bool = True,
                   desc: str = "SSHR") -> Generator[Progress, None, Path]:
     """Train a multi-head CAM net (SSHR with ``cfg.hfrm``; the baseline's stage 1 without) and save it."""
-    mixer = None
-    if cfg.segmix:
-        from ..models.segmix import SegMixScheduler
-
-        mixer = SegMixScheduler.from_config(cfg)
     run = common.setup_training(cfg, data_dir, out_dir, overwrite)
     out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
 
     tiles, tile_size = yield from common.training_tiles(dirs, schema, labels_csv, desc)
     loader = common.label_loader(tiles, cfg, cfg.batch_size, run.generator)
+    mixer = None
+    if cfg.segmix:
+        from ..models.segmix import SegMixScheduler
+
+        mixer = SegMixScheduler.from_config(cfg, batches_per_epoch=len(loader))
 
     model = build_cam_net(cfg, schema.n_foreground, cfg.pretrained).to(device)
     opt = common.sgd(model, cfg)

@@ -19,7 +19,8 @@ from napari_wsss.training.multistage import MultistageConfig
 from napari_wsss.training.sshr import SSHRConfig
 
 _SEGMIX_PCM = {"threshold": 0.2, "segmix": False, "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8,
-               "segmix_max_ratio": 0.5, "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss",
+               "segmix_max_ratio": 0.5, "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5,
+               "segmix_window": 20, "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5,
                "segmix_labels": "hard", "pcm": False, "pcm_weight": 0.2, "pcm_mode": "relu", "cam_norm_quantile": 0.0,
                "fill_holes": [], "tta_flips": False}
 _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.01, "momentum": 0.9,
@@ -83,7 +84,9 @@ def test_sshr_and_mil_card_configs_explicit():
         "loss_weights": [0.1, 0.15, 0.25, 0.5], "fuse_weights": [0.0, 0.6, 0.2, 0.2], "threshold": 0.2,
         "hfrm": True, "kernel_size": 15, "dropout": 0.5, "flips": False, "rotate": True, "segmix": False,
         "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8, "segmix_max_ratio": 0.5,
-        "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss", "segmix_labels": "hard", "pcm": False,
+        "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5, "segmix_window": 20,
+        "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5, "segmix_labels": "hard",
+        "pcm": False,
         "pcm_weight": 0.2, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
         "cam_norm_quantile": 0.0, "fill_holes": [], "tta_flips": False,
         "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0})
