@@ -87,7 +87,8 @@ class CamSamSegmenter:
 
     def __init__(self, classifier: torch.nn.Module, session: SamSession, card: ModelCard, device: Any) -> None:
         self.model = classifier.to(device).eval()
-        self.threshold = float(card.config.get("threshold", 0.2))
+        th = card.config.get("threshold")  # None: a config saved unresolved; 0.2 was the only default then
+        self.threshold = 0.2 if th is None else float(th)
         self.session = session
         self.card = card
         self.device = device

@@ -121,7 +121,8 @@ class CamSegmenter:
         self.device = device
         self.schema: ClassSchema = card.class_schema
         self.fuse_weights: Sequence[float] = tuple(card.config.get("fuse_weights", (0.0, 0.6, 0.2, 0.2)))
-        self.threshold = float(card.config.get("threshold", 0.2))
+        th = card.config.get("threshold")  # None: a config saved unresolved; 0.2 was the only default then
+        self.threshold = 0.2 if th is None else float(th)
         self.pcm = None  # trained with PCM: refine every CAM level by feature affinity before fusing
         if card.config.get("pcm") and card.config.get("pcm_inference", True):
             from ..models.pcm import PixelCorrelation
@@ -207,7 +208,7 @@ def load_sshr(model_dir: Path, card: ModelCard, device: Any) -> CamSegmenter:
     cfg = card.config
     model = SSHRNet(card.backbone, card.class_schema.n_foreground, hfrm=bool(cfg.get("hfrm", True)),
                     kernel_size=int(cfg.get("kernel_size", 15)), dropout=float(cfg.get("dropout", 0.5)),
-                    pretrained=False)
+                    pretrained=False, shallow_stride=int(cfg.get("shallow_stride", 8)))  # 8: cards before the option
     load_state_checked(model, load_weights(model_dir), card, model_dir)
     return CamSegmenter(model, card, device)
 

@@ -12,7 +12,8 @@ from .backbones import build_backbone
 
 
 class HFRM(nn.Module):
-    """Hierarchical feature rectification of a shallow map F (N, C, h, w) by a deep map D (N, Cd, h', w').
+    """Hierarchical feature rectification of a shallow map F (N, C, h, w) by a deep map D (N, Cd, h', w')
+    (any sizes: D enters only through its global average, so a stride-4 F needs no resizing).
 
     ``out = F + gamma_v * (F * g) + gamma_c * S(F)`` where ``g = sigmoid(MLP(GAP(D)))`` is a per-channel
     "veto" gate from the deep map's global context and ``S`` a depthwise k x k convolution initialised to a
@@ -45,8 +46,8 @@ class HFRM(nn.Module):
 class SSHRNet(nn.Module):
     """Multi-level CAM network.
 
-    ``forward(x)`` takes (N, 3, H, W) normalised RGB and returns 4 CAMs (N, K, h, w) float32 (raw, before
-    ReLU), ordered shallow -> deep; :func:`cam_logits` turns them into (N, K) class logits by global average
+    ``forward(x)`` takes (N, 3, H, W) normalised RGB and returns 4 CAMs (N, K, h_i, w_i) float32 (raw, before
+    ReLU), ordered shallow -> deep, at the backbone's strides (the first may be stride 4, the rest 8); :func:`cam_logits` turns them into (N, K) class logits by global average
     pooling.
 
     Args:
@@ -55,14 +56,18 @@ class SSHRNet(nn.Module):
         hfrm: apply HFRM to the three shallow maps (False: the plain baseline CAM net).
         kernel_size: HFRM context-convolution size.
         dropout: channel dropout on the deep map before its head (training only).
+        shallow_stride, freeze_bn: backbone options (``models.backbones``): a ResNet's first CAM map at
+            stride 4 (the paper's) or 8; BatchNorm and stem frozen when ImageNet weights are loaded.
     """
 
     def __init__(self, backbone: str | nn.Module, n_classes: int, *, hfrm: bool = True, kernel_size: int = 15,
-                 dropout: float = 0.5, pretrained: bool | str = False) -> None:
+                 dropout: float = 0.5, pretrained: bool | str = False, shallow_stride: int = 8,
+                 freeze_bn: bool = False) -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"SSHRNet needs at least one foreground class, got n_classes={n_classes}.")
-        self.backbone = build_backbone(backbone, pretrained) if isinstance(backbone, str) else backbone
+        self.backbone = (build_backbone(backbone, pretrained, shallow_stride=shallow_stride, freeze_bn=freeze_bn)
+                         if isinstance(backbone, str) else backbone)
         chans = tuple(self.backbone.out_channels)
         if len(chans) != 4:
             raise ValueError(f"Backbone must expose 4 out_channels (3 shallow + deep), got {chans}.")

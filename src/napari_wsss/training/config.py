@@ -80,7 +80,9 @@ class CamTrainConfig(TrainConfig):
     ``segmix_ratio_signal="loss"``, ``segmix_prob=1.0``.
     """
 
-    threshold: float = 0.2  # class gating at inference: sigmoid of the image logits >= threshold
+    # class gating at inference: sigmoid of the image logits >= threshold; None: the paper's value for the schema
+    # (gating_threshold), set by common.setup_training; SSHR's ``calibrate`` replaces it by the best on val masks
+    threshold: float | None = None
     segmix: bool = False
     segmix_patch: int = 0  # first SegMix cell side in input pixels; 0 = input_size // 2
     segmix_ratio: float = 0.25
@@ -101,6 +103,18 @@ class CamTrainConfig(TrainConfig):
     cam_norm_quantile: float = 0.0  # 0 = off; e.g. 0.9: each class map divided by its 90th percentile
     fill_holes: tuple[str, ...] = ()  # class names, e.g. ("gland",) for lumens
     tta_flips: bool = False  # average the class maps over the tile and its two mirror images (3x compute)
+
+    def gating_threshold(self, schema_name: str) -> float:
+        """``threshold``, or where it is None the paper's code's value for the schema (``GATING_THRESHOLDS``:
+        0.5 on BCSS-WSSS, 0.2 on LUAD-HistoSeg and any other schema)."""
+        if self.threshold is not None:
+            return float(self.threshold)
+        return GATING_THRESHOLDS.get(schema_name, DEFAULT_GATING_THRESHOLD)
+
+
+# SSHR's public code gates classes at 0.5 on BCSS-WSSS and 0.2 on LUAD-HistoSeg (keys: ClassSchema.name)
+GATING_THRESHOLDS = {"BCSS-WSSS": 0.5, "LUAD-HistoSeg": 0.2}
+DEFAULT_GATING_THRESHOLD = 0.2
 
 
 def trainer_configs() -> dict[str, type[TrainConfig]]:

@@ -36,16 +36,19 @@ class SSHRConfig(CamTrainConfig):
     kernel_size: int = 15
     dropout: float = 0.5
     pcm_inference: bool = True  # refined CAMs at inference when ``pcm``
-    calibrate: bool = True
+    calibrate: bool = True  # pick the gating threshold on val masks when there are any (else ``threshold``)
+    shallow_stride: int = 4  # ResNets' first CAM map: 4 = layer1 unpooled (the paper's), 8 = pooled (before)
+    freeze_bn: bool = True  # ImageNet ResNets: BatchNorm in eval mode, BN affine and stem frozen (no effect from scratch)
 
 
 # Settings a resumed run must share with its checkpoint (others, like threads, may change).
-_RESUME_KEYS = ("backbone", "schema", "input_size", "hfrm", "kernel_size", "epochs", "batch_size", "lr", "seed")
+_RESUME_KEYS = ("backbone", "schema", "input_size", "hfrm", "kernel_size", "epochs", "batch_size", "lr", "seed",
+                "shallow_stride", "freeze_bn")
 
 
 def build_cam_net(cfg: SSHRConfig, n_classes: int, pretrained: bool | str) -> SSHRNet:
     return SSHRNet(cfg.backbone, n_classes, hfrm=cfg.hfrm, kernel_size=cfg.kernel_size, dropout=cfg.dropout,
-                   pretrained=pretrained)
+                   pretrained=pretrained, shallow_stride=cfg.shallow_stride, freeze_bn=cfg.freeze_bn)
 
 
 def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
@@ -127,7 +130,9 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
     result = yield from fit(model, opt, loader, cam_step_fn(cfg, device, mixer), epochs=cfg.epochs,
                             start_epoch=start_epoch, should_stop=should_stop, on_epoch_end=on_epoch_end, desc=desc)
     metrics = common.train_metrics(spent + time.perf_counter() - t0, result.epoch_losses, len(tiles))
-    card = common.version_card(method, cfg, schema, tile_size, data_dir, out_dir, command, metrics=metrics)
+    # whether ``threshold`` was picked on validation masks (True below) or is the given / schema default one
+    card = common.version_card(method, cfg, schema, tile_size, data_dir, out_dir, command,
+                               config={"threshold_calibrated": False}, metrics=metrics)
     if mixer is not None:
         card.metrics["segmix"] = {"patch": mixer.patch, "ratio": mixer.ratio, "history": mixer.history}
     seg = None
@@ -138,6 +143,7 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
         if cfg.calibrate and dirs.val is not None:
             best, table = yield from calibrate_threshold(seg, dirs.val, should_stop)
             seg.threshold = card.config["threshold"] = best
+            card.config["threshold_calibrated"] = True
             card.metrics["val_threshold_search"] = table
     return (yield from common.save_version(out_dir, common.state_on_cpu(model), card, dirs, seg, should_stop,
                                            overwrite))
@@ -148,8 +154,9 @@ THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 def calibrate_threshold(seg: Any, val_dir: Path, should_stop: StopFlag = never_stop
                         ) -> Generator[Progress, None, tuple[float, dict[str, float]]]:
-    """Pick the class-gating threshold with the best val mIoU (our addition: the paper fixes 0.2 on LUAD,
-    but the best value depends on how calibrated a from-scratch network's probabilities are)."""
+    """Pick the class-gating threshold with the best val mIoU (our addition: the paper's code fixes 0.2 on
+    LUAD-HistoSeg and 0.5 on BCSS-WSSS, but the best value depends on how calibrated a from-scratch network's
+    probabilities are). It uses the val folder's pixel masks; the card says so (``threshold_calibrated``)."""
     from .. import evaluation
 
     table = {}
