@@ -1,6 +1,9 @@
 """SSHR network: a backbone, three HFRM-rectified shallow maps plus the deep map, a 1x1 CAM head on each.
 
 ``SSHRNet(..., hfrm=False)`` is the plain multi-head CAM network the multi-stage baseline uses.
+
+In the paper's code (ResNet-38) the first shallow map (256 channels) is at stride 4 and the other three at
+stride 8 (methods.md puts all shallow maps at stride 8); a ResNet backbone follows it with ``shallow_stride=4``.
 """
 
 from __future__ import annotations
