@@ -10,6 +10,7 @@ Here the module is parameter-free: the features are the network's own maps, resi
 consistency target (:func:`pcm_consistency_loss`: raw CAMs are pulled towards their detached PCM-refined
 version on the classes the image is labelled with; SEAM's equivariance loss without a second view), and
 inference may apply it to each CAM level before fusion (card ``config["pcm"]``).
+It is ``pcm_kind="parameter_free"``; SEAM's learned module and two-view losses are in ``models.seam``.
 """
 
 from __future__ import annotations

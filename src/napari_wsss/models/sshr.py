@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
+from .seam import SeamPCM
 
 
 class HFRM(nn.Module):
@@ -61,11 +62,14 @@ class SSHRNet(nn.Module):
         dropout: channel dropout on the deep map before its head (training only).
         shallow_stride, freeze_bn: backbone options (``models.backbones``): a ResNet's first CAM map at
             stride 4 (the paper's) or 8; BatchNorm and stem frozen when ImageNet weights are loaded.
+        seam_pcm: own SEAM's learned pixel correlation module as ``self.pcm`` (``models.seam``), projecting the
+            second and third shallow maps (ResNet-38's 512- and 1024-channel blocks, the ones SEAM projects);
+            None without it (the parameter-free PCM of ``models.pcm`` needs no parameters).
     """
 
     def __init__(self, backbone: str | nn.Module, n_classes: int, *, hfrm: bool = True, kernel_size: int = 15,
                  dropout: float = 0.5, pretrained: bool | str = False, shallow_stride: int = 8,
-                 freeze_bn: bool = False) -> None:
+                 freeze_bn: bool = False, seam_pcm: bool = False) -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"SSHRNet needs at least one foreground class, got n_classes={n_classes}.")
@@ -78,6 +82,7 @@ class SSHRNet(nn.Module):
         self.hfrm = nn.ModuleList([HFRM(c, chans[3], kernel_size) for c in chans[:3]]) if hfrm else None
         self.dropout = nn.Dropout2d(dropout)
         self.heads = nn.ModuleList([nn.Conv2d(c, n_classes, 1, bias=False) for c in chans])
+        self.pcm = SeamPCM(chans[1:3], sources=(1, 2)) if seam_pcm else None
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_with_features(x)[0]
@@ -92,7 +97,7 @@ class SSHRNet(nn.Module):
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters that did not come from the backbone (they get the higher learning rate)."""
-        mods = [self.heads] + ([self.hfrm] if self.hfrm is not None else [])
+        mods = [self.heads] + [m for m in (self.hfrm, self.pcm) if m is not None]
         return [p for m in mods for p in m.parameters()]
 
 

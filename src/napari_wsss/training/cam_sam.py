@@ -53,6 +53,8 @@ class CamSamConfig(CamTrainConfig):
     sam_model_type: str = "auto"
     sam_cache_dir: str | None = None
 
+    # the classifier has no SEAM projection (SEAM projects intermediate maps; it exposes only the deep one)
+    pcm_kind: str = "parameter_free"
     # read by training.sshr.cam_step_fn: one CAM level
     loss_weights: tuple[float, ...] = (1.0,)
 

@@ -70,7 +70,8 @@ class TrainConfig(RunConfig):
 @dataclass
 class CamTrainConfig(TrainConfig):
     """CAM classifiers trained by ``sshr.cam_step_fn`` (SSHR, multi-stage stage 1, CAM+SAM): class gating,
-    SegMix (``models.segmix.SegMixScheduler.from_config``) and the PCM consistency loss.
+    SegMix (``models.segmix.SegMixScheduler.from_config``) and the PCM (``pcm_kind``: SEAM's learned module, or
+    the parameter-free consistency loss of earlier versions).
 
     SegMix curriculum: the patch scheduler watches ``segmix_signal``, the ratio scheduler
     ``segmix_ratio_signal``, each with its own plateau detector; ``segmix_pacing="epoch"`` makes a feedback
@@ -96,13 +97,25 @@ class CamTrainConfig(TrainConfig):
     segmix_ratio_signal: str = "accuracy"  # the ratio scheduler's signal ("loss" or "accuracy")
     segmix_prob: float = 0.5  # share of batches mixed; the others train clean
     segmix_labels: str = "hard"  # or "soft" (area-weighted)
-    pcm: bool = False  # pixel correlation module: consistency loss while training the classifier
-    pcm_weight: float = 0.2
-    pcm_mode: str = "relu"
+    pcm: bool = False  # pixel correlation module (PCM) while training the classifier, see pcm_kind
+    # "seam": SEAM's learned PCM (models.seam; its projection saved in weights.pt) with ER/ECR losses between the
+    # image and a pcm_scale copy; "parameter_free": feature-affinity consistency loss (models.pcm; cards
+    # without the key were trained with it)
+    pcm_kind: str = "seam"
+    pcm_weight: float | None = None  # None: 1.0 for "seam" (SEAM's code), 0.2 for "parameter_free"
+    pcm_mode: str = "relu"  # "parameter_free" affinity: relu(cos) / row sum, or "softmax"
+    pcm_scale: float = 0.5  # "seam": side of the second view (SEAM's code: 0.3 at 448 px input)
     # inference (inference.predict.CamSegmenter.predict): per-image CAM normalisation, holes filled per class
     cam_norm_quantile: float = 0.0  # 0 = off; e.g. 0.9: each class map divided by its 90th percentile
     fill_holes: tuple[str, ...] = ()  # class names, e.g. ("gland",) for lumens
     tta_flips: bool = False  # average the class maps over the tile and its two mirror images (3x compute)
+
+    def pcm_loss_weight(self) -> float:
+        """``pcm_weight``, or where it is None the kind's default: 1.0 for SEAM's losses (its code adds ER and
+        ECR unweighted), 0.2 for the parameter-free consistency loss (this project's earlier default)."""
+        if self.pcm_weight is not None:
+            return float(self.pcm_weight)
+        return 1.0 if self.pcm_kind == "seam" else 0.2
 
     def gating_threshold(self, schema_name: str) -> float:
         """``threshold``, or where it is None the paper's code's value for the schema (``GATING_THRESHOLDS``:

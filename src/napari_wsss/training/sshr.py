@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..events import Progress, StopFlag, never_stop
+from ..models.seam import uses_seam_pcm
 from ..models.sshr import SSHRNet, cam_logits
 from ..ops.losses import SSHR_LEVEL_WEIGHTS, hierarchical_loss
 from . import common
@@ -52,7 +54,8 @@ _RESUME_KEYS = ("backbone", "schema", "input_size", "hfrm", "kernel_size", "epoc
 
 def build_cam_net(cfg: SSHRConfig, n_classes: int, pretrained: bool | str) -> SSHRNet:
     return SSHRNet(cfg.backbone, n_classes, hfrm=cfg.hfrm, kernel_size=cfg.kernel_size, dropout=cfg.dropout,
-                   pretrained=pretrained, shallow_stride=cfg.shallow_stride, freeze_bn=cfg.freeze_bn)
+                   pretrained=pretrained, shallow_stride=cfg.shallow_stride, freeze_bn=cfg.freeze_bn,
+                   seam_pcm=uses_seam_pcm(cfg.to_dict()))
 
 
 def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
@@ -60,24 +63,31 @@ def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
 
     With ``cfg.segmix`` each batch is SegMix-ed first by ``mixer`` (a ``models.segmix.SegMixScheduler``, made by
     the trainer with the loader's length; one is made from ``cfg`` if not given, which needs
-    ``segmix_pacing="batches"``) and the mixer is fed the batch loss/accuracy; with ``cfg.pcm`` the PCM
-    consistency loss (``models.pcm``) is added with weight ``cfg.pcm_weight``.
+    ``segmix_pacing="batches"``) and the mixer is fed the batch loss/accuracy. With ``cfg.pcm`` a PCM loss is
+    added with weight ``cfg.pcm_loss_weight()``: ``pcm_kind="seam"`` runs a second view rescaled by
+    ``cfg.pcm_scale`` (classification loss averaged over both views, as SEAM) and adds ER + ECR + min-pooling
+    (``models.seam``; the model must own a ``SeamPCM`` as ``model.pcm``); ``"parameter_free"`` adds the
+    consistency loss of ``models.pcm``.
     """
     if getattr(cfg, "segmix", False) and mixer is None:
         from ..models.segmix import SegMixScheduler
 
         mixer = SegMixScheduler.from_config(cfg)
     pcm = None
-    if getattr(cfg, "pcm", False):
+    seam = getattr(cfg, "pcm", False) and uses_seam_pcm(cfg.to_dict())
+    if getattr(cfg, "pcm", False) and not seam:
         from ..models.pcm import PixelCorrelation, pcm_consistency_loss
 
         pcm = PixelCorrelation(getattr(cfg, "pcm_mode", "relu"))
+    weight = cfg.pcm_loss_weight() if getattr(cfg, "pcm", False) else 0.0
 
     def step(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         target = hard = y
         if mixer is not None:
             x, target, hard = mixer.mix(x, y)
+        if seam:
+            return seam_step(model, x, target, hard)
         if pcm is not None:
             cams, feats = model.forward_with_features(x)
         else:
@@ -87,8 +97,32 @@ def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
         metrics = {f"loss_l{i + 1}": v for i, v in enumerate(parts)}
         if pcm is not None:
             lp = pcm_consistency_loss(cams, feats, hard, cfg.loss_weights, pcm)
-            loss = loss + getattr(cfg, "pcm_weight", 0.2) * lp
+            loss = loss + weight * lp
             metrics["loss_pcm"] = float(lp.detach())
+        return observed(loss, logits, hard, metrics)
+
+    def seam_step(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, hard: torch.Tensor
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+        from ..models.seam import SeamPCM, seam_losses
+
+        if not isinstance(getattr(model, "pcm", None), SeamPCM):
+            raise ValueError(f"pcm_kind='seam' needs a network that owns SEAM's PCM (SSHRNet(seam_pcm=True)); "
+                             f"{type(model).__name__} has none. Use pcm_kind='parameter_free' with it.")
+        x2 = F.interpolate(x, scale_factor=cfg.pcm_scale, mode="bilinear", align_corners=True)
+        cams1, feats1 = model.forward_with_features(x)
+        cams2, feats2 = model.forward_with_features(x2)
+        logits = cam_logits(cams1)
+        loss1, parts = hierarchical_loss(logits, target, cfg.loss_weights)
+        loss2, _ = hierarchical_loss(cam_logits(cams2), target, cfg.loss_weights)
+        terms = seam_losses(model.pcm, (cams1, feats1, x), (cams2, feats2, x2), hard, cfg.loss_weights)
+        lp = terms["er"] + terms["ecr"] + terms["rvmin"]
+        loss = (loss1 + loss2) / 2 + weight * lp
+        metrics = {f"loss_l{i + 1}": v for i, v in enumerate(parts)}
+        metrics.update({"loss_pcm": float(lp.detach()), **{f"loss_{k}": float(v.detach()) for k, v in terms.items()}})
+        return observed(loss, logits, hard, metrics)
+
+    def observed(loss: torch.Tensor, logits: list[torch.Tensor], hard: torch.Tensor, metrics: dict[str, float]
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
         if mixer is not None:
             mixer.observe(float(loss.detach()), logits[-1], hard)
             metrics.update(mixer.metrics())

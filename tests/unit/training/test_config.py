@@ -21,7 +21,8 @@ from napari_wsss.training.sshr import SSHRConfig
 _SEGMIX_PCM = {"threshold": None, "segmix": False, "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8,
                "segmix_max_ratio": 0.5, "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5,
                "segmix_window": 20, "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5,
-               "segmix_labels": "hard", "pcm": False, "pcm_weight": 0.2, "pcm_mode": "relu", "cam_norm_quantile": 0.0,
+               "segmix_labels": "hard", "pcm": False, "pcm_kind": "seam", "pcm_weight": None, "pcm_mode": "relu", "pcm_scale": 0.5,
+               "cam_norm_quantile": 0.0,
                "fill_holes": [], "tta_flips": False}
 _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.01, "momentum": 0.9,
           "weight_decay": 0.0005, "new_lr_mult": 10.0, "bias_lr_mult": 20.0, "flips": True, "rotate": False,
@@ -36,7 +37,7 @@ DEFAULTS = {
                    "adl_drop_rate": 0.75, "adl_gamma": 0.8, "enhanced": True, "hf_cutoff": 0.05,
                    "cam_threshold": 0.5, "n_points": 50, "consistency": 0.9, "rounds": 3, "decoder_epochs": 1,
                    "decoder_lr": 1e-05, "sam_checkpoint": None, "sam_model_type": "auto", "sam_cache_dir": None,
-                   "loss_weights": [1.0]},
+                   "loss_weights": [1.0], "pcm_kind": "parameter_free"},
     # None / 0 / "": the student's default (FinetuneConfig.resolved)
     FinetuneConfig: {"epochs": 8, "batch_size": 8, "lr": None, "backbone_lr_mult": None, "weight_decay": 1e-05,
                      "held_out_fraction": 0.2, "max_teacher_tiles": 48, "switch_every": 3,
@@ -86,8 +87,8 @@ def test_sshr_and_mil_card_configs_explicit():
         "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8, "segmix_max_ratio": 0.5,
         "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5, "segmix_window": 20,
         "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5, "segmix_labels": "hard",
-        "pcm": False,
-        "pcm_weight": 0.2, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
+        "pcm": False, "pcm_kind": "seam", "pcm_scale": 0.5,
+        "pcm_weight": None, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
         "shallow_stride": 4, "freeze_bn": True,
         "cam_norm_quantile": 0.0, "fill_holes": [], "tta_flips": False,
         "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0})
