@@ -212,8 +212,8 @@ def load_state_checked(model: torch.nn.Module, state: dict, card: ModelCard, mod
 
 def load_sshr(model_dir: Path, card: ModelCard, device: Any) -> CamSegmenter:
     """Rebuild an SSHR (or baseline CAM) network from its card and weights; never downloads anything."""
-    from ..models.sshr import SSHRNet
     from ..models.seam import uses_seam_pcm
+    from ..models.sshr import SSHRNet
 
     cfg = card.config
     model = SSHRNet(card.backbone, card.class_schema.n_foreground, hfrm=bool(cfg.get("hfrm", True)),

@@ -106,8 +106,8 @@ def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
         from ..models.seam import SeamPCM, seam_losses
 
         if not isinstance(getattr(model, "pcm", None), SeamPCM):
-            raise ValueError(f"pcm_kind='seam' needs a network that owns SEAM's PCM (SSHRNet(seam_pcm=True)); "
-                             f"{type(model).__name__} has none. Use pcm_kind='parameter_free' with it.")
+            raise TypeError(f"pcm_kind='seam' needs a network that owns SEAM's PCM (SSHRNet(seam_pcm=True)); "
+                            f"{type(model).__name__} has none. Use pcm_kind='parameter_free' with it.")
         x2 = F.interpolate(x, scale_factor=cfg.pcm_scale, mode="bilinear", align_corners=True)
         cams1, feats1 = model.forward_with_features(x)
         cams2, feats2 = model.forward_with_features(x2)

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from napari_wsss.models.pcm import pixel_affinity
-from napari_wsss.models.seam import (SeamPCM, cross_equivariance_loss, equivariance_loss, pcm_input, seam_losses,
-                                     uses_seam_pcm)
+from napari_wsss.models.seam import (
+    SeamPCM,
+    cross_equivariance_loss,
+    equivariance_loss,
+    pcm_input,
+    seam_losses,
+    uses_seam_pcm,
+)
 from napari_wsss.models.sshr import SSHRNet
 
 

@@ -12,7 +12,8 @@ from napari_wsss.models.card import load_card, load_weights
 from napari_wsss.models.seam import SeamPCM
 from napari_wsss.training.sshr import SSHRConfig, build_cam_net, cam_step_fn, train_sshr
 
-TINY = dict(epochs=1, batch_size=8, input_size=32, kernel_size=3, num_threads=2, pcm=True, evaluate=False)
+TINY = {"epochs": 1, "batch_size": 8, "input_size": 32, "kernel_size": 3, "num_threads": 2, "pcm": True,
+        "evaluate": False}
 
 
 def test_one_step_trains_the_projection():
