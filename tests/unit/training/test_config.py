@@ -34,7 +34,7 @@ DEFAULTS = {
                  "pcm_inference": True, "calibrate": True, "shallow_stride": 4, "freeze_bn": True},
     MILConfig: {**_TRAIN, "epochs": 10, "batch_size": 16, "fuse_weights": [0.3, 0.3, 0.4], "dropout": 0.1},
     CamSamConfig: {**_TRAIN, **_SEGMIX_PCM, "epochs": 10, "batch_size": 16, "adl_stages": [3, 4],
-                   "adl_drop_rate": 0.75, "adl_gamma": 0.8, "enhanced": True, "hf_cutoff": 0.05,
+                   "adl_drop_rate": 0.75, "adl_gamma": 0.8, "enhanced": True, "hf_mode": "adapter", "hf_cutoff": 0.05,
                    "cam_threshold": 0.5, "n_points": 50, "consistency": 0.9, "rounds": 3, "decoder_epochs": 1,
                    "decoder_lr": 1e-05, "sam_checkpoint": None, "sam_model_type": "auto", "sam_cache_dir": None,
                    "loss_weights": [1.0], "pcm_kind": "parameter_free"},
