@@ -44,6 +44,9 @@ EXTENDED = {  # --extended: what the SegMix rows are made of
     "SSHR + PCM": {"pcm": True},
     "SSHR + SegMix, no feedback (56 px / 0.25 throughout)": {**SEGMIX, "segmix_patience": 10**6},
     "SSHR + SegMix, soft labels": {**SEGMIX, "segmix_labels": "soft"},
+    # the first implementation: fixed 10-batch windows, one signal for both schedulers, every batch mixed
+    "SSHR + SegMix, batch pacing (before)": {**SEGMIX, "segmix_pacing": "batches", "segmix_ratio_signal": "loss",
+                                             "segmix_prob": 1.0},
 }
 
 

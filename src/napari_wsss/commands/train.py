@@ -50,10 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmix-ratio", type=float, help="SegMix: first shuffle ratio (default 0.25)")
     p.add_argument("--segmix-patience", type=int,
                    help="SegMix: feedback windows without improvement before patch shrinks / ratio grows (3)")
-    p.add_argument("--segmix-window", type=int, help="SegMix: batches per feedback window (default 20)")
+    p.add_argument("--segmix-window", type=int, help="SegMix: batches per feedback window under --segmix-pacing batches (default 20)")
     p.add_argument("--segmix-signal", choices=["loss", "accuracy"], help="SegMix: monitored signal (default loss)")
     p.add_argument("--pcm", action="store_true", default=None,
-                   help="pixel correlation module: CAM consistency loss in training, refined CAMs at inference")
+                   help="pixel correlation module: SEAM's learned PCM with ER/ECR losses over a rescaled "
+                        "view (--pcm-kind parameter_free: the earlier consistency loss); refined CAMs at inference")
     p.add_argument("--pretrained", action="store_const", const=True, dest="pretrained",
                    help="resnet backbones: start from torchvision's ImageNet weights, downloaded into torch's cache "
                         "($TORCH_HOME/hub/checkpoints) if missing (default: use them only if already there)")

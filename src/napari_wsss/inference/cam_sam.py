@@ -87,7 +87,8 @@ class CamSamSegmenter:
 
     def __init__(self, classifier: torch.nn.Module, session: SamSession, card: ModelCard, device: Any) -> None:
         self.model = classifier.to(device).eval()
-        self.threshold = float(card.config.get("threshold", 0.2))
+        th = card.config.get("threshold")  # None: a config saved unresolved; 0.2 was the only default then
+        self.threshold = 0.2 if th is None else float(th)
         self.session = session
         self.card = card
         self.device = device
@@ -142,6 +143,7 @@ def build_classifier(card: ModelCard) -> torch.nn.Module:
     return CAMClassifier(card.backbone, card.class_schema.n_foreground, adl_stages=tuple(c.get("adl_stages", (3, 4))),
                          drop_rate=float(c.get("adl_drop_rate", 0.75)), gamma=float(c.get("adl_gamma", 0.8)),
                          enhanced=bool(c.get("enhanced", True)), hf_cutoff=float(c.get("hf_cutoff", 0.05)),
+                         hf_mode=str(c.get("hf_mode", "channel")),  # cards before adapters: the 4th channel
                          pretrained=False)
 
 

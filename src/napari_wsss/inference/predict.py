@@ -121,12 +121,22 @@ class CamSegmenter:
         self.device = device
         self.schema: ClassSchema = card.class_schema
         self.fuse_weights: Sequence[float] = tuple(card.config.get("fuse_weights", (0.0, 0.6, 0.2, 0.2)))
-        self.threshold = float(card.config.get("threshold", 0.2))
-        self.pcm = None  # trained with PCM: refine every CAM level by feature affinity before fusing
+        th = card.config.get("threshold")  # None: a config saved unresolved; 0.2 was the only default then
+        self.threshold = 0.2 if th is None else float(th)
+        # trained with PCM: refine every CAM level by feature affinity before fusing, with the network's own
+        # learned SEAM module (card pcm_kind "seam") or the parameter-free one (cards without pcm_kind)
+        self.pcm: Callable[..., list[torch.Tensor]] | None = None
         if card.config.get("pcm") and card.config.get("pcm_inference", True):
-            from ..models.pcm import PixelCorrelation
+            if card.config.get("pcm_kind", "parameter_free") == "seam":
+                if getattr(self.model, "pcm", None) is None:
+                    raise ValueError(f"Model {card.name}: its card says SEAM's PCM (pcm_kind 'seam') but the network "
+                                     "has none; load it with load_sshr, which builds it from the card.")
+                self.pcm = self.model.pcm.refine_levels
+            else:
+                from ..models.pcm import PixelCorrelation
 
-            self.pcm = PixelCorrelation(card.config.get("pcm_mode", "relu"))
+                pc = PixelCorrelation(card.config.get("pcm_mode", "relu"))
+                self.pcm = lambda cams, feats, x: pc(cams, feats)
 
     @torch.inference_mode()
     def fused_cams(self, images: np.ndarray, labels: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +150,7 @@ class CamSegmenter:
             if self.pcm is not None:
                 cams, feats = self.model.forward_with_features(x)
                 probs = torch.sigmoid(cams[-1].float().mean(dim=(2, 3)))  # gate on the raw deep CAM
-                cams = self.pcm(cams, feats)
+                cams = self.pcm(cams, feats, x)
             else:
                 cams = self.model(x)
                 probs = torch.sigmoid(cams[-1].float().mean(dim=(2, 3)))
@@ -202,12 +212,14 @@ def load_state_checked(model: torch.nn.Module, state: dict, card: ModelCard, mod
 
 def load_sshr(model_dir: Path, card: ModelCard, device: Any) -> CamSegmenter:
     """Rebuild an SSHR (or baseline CAM) network from its card and weights; never downloads anything."""
+    from ..models.seam import uses_seam_pcm
     from ..models.sshr import SSHRNet
 
     cfg = card.config
     model = SSHRNet(card.backbone, card.class_schema.n_foreground, hfrm=bool(cfg.get("hfrm", True)),
                     kernel_size=int(cfg.get("kernel_size", 15)), dropout=float(cfg.get("dropout", 0.5)),
-                    pretrained=False)
+                    pretrained=False, shallow_stride=int(cfg.get("shallow_stride", 8)),  # 8: cards before the option
+                    seam_pcm=uses_seam_pcm(cfg))  # SEAM's PCM weights are in weights.pt
     load_state_checked(model, load_weights(model_dir), card, model_dir)
     return CamSegmenter(model, card, device)
 

@@ -1,9 +1,12 @@
 """Feature extractors for CAM networks, registered by name in ``BACKBONES``.
 
-Contract: ``BACKBONES.get(name)(pretrained=False) -> nn.Module`` with ``.out_channels`` (4 ints) whose
-``forward(x)`` takes (N, 3, H, W) float32 normalised RGB and returns 4 feature maps
-``[shallow1, shallow2, shallow3, deep]``, each (N, C_i, H/s, W/s) with output stride s = 8 (the ResNets use
-dilation instead of striding in their last stages, as CAM networks do; ``layer1`` is pooled to stride 8).
+Contract: ``BACKBONES.get(name)(pretrained=False, shallow_stride=8, freeze_bn=False) -> nn.Module`` with
+``.out_channels`` (4 ints) whose ``forward(x)`` takes (N, 3, H, W) float32 normalised RGB and returns 4 feature
+maps ``[shallow1, shallow2, shallow3, deep]``, each (N, C_i, H/s, W/s) with output stride s = 8 (the ResNets
+use dilation instead of striding in their last stages, as CAM networks do). ResNets' ``layer1`` is pooled to
+stride 8 by default, or left at stride 4 with ``shallow_stride=4`` (SSHR's code: its 256-channel map is
+stride 4); ``freeze_bn`` keeps a pretrained ResNet's BatchNorm layers and stem fixed while training (SSHR's code
+keeps every BN in eval mode). The small CNN is stride 8 throughout and trains from scratch: it ignores both.
 
 ImageNet weights (torchvision's ``IMAGENET1K_V1`` files) live in torch's cache,
 ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``). ``pretrained=True`` (``train
@@ -75,12 +78,26 @@ class SmallCNN(nn.Module):
 
 
 class ResNetFeatures(nn.Module):
-    """torchvision ResNet trunk returning ``[layer1 (pooled to /8), layer2, layer3, layer4]`` at stride 8."""
+    """torchvision ResNet trunk returning ``[layer1, layer2, layer3, layer4]``, layers 2-4 at stride 8.
 
-    def __init__(self, arch: str, pretrained: bool = False) -> None:
+    Args:
+        arch: torchvision ResNet name.
+        pretrained: load the ImageNet weights (``fetch_imagenet_weights``).
+        shallow_stride: 8 pools ``layer1`` to stride 8 (every map the same size), 4 leaves it unpooled (SSHR's
+            code; consumers resize the maps to a common size where they combine them).
+        freeze_bn: keep every BatchNorm in eval mode (running statistics never updated, affine parameters
+            not trained, as in the PSA/SSHR ResNet code) and freeze the stem's convolution. For ImageNet
+            weights: batches of 20 tiles of a few tissue classes are a poor estimate of the statistics the
+            weights were trained with.
+    """
+
+    def __init__(self, arch: str, pretrained: bool = False, *, shallow_stride: int = 8,
+                 freeze_bn: bool = False) -> None:
         super().__init__()
         import torchvision
 
+        if shallow_stride not in (4, 8):
+            raise ValueError(f"shallow_stride must be 4 (layer1 unpooled) or 8 (pooled), got {shallow_stride}.")
         net = getattr(torchvision.models, arch)(weights=None)
         if pretrained:
             net.load_state_dict(fetch_imagenet_weights(arch))
@@ -91,13 +108,27 @@ class ResNetFeatures(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         exp = 4 if arch in ("resnet50", "resnet101", "resnet152") else 1
         self.out_channels = (64 * exp, 128 * exp, 256 * exp, 512 * exp)
+        self.shallow_stride, self.freeze_bn = shallow_stride, bool(freeze_bn)
+        if self.freeze_bn:
+            frozen = [net.conv1] + [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
+            for p in (p for m in frozen for p in m.parameters()):
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ResNetFeatures:
+        """``nn.Module.train``, except that with ``freeze_bn`` every BatchNorm stays in eval mode."""
+        super().train(mode)
+        if self.freeze_bn:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         f1 = self.layer1(self.stem(x))
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
         f4 = self.layer4(f3)
-        return [F.avg_pool2d(f1, 2, ceil_mode=True), f2, f3, f4]
+        return [f1 if self.shallow_stride == 4 else F.avg_pool2d(f1, 2, ceil_mode=True), f2, f3, f4]
 
 
 def _dilate(layer: nn.Module, dilation: int) -> None:
@@ -156,30 +187,37 @@ def fetch_imagenet_weights(arch: str, progress: bool = True) -> dict[str, torch.
 
 
 @BACKBONES.register("small_cnn")
-def small_cnn(pretrained: bool = False) -> SmallCNN:
-    """Small CNN for CPU training; ``pretrained`` is ignored (no ImageNet weights exist for it)."""
+def small_cnn(pretrained: bool = False, shallow_stride: int = 8, freeze_bn: bool = False) -> SmallCNN:
+    """Small CNN for CPU training; ``pretrained``, ``shallow_stride`` and ``freeze_bn`` are ignored (no ImageNet
+    weights exist for it; its stem goes straight to stride 8)."""
     return SmallCNN()
 
 
 @BACKBONES.register("resnet18")
-def resnet18(pretrained: bool = False) -> ResNetFeatures:
-    return ResNetFeatures("resnet18", pretrained)
+def resnet18(pretrained: bool = False, shallow_stride: int = 8, freeze_bn: bool = False) -> ResNetFeatures:
+    return ResNetFeatures("resnet18", pretrained, shallow_stride=shallow_stride, freeze_bn=freeze_bn)
 
 
 @BACKBONES.register("resnet34")
-def resnet34(pretrained: bool = False) -> ResNetFeatures:
-    return ResNetFeatures("resnet34", pretrained)
+def resnet34(pretrained: bool = False, shallow_stride: int = 8, freeze_bn: bool = False) -> ResNetFeatures:
+    return ResNetFeatures("resnet34", pretrained, shallow_stride=shallow_stride, freeze_bn=freeze_bn)
 
 
 @BACKBONES.register("resnet50")
-def resnet50(pretrained: bool = False) -> ResNetFeatures:
-    return ResNetFeatures("resnet50", pretrained)
+def resnet50(pretrained: bool = False, shallow_stride: int = 8, freeze_bn: bool = False) -> ResNetFeatures:
+    return ResNetFeatures("resnet50", pretrained, shallow_stride=shallow_stride, freeze_bn=freeze_bn)
 
 
-def build_backbone(name: str, pretrained: bool | str = False) -> nn.Module:
+def build_backbone(name: str, pretrained: bool | str = False, *, shallow_stride: int = 8,
+                   freeze_bn: bool = False) -> nn.Module:
     """Build a registered backbone. ``pretrained=True`` fetches ImageNet weights if missing (see the module
-    docstring); ``"auto"`` uses cached ones when present, silently, and downloads nothing."""
+    docstring); ``"auto"`` uses cached ones when present, silently, and downloads nothing.
+
+    ``freeze_bn`` applies only when ImageNet weights are actually loaded: a network from scratch needs its
+    BatchNorm statistics learnt.
+    """
     builder = BACKBONES.get(name)
     if pretrained == "auto":
         pretrained = name.startswith("resnet") and cached_imagenet_file(name) is not None
-    return builder(pretrained=bool(pretrained))
+    return builder(pretrained=bool(pretrained), shallow_stride=shallow_stride,
+                   freeze_bn=bool(freeze_bn and pretrained))

@@ -1,5 +1,11 @@
-"""CAM classifier for CAM+SAM (EPLC-SAM): a BACKBONES trunk with Attention Dropout Layers and an optional
-high-frequency ("enhanced") input channel, one 1x1 CAM head on the deep map.
+"""CAM classifier for CAM+SAM (EPLC-SAM): a BACKBONES trunk with Attention Dropout Layers, optionally
+"enhanced" by the image's high-frequency component, one 1x1 CAM head on the deep map.
+
+The high frequencies enter as EPLC-SAM's explicit visual prompting (``hf_mode="adapter"``, after EVP, Liu et
+al. CVPR 2023): a patch embedding of the high-frequency map, and before every stage a small tunable adapter
+(1x1 tune -> GELU -> 1x1 up, zero-initialised) whose output, from the embedding pooled to the stage's
+resolution, is added to the stage's input. ``hf_mode="channel"`` is the earlier form: the map as a fourth
+input channel of the first convolution (cards without ``hf_mode`` were trained with it).
 
 ``CAMClassifier.forward`` returns a one-element list of CAMs ``[(N, K, h, w)]`` so the shared CAM machinery
 (``cam_logits``, ``hierarchical_loss`` with weight ``(1.0,)``, ``CamSegmenter`` with fuse weights ``(1.0,)``)
@@ -11,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbones import build_backbone
@@ -104,6 +111,35 @@ def _expand_first_conv(module: nn.Module, extra: int = 1) -> None:
                      "channel to; use enhanced=False with this backbone.")
 
 
+HF_MODES = ("adapter", "channel")
+
+
+class HFAdapter(nn.Module):
+    """One stage's prompt generator: high-frequency embedding (N, E, h', w') pooled to the stage's (h, w) ->
+    1x1 tune -> GELU -> 1x1 up to the stage's channels. The up-projection starts at zero, so the classifier
+    starts as the RGB network and learns how much texture to add."""
+
+    def __init__(self, embed_dim: int, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.tune = nn.Conv2d(embed_dim, hidden, 1)
+        self.up = nn.Conv2d(hidden, channels, 1)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        e = F.adaptive_avg_pool2d(embedding, size)
+        return self.up(F.gelu(self.tune(e)))
+
+
+def _stem_channels(stem: nn.Module) -> int:
+    """Output channels of a backbone stem (its last BatchNorm's width)."""
+    bns = [m for m in stem.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not bns:
+        raise ValueError(f"Cannot tell the stem's output channels ({type(stem).__name__} has no BatchNorm); "
+                         "use hf_mode='channel' with this backbone.")
+    return bns[-1].num_features
+
+
 class CAMClassifier(nn.Module):
     """EPLC-SAM's classifier: backbone + ADL after chosen stages (+ high-frequency channel) + 1x1 CAM head.
 
@@ -112,21 +148,26 @@ class CAMClassifier(nn.Module):
         n_classes: K foreground classes.
         adl_stages: 1-based stage numbers after which an ADL is inserted (paper: 3 and 4).
         drop_rate, gamma: ADL settings (paper: 0.75, 0.8).
-        enhanced: add the high-frequency magnitude as a 4th input channel (computed inside ``forward``).
+        enhanced: use the high-frequency magnitude (computed inside ``forward``), as ``hf_mode`` says.
+        hf_mode: ``"adapter"`` (prompts from a high-frequency patch embedding added before every stage: the
+            paper's explicit visual prompting) or ``"channel"`` (a 4th input channel of the first convolution).
         hf_cutoff: see :func:`high_frequency`.
+        hf_dim: width of the high-frequency patch embedding and of each adapter's tune layer.
 
     ``forward(x)``: (N, 3, H, W) normalised RGB -> ``[cam]`` with cam (N, K, H/8, W/8) float32 (raw, pre-ReLU).
     """
 
     def __init__(self, backbone: str, n_classes: int, *, adl_stages: Sequence[int] = (3, 4),
-                 drop_rate: float = 0.75, gamma: float = 0.8, enhanced: bool = True, hf_cutoff: float = 0.05,
-                 pretrained: bool | str = False) -> None:
+                 drop_rate: float = 0.75, gamma: float = 0.8, enhanced: bool = True, hf_mode: str = "adapter",
+                 hf_cutoff: float = 0.05, hf_dim: int = 32, pretrained: bool | str = False) -> None:
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"CAMClassifier needs at least one foreground class, got n_classes={n_classes}.")
         self.backbone = build_backbone(backbone, pretrained)
+        if hf_mode not in HF_MODES:
+            raise ValueError(f"hf_mode must be one of {list(HF_MODES)}, got {hf_mode!r}.")
         attrs = _STAGE_ATTRS.get(type(self.backbone).__name__)
-        if attrs is None and adl_stages:
+        if attrs is None and (adl_stages or (enhanced and hf_mode == "adapter")):
             raise ValueError(f"ADL placement is not defined for backbone {backbone!r} "
                              f"({type(self.backbone).__name__}); use adl_stages=() or one of "
                              f"small_cnn / resnet*.")
@@ -135,9 +176,16 @@ class CAMClassifier(nn.Module):
                 raise ValueError(f"adl_stages must be stage numbers 1..4, got {list(adl_stages)}.")
             name = attrs[s - 1]
             setattr(self.backbone, name, nn.Sequential(getattr(self.backbone, name), ADL(drop_rate, gamma)))
-        self.enhanced, self.hf_cutoff = enhanced, hf_cutoff
-        if enhanced:
+        self.enhanced, self.hf_cutoff, self.hf_mode = enhanced, hf_cutoff, hf_mode
+        self.stages = attrs
+        self.hf_embed, self.hf_adapters = None, None
+        if enhanced and hf_mode == "channel":
             _expand_first_conv(self.backbone)
+        elif enhanced:
+            # stride 4: the finest stage input of the backbones here (a ResNet's layer1); pooled to each stage
+            self.hf_embed = nn.Conv2d(1, hf_dim, kernel_size=4, stride=4)
+            widths = (_stem_channels(self.backbone.stem), *self.backbone.out_channels[:3])
+            self.hf_adapters = nn.ModuleList(HFAdapter(hf_dim, c, hf_dim) for c in widths)
         self.n_classes = n_classes
         self.head = nn.Conv2d(self.backbone.out_channels[3], n_classes, 1, bias=False)
 
@@ -146,14 +194,28 @@ class CAMClassifier(nn.Module):
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """``([cam], [deep features])``, for the PCM."""
-        if self.enhanced:
-            x = torch.cat([x, high_frequency(x, self.hf_cutoff)], dim=1)
-        deep = self.backbone(x)[-1]
+        if self.hf_adapters is not None:
+            deep = self._prompted_trunk(x)
+        else:
+            if self.enhanced:
+                x = torch.cat([x, high_frequency(x, self.hf_cutoff)], dim=1)
+            deep = self.backbone(x)[-1]
         return [self.head(deep)], [deep]
+
+    def _prompted_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone stage by stage (stem, then each stage with its ADL), each stage's input plus its
+        adapter's prompt; returns the deep map."""
+        emb = self.hf_embed(high_frequency(x, self.hf_cutoff))
+        h = self.backbone.stem(x)
+        for adapter, name in zip(self.hf_adapters, self.stages):
+            h = getattr(self.backbone, name)(h + adapter(emb, tuple(h.shape[-2:])))
+        return h
 
     def adl_layers(self) -> list[ADL]:
         return [m for m in self.modules() if isinstance(m, ADL)]
 
     def new_parameters(self) -> list[nn.Parameter]:
-        """Parameters not from the backbone (the head; the widened first conv stays with the backbone)."""
-        return list(self.head.parameters())
+        """Parameters not from the backbone: the head and the adapters (the widened first conv of the channel
+        form stays with the backbone)."""
+        mods = [self.head] + [m for m in (self.hf_embed, self.hf_adapters) if m is not None]
+        return [p for m in mods for p in m.parameters()]

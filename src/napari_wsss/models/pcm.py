@@ -5,11 +5,12 @@ vectors, made non-negative (ReLU) and divided by its row sum, or a softmax over 
 Rows sum to 1, so a refined CAM is, at every pixel, a weighted mean of the CAM over feature-similar pixels
 (CAMs spread from the most discriminative spots to the rest of the same tissue).
 
-Here the module is parameter-free: the features are the network's own stride-8 maps (each L2-normalised per
-pixel, then concatenated), so switching PCM on or off never changes a model's weights. Training uses it as a
+Here the module is parameter-free: the features are the network's own maps, resized to the deep map's stride 8
+(each L2-normalised per pixel, then concatenated), so switching PCM on or off never changes a model's weights. Training uses it as a
 consistency target (:func:`pcm_consistency_loss`: raw CAMs are pulled towards their detached PCM-refined
 version on the classes the image is labelled with; SEAM's equivariance loss without a second view), and
 inference may apply it to each CAM level before fusion (card ``config["pcm"]``).
+It is ``pcm_kind="parameter_free"``; SEAM's learned module and two-view losses are in ``models.seam``.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def max_normalise(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 class PixelCorrelation(nn.Module):
     """Refine a list of CAM levels with the affinity of the network's feature maps (no parameters).
 
-    ``forward(cams, feats)``: cams = list of (N, K, h, w) raw CAMs; feats = list of (N, C_i, h, w) maps at the
-    same stride; returns the list of refined, ReLU'd CAMs (same shapes).
+    ``forward(cams, feats)``: cams = list of (N, K, h_i, w_i) raw CAMs; feats = list of (N, C_i, h_i, w_i) maps;
+    returns the list of refined, ReLU'd CAMs, all at the last (deep) level's size (h, w).
     """
 
     def __init__(self, mode: str = "relu", temperature: float = 0.1) -> None:
@@ -102,7 +103,7 @@ class PixelCorrelation(nn.Module):
         return pixel_affinity(pixel_features(feats, size), self.mode, self.temperature)
 
     def forward(self, cams: Sequence[torch.Tensor], feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        size = tuple(cams[0].shape[-2:])
+        size = tuple(cams[-1].shape[-2:])  # the deep map's stride: a stride-4 level would cost 16x the affinity
         cams = [F.relu(c if tuple(c.shape[-2:]) == size else
                        F.interpolate(c, size=size, mode="bilinear", align_corners=False)) for c in cams]
         return refine_by_features(cams, pixel_features(feats, size), self.mode, self.temperature)
@@ -118,7 +119,7 @@ def pcm_consistency_loss(cams: Sequence[torch.Tensor], feats: Sequence[torch.Ten
     The refined map and the affinity are computed without gradient (a target); the raw CAMs learn to cover
     the feature-coherent region. ``labels`` (N, K) in [0, 1] select the classes (> 0.5) that count.
     """
-    size = tuple(cams[0].shape[-2:])
+    size = tuple(cams[-1].shape[-2:])  # levels at another stride (a ResNet's stride-4 layer1) are resized to it
     with torch.no_grad():
         aff = module.affinity([f.detach() for f in feats], size)
     mask = (labels > 0.5).float()[:, :, None, None]
@@ -127,6 +128,8 @@ def pcm_consistency_loss(cams: Sequence[torch.Tensor], feats: Sequence[torch.Ten
     for cam, w in zip(cams, weights):
         if w == 0:
             continue
+        if tuple(cam.shape[-2:]) != size:
+            cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
         norm = max_normalise(cam)
         target = refine_cams(norm.detach(), aff)
         total = total + w * ((norm - target).abs() * mask).sum() / denom

@@ -1,10 +1,18 @@
-"""SegMix feedback schedulers: coarse-to-fine cell shuffling driven by a plateauing training signal.
+"""SegMix feedback schedulers: coarse-to-fine cell shuffling driven by plateauing training signals.
 
 :class:`FeedbackScheduler` walks through a list of values (patch sizes going down, shuffle ratios going up)
 one step each time the monitored signal (mean training loss, or label accuracy, over a window of batches) has
-not improved for ``patience`` windows. :class:`SegMixScheduler` holds the two schedulers, the random
-generator of the cell plans and the history of changes; its ``state_dict`` goes into the training checkpoint
-(``extra["segmix"]``) so a resumed run continues at the same patch size and ratio.
+not improved for ``patience`` windows. :class:`SegMixScheduler` holds the two schedulers, each with its own
+signal and plateau detector, the random generator of the cell plans and the history of changes; its
+``state_dict`` goes into the training checkpoint (``extra["segmix"]``) so a resumed run continues at the same
+patch size and ratio.
+
+Pacing: the paper's curriculum runs over the whole training, so by default (``segmix_pacing="epoch"``) a
+feedback window is a fraction of an epoch (``segmix_window_epochs`` of the epoch's mixed batches) and the
+finest setting comes after several epochs. ``"batches"`` keeps the fixed windows of ``segmix_window`` batches
+(the first implementation: on LUAD-sized data, ~800 batches per epoch, it reached the finest setting within
+the first epoch). Only a ``segmix_prob`` share of batches is mixed (the paper mixes part of the data); the
+clean ones train on the tiles as they are and give the schedulers no feedback.
 
 ``mix_batch`` (the pure transform) lives in :mod:`napari_wsss.ops.segmix` and is re-exported here.
 """
@@ -20,6 +28,7 @@ from ..ops.segmix import mix_batch  # noqa: F401  (re-export: the transform the 
 
 SIGNALS = {"loss": "min", "accuracy": "max"}
 LABEL_MODES = ("hard", "soft")
+PACINGS = ("epoch", "batches")
 
 
 class FeedbackScheduler:
@@ -109,46 +118,83 @@ def ratio_sequence(start: float, maximum: float, step: float = 0.125) -> list[fl
 
 
 class SegMixScheduler:
-    """Patch size and shuffle ratio of SegMix, moved by training feedback; mixes batches.
+    """Patch size and shuffle ratio of SegMix, each moved by its own training feedback; mixes batches.
+
+    The constructor's defaults are the first implementation's (both schedulers on one signal, every batch
+    mixed); :meth:`from_config` applies the trainer config's (paced windows, separate signals, clean batches).
 
     Args:
         patch: first cell side in pixels (of the network input).
         ratio: first shuffle ratio.
         min_patch, patch_factor: the patch shrinks by ``patch_factor`` per plateau, not below ``min_patch``.
         max_ratio, ratio_step: the ratio grows by ``ratio_step`` per plateau, not above ``max_ratio``.
-        patience, window: plateau = ``patience`` windows of ``window`` batches without improvement.
-        signal: "loss" (batch loss, lower is better) or "accuracy" (image-label accuracy of the deep head on
-            the mixed batch, higher is better).
+        patience, window: plateau = ``patience`` windows of ``window`` mixed batches without improvement.
+        signal: what the patch scheduler watches: "loss" (batch loss, lower is better) or "accuracy"
+            (image-label accuracy of the deep head on the mixed batch, higher is better).
+        ratio_signal: what the ratio scheduler watches (same choices); None: the same as ``signal``, so the two
+            step together.
         labels: "hard" (union) or "soft" (area-weighted) targets for the loss.
-        seed: seeds the generator of the cell plans.
+        prob: share of batches mixed (drawn per batch from the seeded generator); the others pass unchanged.
+        seed: seeds the generator of the cell plans and of the mixed/clean draws.
     """
 
     def __init__(self, patch: int, ratio: float, *, min_patch: int = 8, patch_factor: float = 0.5,
                  max_ratio: float = 0.5, ratio_step: float = 0.125, patience: int = 3, window: int = 20,
-                 signal: str = "loss", labels: str = "hard", seed: int = 0) -> None:
-        if signal not in SIGNALS:
-            raise ValueError(f"SegMix signal must be one of {sorted(SIGNALS)}, got {signal!r}.")
+                 signal: str = "loss", ratio_signal: str | None = None, labels: str = "hard", prob: float = 1.0,
+                 seed: int = 0) -> None:
+        ratio_signal = signal if ratio_signal is None else ratio_signal
+        for name, value in (("signal", signal), ("ratio_signal", ratio_signal)):
+            if value not in SIGNALS:
+                raise ValueError(f"SegMix {name} must be one of {sorted(SIGNALS)}, got {value!r}.")
         if labels not in LABEL_MODES:
             raise ValueError(f"SegMix labels must be one of {list(LABEL_MODES)}, got {labels!r}.")
-        kw = dict(patience=patience, window=window, mode=SIGNALS[signal])
-        self.patch_scheduler = FeedbackScheduler(patch_sequence(patch, min_patch, patch_factor), **kw)
-        self.ratio_scheduler = FeedbackScheduler(ratio_sequence(ratio, max(ratio, max_ratio), ratio_step), **kw)
-        self.signal, self.labels = signal, labels
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"SegMix prob (share of batches mixed) must be in [0, 1], got {prob}.")
+        self.patch_scheduler = FeedbackScheduler(patch_sequence(patch, min_patch, patch_factor), patience=patience,
+                                                 window=window, mode=SIGNALS[signal])
+        self.ratio_scheduler = FeedbackScheduler(ratio_sequence(ratio, max(ratio, max_ratio), ratio_step),
+                                                 patience=patience, window=window, mode=SIGNALS[ratio_signal])
+        self.signal, self.ratio_signal, self.labels, self.prob = signal, ratio_signal, labels, float(prob)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.batches = 0
+        self.mixed = 0  # batches mixed (and observed) so far
+        self.last_mixed = True  # whether the batch of the latest ``mix`` was mixed (``observe`` skips clean ones)
         self.history: list[dict[str, float]] = [{"batch": 0, "patch": self.patch, "ratio": self.ratio}]
 
     @classmethod
-    def from_config(cls, cfg: Any) -> SegMixScheduler:
-        """Build from a trainer config (SSHRConfig / CamSamConfig fields ``segmix_*``; patch 0 = input/2)."""
+    def from_config(cls, cfg: Any, batches_per_epoch: int | None = None) -> SegMixScheduler:
+        """Build from a trainer config (fields ``segmix_*`` of ``training.config.CamTrainConfig``; patch 0 =
+        input/2).
+
+        ``batches_per_epoch`` (the loader's length) sizes the windows under ``segmix_pacing="epoch"``:
+        ``segmix_window_epochs`` x the epoch's expected mixed batches (at least 1).
+
+        Raises:
+            ValueError: an unknown pacing, a window fraction <= 0, or epoch pacing without ``batches_per_epoch``.
+        """
         patch = int(getattr(cfg, "segmix_patch", 0)) or max(1, int(cfg.input_size) // 2)
+        pacing = str(getattr(cfg, "segmix_pacing", "epoch"))
+        prob = float(getattr(cfg, "segmix_prob", 0.5))
+        if pacing == "batches":
+            window = int(getattr(cfg, "segmix_window", 20))
+        elif pacing == "epoch":
+            fraction = float(getattr(cfg, "segmix_window_epochs", 0.5))
+            if fraction <= 0:
+                raise ValueError(f"segmix_window_epochs must be > 0 (the feedback window as a fraction of an "
+                                 f"epoch), got {fraction}.")
+            if not batches_per_epoch:
+                raise ValueError("SegMix pacing 'epoch' needs the number of batches per epoch; pass "
+                                 "batches_per_epoch=len(loader), or set segmix_pacing='batches'.")
+            window = max(1, round(fraction * int(batches_per_epoch) * prob))
+        else:
+            raise ValueError(f"segmix_pacing must be one of {list(PACINGS)}, got {pacing!r}.")
+        ratio_signal = str(getattr(cfg, "segmix_ratio_signal", "") or "") or None
         return cls(patch, float(getattr(cfg, "segmix_ratio", 0.25)),
                    min_patch=int(getattr(cfg, "segmix_min_patch", 8)),
                    max_ratio=float(getattr(cfg, "segmix_max_ratio", 0.5)),
-                   patience=int(getattr(cfg, "segmix_patience", 3)),
-                   window=int(getattr(cfg, "segmix_window", 20)),
-                   signal=str(getattr(cfg, "segmix_signal", "loss")),
-                   labels=str(getattr(cfg, "segmix_labels", "hard")), seed=int(getattr(cfg, "seed", 0)))
+                   patience=int(getattr(cfg, "segmix_patience", 3)), window=window,
+                   signal=str(getattr(cfg, "segmix_signal", "loss")), ratio_signal=ratio_signal,
+                   labels=str(getattr(cfg, "segmix_labels", "hard")), prob=prob, seed=int(getattr(cfg, "seed", 0)))
 
     @property
     def patch(self) -> int:
@@ -159,23 +205,34 @@ class SegMixScheduler:
         return float(self.ratio_scheduler.value)
 
     def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mix a batch at the current patch/ratio: (x_mixed, training target, hard labels)."""
+        """Mix a batch at the current patch/ratio, or, with probability 1 - ``prob``, leave it clean:
+        (x_mixed, training target, hard labels)."""
+        # no draw at prob 1: the plans of a run that mixes every batch are the first implementation's
+        self.last_mixed = self.prob >= 1.0 or bool(torch.rand((), generator=self.generator) < self.prob)
+        if not self.last_mixed:
+            return x, y, y
         patch = min(self.patch, x.shape[-1], x.shape[-2])
         xm, hard, soft = mix_batch(x, y, patch, self.ratio, self.generator)
         return xm, (soft if self.labels == "soft" else hard), hard
 
+    @staticmethod
+    def _value(signal: str, loss: float, logits: torch.Tensor | None, hard: torch.Tensor | None) -> float:
+        if signal == "loss":
+            return float(loss)
+        if logits is None or hard is None:
+            raise ValueError("SegMix signal 'accuracy' needs the batch logits and labels.")
+        return float(((logits.detach() > 0).float() == (hard > 0.5).float()).float().mean())
+
     def observe(self, loss: float, logits: torch.Tensor | None = None, hard: torch.Tensor | None = None) -> bool:
-        """Feed one batch's feedback (its loss; for signal "accuracy" also deep logits (N, K) and hard labels).
-        Returns True when the patch size or ratio changed."""
+        """Feed one batch's feedback (its loss; for an "accuracy" signal also deep logits (N, K) and hard labels).
+        A clean batch (see :meth:`mix`) is counted but not fed. Returns True when the patch size or ratio
+        changed."""
         self.batches += 1
-        if self.signal == "accuracy":
-            if logits is None or hard is None:
-                raise ValueError("SegMix signal 'accuracy' needs the batch logits and labels.")
-            value = float(((logits.detach() > 0).float() == (hard > 0.5).float()).float().mean())
-        else:
-            value = float(loss)
-        changed = self.patch_scheduler.observe(value)
-        changed = self.ratio_scheduler.observe(value) or changed
+        if not self.last_mixed:
+            return False
+        self.mixed += 1
+        changed = self.patch_scheduler.observe(self._value(self.signal, loss, logits, hard))
+        changed = self.ratio_scheduler.observe(self._value(self.ratio_signal, loss, logits, hard)) or changed
         if changed:
             self.history.append({"batch": self.batches, "patch": self.patch, "ratio": self.ratio})
         return changed
@@ -187,13 +244,14 @@ class SegMixScheduler:
     def state_dict(self) -> dict[str, Any]:
         """Plain values + the generator state (a uint8 tensor): loads with ``torch.load(weights_only=True)``."""
         return {"patch": self.patch_scheduler.state_dict(), "ratio": self.ratio_scheduler.state_dict(),
-                "batches": self.batches, "history": [dict(h) for h in self.history],
+                "batches": self.batches, "mixed": self.mixed, "history": [dict(h) for h in self.history],
                 "rng": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.patch_scheduler.load_state_dict(state["patch"])
         self.ratio_scheduler.load_state_dict(state["ratio"])
         self.batches = int(state["batches"])
+        self.mixed = int(state.get("mixed", self.batches))  # checkpoints from before clean batches: all mixed
         self.history = [dict(h) for h in state["history"]]
         if "rng" in state:
             self.generator.set_state(state["rng"])

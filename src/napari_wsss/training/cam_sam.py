@@ -1,6 +1,6 @@
 """CAM+SAM (EPLC-SAM) training, in three parts, each a cancellable generator yielding Progress:
 
-1. the CAM classifier (ADL + optional high-frequency channel) from image-level labels, with the shared ``fit``
+1. the CAM classifier (ADL + optional high-frequency prompts) from image-level labels, with the shared ``fit``
    and SSHR's CAM training step (one CAM level, loss weight 1);
 2. pseudo-masks: per tile and labelled class, CAM -> points -> SAM -> consistency filter (``prompt_tile``);
 3. the SAM mask decoder fine-tuned on the kept pseudo-masks, encoder frozen (its embeddings are computed once
@@ -32,7 +32,7 @@ from .loop import fit
 
 @dataclass
 class CamSamConfig(CamTrainConfig):
-    """CAM+SAM settings. Classifier: ADL and enhanced channel; prompts: CAM threshold, points and the
+    """CAM+SAM settings. Classifier: ADL and the high-frequency enhancement; prompts: CAM threshold, points and the
     consistency filter; decoder: rounds, epochs and learning rate; SAM: the user's checkpoint and model type.
     Backbone, SGD schedule, SegMix, PCM (training only: SAM prompts use raw CAMs)... are in :mod:`.config`."""
 
@@ -42,6 +42,9 @@ class CamSamConfig(CamTrainConfig):
     adl_drop_rate: float = 0.75
     adl_gamma: float = 0.8
     enhanced: bool = True
+    # "adapter": EPLC-SAM's explicit visual prompting (per-stage adapters fed by the high-frequency embedding);
+    # "channel": the high-frequency map as a 4th input channel (the earlier form; cards without the key)
+    hf_mode: str = "adapter"
     hf_cutoff: float = 0.05
     cam_threshold: float = 0.5
     n_points: int = 50
@@ -53,18 +56,21 @@ class CamSamConfig(CamTrainConfig):
     sam_model_type: str = "auto"
     sam_cache_dir: str | None = None
 
+    # the classifier has no SEAM projection (SEAM projects intermediate maps; it exposes only the deep one)
+    pcm_kind: str = "parameter_free"
     # read by training.sshr.cam_step_fn: one CAM level
     loss_weights: tuple[float, ...] = (1.0,)
 
 
-_RESUME_KEYS = ("backbone", "schema", "input_size", "adl_stages", "enhanced", "epochs", "batch_size", "lr", "seed")
+_RESUME_KEYS = ("backbone", "schema", "input_size", "adl_stages", "enhanced", "hf_mode", "epochs", "batch_size",
+                "lr", "seed")
 
 
 def build_classifier(cfg: CamSamConfig, n_classes: int) -> torch.nn.Module:
     from ..models.cam import CAMClassifier
 
     return CAMClassifier(cfg.backbone, n_classes, adl_stages=cfg.adl_stages, drop_rate=cfg.adl_drop_rate,
-                         gamma=cfg.adl_gamma, enhanced=cfg.enhanced, hf_cutoff=cfg.hf_cutoff,
+                         gamma=cfg.adl_gamma, enhanced=cfg.enhanced, hf_mode=cfg.hf_mode, hf_cutoff=cfg.hf_cutoff,
                          pretrained=cfg.pretrained)
 
 
@@ -84,7 +90,7 @@ def train_classifier(cfg: CamSamConfig, tiles: list, out_dir: Path, device: torc
     if cfg.segmix:
         from ..models.segmix import SegMixScheduler
 
-        mixer = SegMixScheduler.from_config(cfg)
+        mixer = SegMixScheduler.from_config(cfg, batches_per_epoch=len(loader))
     start, spent = 0, 0.0
     if resume:
         start, spent = resume_from(ckpt, model, opt, run_config, _RESUME_KEYS + ("method",), mixer)

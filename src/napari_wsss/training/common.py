@@ -117,8 +117,11 @@ def start_run(cfg: RunConfig) -> tuple[torch.device, torch.Generator]:
 
 def setup_training(cfg: TrainConfig, data_dir: str | Path, out_dir: str | Path, overwrite: bool) -> RunSetup:
     """Every trainer's preamble: check the schema, the output folder and the data folders, fetch ImageNet
-    weights asked for (fail before any training), then :func:`start_run`."""
+    weights asked for (fail before any training), then :func:`start_run`. A CAM trainer's unset gating
+    ``threshold`` becomes its schema's (``CamTrainConfig.gating_threshold``), so the card records a number."""
     schema = load_schema(cfg.schema)
+    if hasattr(cfg, "gating_threshold"):
+        cfg.threshold = cfg.gating_threshold(schema.name)
     out = check_out_dir(out_dir, overwrite)
     dirs = resolve_data_dirs(data_dir)
     if cfg.pretrained is True and cfg.backbone.startswith("resnet"):  # fetch (or fail) before reading any data

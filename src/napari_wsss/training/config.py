@@ -70,25 +70,64 @@ class TrainConfig(RunConfig):
 @dataclass
 class CamTrainConfig(TrainConfig):
     """CAM classifiers trained by ``sshr.cam_step_fn`` (SSHR, multi-stage stage 1, CAM+SAM): class gating,
-    SegMix (``models.segmix.SegMixScheduler.from_config``) and the PCM consistency loss."""
+    SegMix (``models.segmix.SegMixScheduler.from_config``) and the PCM (``pcm_kind``: SEAM's learned module, or
+    the parameter-free consistency loss of earlier versions).
 
-    threshold: float = 0.2  # class gating at inference: sigmoid of the image logits >= threshold
+    SegMix curriculum: the patch scheduler watches ``segmix_signal``, the ratio scheduler
+    ``segmix_ratio_signal``, each with its own plateau detector; ``segmix_pacing="epoch"`` makes a feedback
+    window ``segmix_window_epochs`` of an epoch, so the curriculum spans epochs whatever the data size;
+    ``segmix_prob`` of the batches are mixed. The first implementation (fixed windows of ``segmix_window``
+    batches, both schedulers on one signal, every batch mixed) is ``segmix_pacing="batches"``,
+    ``segmix_ratio_signal="loss"``, ``segmix_prob=1.0``.
+    """
+
+    # class gating at inference: sigmoid of the image logits >= threshold; None: the paper's value for the schema
+    # (gating_threshold), set by common.setup_training; SSHR's ``calibrate`` replaces it by the best on val masks
+    threshold: float | None = None
     segmix: bool = False
     segmix_patch: int = 0  # first SegMix cell side in input pixels; 0 = input_size // 2
     segmix_ratio: float = 0.25
     segmix_min_patch: int = 8
     segmix_max_ratio: float = 0.5
-    segmix_patience: int = 3  # plateau windows before the patch shrinks and the ratio grows
-    segmix_window: int = 20  # batches per feedback window
-    segmix_signal: str = "loss"  # or "accuracy" (image-label accuracy of the deep head)
+    segmix_patience: int = 3  # plateau windows before the patch shrinks / the ratio grows
+    segmix_pacing: str = "epoch"  # windows as a share of an epoch; "batches": fixed windows of segmix_window
+    segmix_window_epochs: float = 0.5  # "epoch" pacing: a window = this share of the epoch's mixed batches
+    segmix_window: int = 20  # "batches" pacing: batches per feedback window
+    segmix_signal: str = "loss"  # the patch scheduler's signal, or "accuracy" (image-label accuracy, deep head)
+    segmix_ratio_signal: str = "accuracy"  # the ratio scheduler's signal ("loss" or "accuracy")
+    segmix_prob: float = 0.5  # share of batches mixed; the others train clean
     segmix_labels: str = "hard"  # or "soft" (area-weighted)
-    pcm: bool = False  # pixel correlation module: consistency loss while training the classifier
-    pcm_weight: float = 0.2
-    pcm_mode: str = "relu"
+    pcm: bool = False  # pixel correlation module (PCM) while training the classifier, see pcm_kind
+    # "seam": SEAM's learned PCM (models.seam; its projection saved in weights.pt) with ER/ECR losses between the
+    # image and a pcm_scale copy; "parameter_free": feature-affinity consistency loss (models.pcm; cards
+    # without the key were trained with it)
+    pcm_kind: str = "seam"
+    pcm_weight: float | None = None  # None: 1.0 for "seam" (SEAM's code), 0.2 for "parameter_free"
+    pcm_mode: str = "relu"  # "parameter_free" affinity: relu(cos) / row sum, or "softmax"
+    pcm_scale: float = 0.5  # "seam": side of the second view (SEAM's code: 0.3 at 448 px input)
     # inference (inference.predict.CamSegmenter.predict): per-image CAM normalisation, holes filled per class
     cam_norm_quantile: float = 0.0  # 0 = off; e.g. 0.9: each class map divided by its 90th percentile
     fill_holes: tuple[str, ...] = ()  # class names, e.g. ("gland",) for lumens
     tta_flips: bool = False  # average the class maps over the tile and its two mirror images (3x compute)
+
+    def pcm_loss_weight(self) -> float:
+        """``pcm_weight``, or where it is None the kind's default: 1.0 for SEAM's losses (its code adds ER and
+        ECR unweighted), 0.2 for the parameter-free consistency loss (this project's earlier default)."""
+        if self.pcm_weight is not None:
+            return float(self.pcm_weight)
+        return 1.0 if self.pcm_kind == "seam" else 0.2
+
+    def gating_threshold(self, schema_name: str) -> float:
+        """``threshold``, or where it is None the paper's code's value for the schema (``GATING_THRESHOLDS``:
+        0.5 on BCSS-WSSS, 0.2 on LUAD-HistoSeg and any other schema)."""
+        if self.threshold is not None:
+            return float(self.threshold)
+        return GATING_THRESHOLDS.get(schema_name, DEFAULT_GATING_THRESHOLD)
+
+
+# SSHR's public code gates classes at 0.5 on BCSS-WSSS and 0.2 on LUAD-HistoSeg (keys: ClassSchema.name)
+GATING_THRESHOLDS = {"BCSS-WSSS": 0.5, "LUAD-HistoSeg": 0.2}
+DEFAULT_GATING_THRESHOLD = 0.2
 
 
 def trainer_configs() -> dict[str, type[TrainConfig]]:

@@ -128,3 +128,55 @@ def test_train_pretrained_offline_fails_before_training(torch_home, monkeypatch,
     err = capsys.readouterr().err
     assert rc == 1 and "resnet18-f37072fd.pth" in err and "hub" in err
     assert not (tmp_path / "m").exists()
+
+
+def _bn_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items() if "running_" in k or "num_batches" in k}
+
+
+def _train_step(net: torch.nn.Module, x: torch.Tensor) -> None:
+    net.train()
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    out = net(x)
+    sum(o.mean() for o in (out if isinstance(out, list) else [out])).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_bn_keeps_running_stats_and_stem_fixed(freeze: bool) -> None:
+    torch.manual_seed(0)
+    net = backbones.ResNetFeatures("resnet18", freeze_bn=freeze)
+    before, stem, layer1 = _bn_state(net), net.stem[0].weight.clone(), net.layer1[0].conv1.weight.clone()
+    _train_step(net, torch.randn(2, 3, 32, 32))
+    after = _bn_state(net)
+    unchanged = all(torch.equal(before[k], after[k]) for k in before)
+    assert unchanged is freeze  # without freezing, a training step moves the running statistics
+    assert torch.equal(net.stem[0].weight, stem) is freeze
+    assert not torch.equal(net.layer1[0].conv1.weight, layer1)  # the rest still trains
+    assert net.training and all(not m.training for m in net.modules()
+                                if isinstance(m, torch.nn.BatchNorm2d)) is freeze
+
+
+def test_freeze_bn_only_applies_to_loaded_imagenet_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision
+
+    state = torchvision.models.resnet18(weights=None).state_dict()  # stands in for the ImageNet file
+    monkeypatch.setattr(backbones, "fetch_imagenet_weights", lambda arch: state)
+    assert backbones.build_backbone("resnet18", True, freeze_bn=True).freeze_bn
+    assert not backbones.build_backbone("resnet18", False, freeze_bn=True).freeze_bn  # from scratch: BN learns
+    assert not backbones.build_backbone("resnet18", True, freeze_bn=False).freeze_bn
+    small = backbones.build_backbone("small_cnn", True, shallow_stride=4, freeze_bn=True)
+    assert all(m.training for m in small.train().modules())  # ignored: no ImageNet weights, stride 8 throughout
+
+
+def test_resnet_layer1_at_stride_4() -> None:
+    x = torch.randn(1, 3, 64, 64)
+    four = backbones.build_backbone("resnet18", False, shallow_stride=4).eval()
+    eight = backbones.build_backbone("resnet18", False, shallow_stride=8).eval()
+    assert [tuple(f.shape[-2:]) for f in four(x)] == [(16, 16), (8, 8), (8, 8), (8, 8)]
+    assert [tuple(f.shape[-2:]) for f in eight(x)] == [(8, 8)] * 4
+    eight.load_state_dict(four.state_dict())  # same weights: the stride is not a parameter
+    with torch.no_grad():
+        assert torch.allclose(torch.nn.functional.avg_pool2d(four(x)[0], 2), eight(x)[0])
+    with pytest.raises(ValueError, match="shallow_stride"):
+        backbones.ResNetFeatures("resnet18", shallow_stride=2)

@@ -67,7 +67,7 @@ def test_high_frequency_removes_smooth_content_and_keeps_texture() -> None:
 
 @pytest.mark.parametrize("enhanced", [True, False])
 def test_cam_classifier_shapes_and_adl_placement(enhanced: bool) -> None:
-    net = CAMClassifier("small_cnn", 4, adl_stages=(3, 4), enhanced=enhanced)
+    net = CAMClassifier("small_cnn", 4, adl_stages=(3, 4), enhanced=enhanced, hf_mode="channel")
     assert len(net.adl_layers()) == 2
     first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     assert first.in_channels == (4 if enhanced else 3)
@@ -85,3 +85,56 @@ def test_cam_classifier_shapes_and_adl_placement(enhanced: bool) -> None:
 def test_cam_classifier_rejects_bad_stage() -> None:
     with pytest.raises(ValueError, match="adl_stages"):
         CAMClassifier("small_cnn", 4, adl_stages=(5,))
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
+def test_adapters_prompt_every_stage_and_learn(backbone: str) -> None:
+    torch.manual_seed(0)
+    net = CAMClassifier(backbone, 3, adl_stages=(3, 4))  # hf_mode="adapter" is the default
+    assert net.hf_mode == "adapter" and len(net.hf_adapters) == 4
+    first = next(m for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 3  # RGB trunk: the texture enters through the adapters
+    adapter_params = {id(p) for m in (net.hf_embed, net.hf_adapters) for p in m.parameters()}
+    assert adapter_params <= {id(p) for p in net.new_parameters()}
+    x = torch.randn(2, 3, 64, 64)
+    rgb = CAMClassifier(backbone, 3, adl_stages=(3, 4), enhanced=False)
+    rgb.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("hf_")})
+    assert torch.allclose(net.eval()(x)[0], rgb.eval()(x)[0], atol=1e-5)  # zero-initialised prompts
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    for step in range(2):
+        opt.zero_grad()
+        net(x)[0].square().mean().backward()
+        if step == 0:  # the up-projections start at zero, so only they learn at first
+            assert all(a.up.weight.grad.abs().sum() > 0 for a in net.hf_adapters)
+        opt.step()
+    assert all(a.tune.weight.grad.abs().sum() > 0 for a in net.hf_adapters)
+    assert net.hf_embed.weight.grad.abs().sum() > 0
+    # after training the prompts carry the image's texture into the stages
+    textured = 0.5 * torch.sign(torch.randn(1, 3, 64, 64))
+    emb = net.hf_embed(high_frequency(textured))
+    assert all(a(emb, (8, 8)).abs().sum() > 0 for a in net.hf_adapters)
+
+
+def test_channel_form_loads_old_style_weights_and_cards_without_hf_mode() -> None:
+    from napari_wsss.classes import LUAD_HISTOSEG
+    from napari_wsss.inference.cam_sam import build_classifier
+    from napari_wsss.models.card import ModelCard
+
+    torch.manual_seed(0)
+    old = CAMClassifier("small_cnn", 4, hf_mode="channel").state_dict()  # the layout of earlier versions
+    assert not any(k.startswith("hf_") for k in old) and old["backbone.stem.0.0.weight"].shape[1] == 4
+    card = ModelCard(method="cam_sam", backbone="small_cnn", schema=LUAD_HISTOSEG.to_dict(),
+                     config={"adl_stages": [3, 4], "enhanced": True})
+    net = build_classifier(card)
+    assert net.hf_mode == "channel" and net.hf_adapters is None
+    net.load_state_dict(old)  # strict: same keys and shapes
+    assert net.eval()(torch.randn(1, 3, 32, 32))[0].shape == (1, 4, 4, 4)
+    with pytest.raises(RuntimeError):
+        build_classifier(ModelCard(method="cam_sam", backbone="small_cnn", schema=LUAD_HISTOSEG.to_dict(),
+                                   config={"hf_mode": "adapter"})).load_state_dict(old)
+
+
+def test_cam_classifier_rejects_unknown_hf_mode() -> None:
+    with pytest.raises(ValueError, match="hf_mode"):
+        CAMClassifier("small_cnn", 4, hf_mode="prompt")

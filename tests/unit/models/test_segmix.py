@@ -173,3 +173,82 @@ def test_each_mixed_image_has_one_partner():
         assert i in srcs and len(srcs) == 2  # itself + one partner, whatever the ratio
         partners.add(next(iter(srcs - {i})))
     assert partners == set(range(6))  # partners form a permutation (a cycle): pixels are preserved
+
+
+def _run(m, batches, loss=1.0, accuracy_logits=None):
+    """Feed ``batches`` mixed-or-clean batches with a flat loss (and flat accuracy unless logits are given)."""
+    x, y = torch.randn(4, 3, 32, 32), torch.eye(4)[:, :3]
+    logits = torch.zeros(4, 3) if accuracy_logits is None else accuracy_logits
+    for _ in range(batches):
+        _, _, hard = m.mix(x, y)
+        m.observe(loss, logits, hard)
+
+
+def test_epoch_pacing_keeps_the_finest_setting_for_later_epochs():
+    from napari_wsss.training.config import CamTrainConfig
+
+    per_epoch = 800  # LUAD-sized: ~800 batches of 20 per epoch
+    cfg = CamTrainConfig(segmix=True, input_size=224)
+    m = SegMixScheduler.from_config(cfg, batches_per_epoch=per_epoch)
+    assert m.patch_scheduler.window == 200  # half an epoch of mixed batches (prob 0.5)
+    finest = (m.patch_scheduler.values[-1], m.ratio_scheduler.values[-1])
+    _run(m, per_epoch)  # a flat signal: the worst case, a plateau in every window
+    assert (m.patch, m.ratio) == (112, 0.25)  # no step at all in the first epoch
+    _run(m, 9 * per_epoch)
+    assert (m.patch, m.ratio) == finest  # but the curriculum completes within the paper's epochs
+    old = SegMixScheduler.from_config(CamTrainConfig(segmix=True, input_size=224, segmix_pacing="batches",
+                                                     segmix_ratio_signal="loss", segmix_prob=1.0),
+                                      batches_per_epoch=per_epoch)
+    _run(old, per_epoch)
+    assert (old.patch, old.ratio) == finest  # the first implementation: finest within the first epoch
+    with pytest.raises(ValueError, match="batches_per_epoch"):
+        SegMixScheduler.from_config(cfg)
+    with pytest.raises(ValueError, match="segmix_pacing"):
+        SegMixScheduler.from_config(CamTrainConfig(segmix_pacing="steps"), batches_per_epoch=10)
+
+
+def test_patch_and_ratio_schedulers_watch_separate_signals():
+    m = SegMixScheduler(32, 0.25, min_patch=8, patience=1, window=1, signal="loss", ratio_signal="accuracy")
+    hard = torch.tensor([[1.0, 0.0]])
+    # loss flat, accuracy rising: only the patch scheduler sees a plateau
+    for acc_logits in ([[-1.0, 1.0]], [[1.0, 1.0]], [[1.0, -1.0]]):  # accuracy 0, 0.5, 1
+        m.mix(torch.randn(2, 3, 32, 32), torch.eye(2))
+        m.observe(1.0, torch.tensor(acc_logits), hard)
+    assert m.patch < 32 and m.ratio == 0.25
+    # loss falling, accuracy flat: only the ratio scheduler moves
+    n = SegMixScheduler(32, 0.25, patience=1, window=1, signal="loss", ratio_signal="accuracy")
+    for loss in (3.0, 2.0, 1.0):
+        n.observe(loss, torch.tensor([[1.0, 1.0]]), hard)
+    assert n.patch == 32 and n.ratio > 0.25
+    with pytest.raises(ValueError, match="ratio_signal"):
+        SegMixScheduler(16, 0.25, ratio_signal="auc")
+
+
+@pytest.mark.parametrize("prob", [0.3, 0.5])
+def test_about_prob_of_the_batches_are_mixed_and_clean_ones_give_no_feedback(prob):
+    m = SegMixScheduler(8, 0.5, prob=prob, seed=11, patience=10**6, window=1)
+    x, y = _ids(4), torch.eye(4)
+    mixed = 0
+    for _ in range(1000):
+        xm, target, hard = m.mix(x, y)
+        if m.last_mixed:
+            mixed += 1
+        else:
+            assert xm is x and target is y and hard is y  # a clean batch passes unchanged
+        m.observe(1.0)
+    assert abs(mixed / 1000 - prob) < 0.05  # binomial sd ~0.016: 3 sd
+    assert (m.batches, m.mixed) == (1000, mixed)
+    assert m.patch_scheduler.best == 1.0 and len(m.history) == 1
+    with pytest.raises(ValueError, match="prob"):
+        SegMixScheduler(8, 0.5, prob=1.5)
+
+
+def test_clean_batch_draws_are_seeded_and_prob_one_mixes_every_batch():
+    x, y = _ids(4), torch.eye(4)
+
+    def draws(seed, prob):
+        m = SegMixScheduler(8, 0.5, prob=prob, seed=seed)
+        return [(m.mix(x, y), m.last_mixed)[1] for _ in range(50)]
+
+    assert draws(3, 0.5) == draws(3, 0.5) and draws(3, 0.5) != draws(4, 0.5)
+    assert all(draws(3, 1.0)) and not any(draws(3, 0.0))

@@ -59,3 +59,29 @@ def test_sshrnet_outputs_and_baseline_flag():
     assert [lg.shape for lg in cam_logits(cams)] == [(2, 3)] * 4
     with_hfrm = SSHRNet("small_cnn", 3)
     assert len(with_hfrm.new_parameters()) > len(net.new_parameters())
+
+
+def test_resnet_sshr_with_a_stride4_shallow_map_makes_cams_of_each_size():
+    from napari_wsss.ops.cam import fuse_cams
+
+    torch.manual_seed(0)
+    net = SSHRNet("resnet18", 3, kernel_size=3, shallow_stride=4).eval()
+    with torch.no_grad():
+        cams = net(torch.randn(2, 3, 64, 64))
+    assert [tuple(c.shape) for c in cams] == [(2, 3, 16, 16)] + [(2, 3, 8, 8)] * 3
+    assert [tuple(lg.shape) for lg in cam_logits(cams)] == [(2, 3)] * 4
+    fused = fuse_cams(cams, (0.4, 0.3, 0.2, 0.1), (64, 64))  # the stride-4 level fused too
+    assert fused.shape == (2, 3, 64, 64) and 0 <= fused.min() and fused.max() <= 1
+
+
+def test_pcm_loss_and_refinement_take_mixed_strides():
+    from napari_wsss.models.pcm import PixelCorrelation, pcm_consistency_loss
+
+    torch.manual_seed(0)
+    net = SSHRNet("resnet18", 3, kernel_size=3, shallow_stride=4)
+    cams, feats = net.forward_with_features(torch.randn(2, 3, 64, 64))
+    pcm = PixelCorrelation()
+    loss = pcm_consistency_loss(cams, feats, torch.ones(2, 3), (0.1, 0.15, 0.25, 0.5), pcm)
+    loss.backward()
+    assert torch.isfinite(loss) and net.heads[0].weight.grad is not None
+    assert [tuple(c.shape[-2:]) for c in pcm(cams, feats)] == [(8, 8)] * 4  # at the deep map's stride

@@ -18,9 +18,11 @@ from napari_wsss.training.mil import MILConfig
 from napari_wsss.training.multistage import MultistageConfig
 from napari_wsss.training.sshr import SSHRConfig
 
-_SEGMIX_PCM = {"threshold": 0.2, "segmix": False, "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8,
-               "segmix_max_ratio": 0.5, "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss",
-               "segmix_labels": "hard", "pcm": False, "pcm_weight": 0.2, "pcm_mode": "relu", "cam_norm_quantile": 0.0,
+_SEGMIX_PCM = {"threshold": None, "segmix": False, "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8,
+               "segmix_max_ratio": 0.5, "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5,
+               "segmix_window": 20, "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5,
+               "segmix_labels": "hard", "pcm": False, "pcm_kind": "seam", "pcm_weight": None, "pcm_mode": "relu", "pcm_scale": 0.5,
+               "cam_norm_quantile": 0.0,
                "fill_holes": [], "tta_flips": False}
 _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.01, "momentum": 0.9,
           "weight_decay": 0.0005, "new_lr_mult": 10.0, "bias_lr_mult": 20.0, "flips": True, "rotate": False,
@@ -29,13 +31,13 @@ _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.
 DEFAULTS = {
     SSHRConfig: {**_TRAIN, **_SEGMIX_PCM, "epochs": 21, "batch_size": 20, "loss_weights": [0.1, 0.15, 0.25, 0.5],
                  "fuse_weights": [0.0, 0.6, 0.2, 0.2], "hfrm": True, "kernel_size": 15, "dropout": 0.5,
-                 "pcm_inference": True, "calibrate": True},
+                 "pcm_inference": True, "calibrate": True, "shallow_stride": 4, "freeze_bn": True},
     MILConfig: {**_TRAIN, "epochs": 10, "batch_size": 16, "fuse_weights": [0.3, 0.3, 0.4], "dropout": 0.1},
     CamSamConfig: {**_TRAIN, **_SEGMIX_PCM, "epochs": 10, "batch_size": 16, "adl_stages": [3, 4],
-                   "adl_drop_rate": 0.75, "adl_gamma": 0.8, "enhanced": True, "hf_cutoff": 0.05,
+                   "adl_drop_rate": 0.75, "adl_gamma": 0.8, "enhanced": True, "hf_mode": "adapter", "hf_cutoff": 0.05,
                    "cam_threshold": 0.5, "n_points": 50, "consistency": 0.9, "rounds": 3, "decoder_epochs": 1,
                    "decoder_lr": 1e-05, "sam_checkpoint": None, "sam_model_type": "auto", "sam_cache_dir": None,
-                   "loss_weights": [1.0]},
+                   "loss_weights": [1.0], "pcm_kind": "parameter_free"},
     # None / 0 / "": the student's default (FinetuneConfig.resolved)
     FinetuneConfig: {"epochs": 8, "batch_size": 8, "lr": None, "backbone_lr_mult": None, "weight_decay": 1e-05,
                      "held_out_fraction": 0.2, "max_teacher_tiles": 48, "switch_every": 3,
@@ -80,11 +82,14 @@ def test_sshr_and_mil_card_configs_explicit():
     _same(sshr, {
         "backbone": "small_cnn", "schema": "luad", "input_size": 32, "epochs": 2, "batch_size": 4, "lr": 0.05,
         "momentum": 0.9, "weight_decay": 0.0001, "new_lr_mult": 10.0, "bias_lr_mult": 20.0,
-        "loss_weights": [0.1, 0.15, 0.25, 0.5], "fuse_weights": [0.0, 0.6, 0.2, 0.2], "threshold": 0.2,
+        "loss_weights": [0.1, 0.15, 0.25, 0.5], "fuse_weights": [0.0, 0.6, 0.2, 0.2], "threshold": None,
         "hfrm": True, "kernel_size": 15, "dropout": 0.5, "flips": False, "rotate": True, "segmix": False,
         "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8, "segmix_max_ratio": 0.5,
-        "segmix_patience": 3, "segmix_window": 20, "segmix_signal": "loss", "segmix_labels": "hard", "pcm": False,
-        "pcm_weight": 0.2, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
+        "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5, "segmix_window": 20,
+        "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5, "segmix_labels": "hard",
+        "pcm": False, "pcm_kind": "seam", "pcm_scale": 0.5,
+        "pcm_weight": None, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
+        "shallow_stride": 4, "freeze_bn": True,
         "cam_norm_quantile": 0.0, "fill_holes": [], "tta_flips": False,
         "seed": 3, "num_threads": 1, "device": "cpu", "glass_min_size": 64, "hed_scale": 0.0, "hed_shift": 0.0})
     mil = common.config_from_options(MILConfig, dict(TRAIN_OPTIONS)).to_dict()

@@ -99,3 +99,42 @@ def test_check_schema_mismatch_message(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="BCSS"):
         check_schema(card, BCSS_WSSS)
     assert np.isfinite(card.input_size)
+
+
+def test_gating_threshold_defaults_by_schema():
+    from napari_wsss.training.config import CamTrainConfig
+
+    assert CamTrainConfig().gating_threshold(BCSS_WSSS.name) == 0.5  # SSHR's code on BCSS-WSSS
+    assert CamTrainConfig().gating_threshold(LUAD_HISTOSEG.name) == 0.2  # and on LUAD-HistoSeg
+    assert CamTrainConfig().gating_threshold("colon-gland") == 0.2
+    assert CamTrainConfig(threshold=0.35).gating_threshold(BCSS_WSSS.name) == 0.35  # a given one wins
+
+
+@pytest.mark.parametrize("schema,calibrate,expect", [("bcss", False, 0.5), ("luad", False, 0.2),
+                                                     ("luad", True, None)])
+def test_card_records_the_threshold_and_whether_val_masks_calibrated_it(tiny_dataset, tmp_path, schema, calibrate,
+                                                                        expect):
+    out = run_to_end(train_sshr(tiny_dataset, tmp_path / f"{schema}{calibrate}", schema=schema, calibrate=calibrate,
+                                **{**FAST, "epochs": 1, "input_size": 32}))
+    card = load_card(out)
+    assert card.config["threshold_calibrated"] is calibrate
+    if expect is not None:
+        assert card.config["threshold"] == expect and "val_threshold_search" not in card.metrics
+    else:
+        table = card.metrics["val_threshold_search"]
+        assert card.config["threshold"] == float(max(table, key=lambda k: table[k]))
+
+
+def test_resnet_sshr_trains_and_reloads_with_its_stride4_map(tiny_dataset, tmp_path):
+    from napari_wsss.inference.predict import load_sshr
+
+    out = run_to_end(train_sshr(tiny_dataset, tmp_path / "r18", backbone="resnet18", pretrained=False,
+                                calibrate=False, evaluate=False, **{**FAST, "epochs": 1, "input_size": 32}))
+    card = load_card(out)
+    assert card.config["shallow_stride"] == 4 and card.config["freeze_bn"]
+    seg = load_sshr(out, card, "cpu")
+    assert seg.model.backbone.shallow_stride == 4 and not seg.model.backbone.freeze_bn  # nothing loaded: no freeze
+    pred = seg.predict(np.full((1, 64, 64, 3), 128, np.uint8))
+    assert pred.class_map.shape == (1, 64, 64)
+    card.config.pop("shallow_stride")  # a card from before the option: the pooled stride-8 map it was trained with
+    assert load_sshr(out, card, "cpu").model.backbone.shallow_stride == 8
