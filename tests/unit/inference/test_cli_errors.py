@@ -16,7 +16,7 @@ def test_json_onto_a_folder_is_one_line(tmp_path, capsys, tiny_dataset):
     rc = main(["evaluate", "--model", str(default_model_dir()), "--data", str(tiny_dataset / "test"), "--json",
                str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1 and "is a folder; give a file name" in err
+    assert rc == 2 and len(err.splitlines()) == 1 and "is a folder; give a file name" in err
 
 
 def test_system_errors_name_the_target(tmp_path):
@@ -41,7 +41,7 @@ def test_permission_and_memory_errors_are_one_line(monkeypatch, capsys):
         raise PermissionError(13, "Permission denied", "/data/read-only/set")
 
     monkeypatch.setattr(gen, "run", denied)  # add_parser binds the module's run when the parser is built
-    assert main(["generate", "/data/read-only/set"]) == 1
+    assert main(["generate", "/data/read-only/set"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("napari-wsss generate: error: Permission denied: /data/read-only/set (check the folder's "
                    "permissions or choose another output)")
