@@ -57,3 +57,18 @@ def test_debug_shows_the_traceback(tmp_path, tiny_dataset):
     with pytest.raises(ValueError, match="is a folder"):
         main(["--debug", "evaluate", "--model", str(default_model_dir()), "--data", str(tiny_dataset / "test"),
               "--json", str(tmp_path / "out")])
+
+
+def test_predict_skips_a_bad_image_among_good_ones_and_says_so(tiny_dataset, tmp_path, capsys):
+    """One damaged file in a folder: every good tile still gets its mask, the bad one is named, exit code 2
+    (before: the run stopped at the bad file with some masks written and the rest not)."""
+    import shutil
+
+    folder = shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "tiles")
+    good = sorted(p.stem for p in folder.iterdir())
+    (folder / f"{good[0]}x.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # sorts among the good ones
+    out = tmp_path / "masks"
+    rc = main(["predict", str(folder), "-o", str(out), "--batch-size", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{good[0]}x.png" in err and "skipped" in err and "Traceback" not in err
+    assert sorted(p.stem for p in out.iterdir()) == good
