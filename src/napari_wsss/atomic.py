@@ -78,17 +78,16 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _recover(target)
+    clean_leftovers(target)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(
             f"{target} already exists and is not empty; choose a new folder or pass overwrite=True (--overwrite)."
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent))
+    tmp = partial_dir(target)
     try:
         yield tmp
-        os.chmod(tmp, _umask_mode(0o777))  # mkdtemp makes 0700 folders
         if overwrite and target.exists():
-            _swap_in(tmp, target)
+            replace_dir(tmp, target)
         else:
             _rename_new(tmp, target)
     finally:
@@ -108,13 +107,21 @@ def _rename_new(tmp: Path, target: Path) -> None:
         raise
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Put ``tmp`` in place of the folder ``target``; the old one is removed afterwards."""
-    if _exchange(tmp, target):  # tmp now holds the old folder: the caller removes it
+def partial_dir(target: Path) -> Path:
+    """A new empty folder beside ``target`` to build it in, named so :func:`clean_leftovers` knows it as ours."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent))
+    os.chmod(tmp, _umask_mode(0o777))  # mkdtemp makes 0700 folders
+    return tmp
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put the folder ``tmp`` (a :func:`partial_dir`) in place of the folder ``target``, removing the old one."""
+    if _exchange(tmp, target):  # tmp now holds the old folder
+        shutil.rmtree(tmp, ignore_errors=True)
         return
     old = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.old")
     os.replace(target, old)
-    os.replace(tmp, target)  # a kill before this line: _recover puts ``old`` back on the next call
+    os.replace(tmp, target)  # a kill before this line: clean_leftovers puts ``old`` back on the next call
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -137,7 +144,7 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
-def _recover(target: Path) -> None:
+def clean_leftovers(target: Path) -> None:
     """Repair what killed runs left beside ``target``: put back an old copy a kill hid mid-overwrite, remove
     half-built folders. Only names this module makes, of processes no longer running, are touched."""
     pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.\w+\.(partial|old)$")
