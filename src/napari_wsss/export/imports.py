@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import ClassSchema
+from ..data.tiles import check_whole_size
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from ..store import INDEX_FILE, Project, default_project_root
 from ..store_records import STATUSES, check_key
@@ -46,6 +47,7 @@ def _item_masks(set_dir: Path, m: dict[str, Any], schema: ClassSchema) -> Genera
                 features[(f.get("properties") or {}).get("item")].append(f)
     for rec in m.get("items", []):
         key, shape = rec["key"], tuple(rec["shape"])
+        check_whole_size(*shape, f"The set's item {key!r}")  # a received manifest may claim any size
         if tiles.get(key):
             cm = np.full(shape, schema.background_index, np.uint8)
             for t in tiles[key]:
