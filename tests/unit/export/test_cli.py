@@ -54,3 +54,28 @@ def test_export_full_disk_is_a_clear_error(tile_project, tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "disk is full" in err and str(tmp_path / "set") in err and "Traceback" not in err
     assert not (tmp_path / "set").exists()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("part,field,value,words", [
+    ("items", "key", "../evil", ["'../evil'"]),  # before: the item was skipped, exit 0
+    ("items", "key", 7, ["key 7"]),
+    ("items", "shape", "x", ["shape 'x'", "[H, W]"]),  # before: a TypeError from deep inside
+    ("tiles", "item_box", [-5, -5, 10, 10], ["item_box", "[-5, -5, 10, 10]"]),  # before: numpy's broadcast error
+])
+def test_import_refuses_malformed_records_naming_them(tile_project, tmp_path, capsys, part, field, value,
+                                                      words) -> None:
+    out = tmp_path / "set"
+    assert main(["export", "--project", str(tile_project.root), "--out", str(out)]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    m[part][0][field] = value
+    (out / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    assert main(["import", str(out), "--project", str(tmp_path / "copy.wsss"), "--no-verify"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Nothing was imported" in err and "--debug" not in err, err
+    for w in words:
+        assert w in err, err
+    assert not (tmp_path / "copy.wsss").exists()
