@@ -80,7 +80,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
             try:
                 im = Image.open(path)
             except Image.DecompressionBombError as e:  # PIL's own limit is below ours: its numbers, our advice
-                raise TooLarge(f"{path} is too large to read whole ({e}); {_LARGE_HINT}") from None
+                raise TooLarge(f"{path} is too large to hold in memory at once ({e}); {_LARGE_HINT}") from None
             with im:
                 check_whole_size(im.height, im.width, str(path))
                 im.load()
@@ -104,11 +104,11 @@ class TooLarge(ValueError):
     """An image or mask larger than :data:`MAX_WHOLE_PIXELS`: refused before any memory is taken for it."""
 
 
-def check_whole_size(h: int, w: int, what: str) -> None:
+def check_whole_size(h: int, w: int, what: str, hint: str = _LARGE_HINT) -> None:
     """Refuse (:class:`TooLarge`) an image or mask of ``h`` x ``w`` pixels, more than :data:`MAX_WHOLE_PIXELS`."""
     if int(h) * int(w) > MAX_WHOLE_PIXELS:
         raise TooLarge(f"{what} is {int(h)} x {int(w)} pixels ({int(h) * int(w) / 1e6:,.0f} Mpx), too large to "
-                         f"read whole (at most {MAX_WHOLE_PIXELS / 1e6:,.0f} Mpx); {_LARGE_HINT}")
+                       f"hold in memory at once (at most {MAX_WHOLE_PIXELS / 1e6:,.0f} Mpx); {hint}")
 
 
 def _tiff_size(path: Path) -> tuple[int, int]:

@@ -77,7 +77,9 @@ def _item_masks(set_dir: Path, m: dict[str, Any], schema: ClassSchema) -> Genera
                 features[(f.get("properties") or {}).get("item")].append(f)
     for rec in m.get("items", []):
         key, shape = rec["key"], tuple(rec["shape"])
-        check_whole_size(*shape, f"The set's item {key!r}")  # a received manifest may claim any size
+        check_whole_size(*shape, f"The set's item {key!r}",  # a received manifest may claim any size
+                         "nothing was imported; ask for a fresh export (slide regions are at most a few thousand "
+                         "pixels a side).")
         if tiles.get(key):
             cm = np.full(shape, schema.background_index, np.uint8)
             for t in tiles[key]:
