@@ -47,18 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, OSError, MemoryError) as e:
+    except (*EXPECTED, *UNEXPECTED) as e:
         if args.debug:
             raise
         print(f"napari-wsss {args.command}: error: {error_message(e)}", file=sys.stderr)
-        return 1
+        return ERROR_EXIT
+
+
+ERROR_EXIT = 2  # every failure the boundary answers: a bad input, option, file or system state
+EXPECTED = (ValueError, KeyError, OSError, MemoryError)  # what our code raises with a message for the user
+# what malformed input can still provoke deep inside (a file of the wrong shape, an odd option): one line too,
+# with the way to the traceback, since the message was not written for the user
+UNEXPECTED = (TypeError, AttributeError, ArithmeticError, IndexError, LookupError)
 
 
 def error_message(e: BaseException) -> str:
     """One line for an expected failure: the message our code wrote, or what the system said and about which
     file (a read-only project, a folder where a file was expected, a full disk, too little memory)."""
     if isinstance(e, KeyError) and e.args:
-        return str(e.args[0])
+        what = str(e.args[0])
+        if " " in what:  # a message of ours
+            return what
+        return (f"missing entry {what!r}: an input file lacks a field it needs, or a name is unknown; check the "
+                "input, or rerun with --debug for the traceback.")
     if isinstance(e, MemoryError):
         return ("not enough memory for this input; use a smaller batch or region, or a slide (read lazily) "
                 "instead of one huge image.")
@@ -69,6 +80,9 @@ def error_message(e: BaseException) -> str:
                 IsADirectoryError: " (a file was expected there, not a folder)",
                 NotADirectoryError: " (a folder was expected there, not a file)"}.get(type(e), "")
         return f"{e.strerror}{where}{hint}"
+    if isinstance(e, UNEXPECTED) and not isinstance(e, KeyError):
+        return (f"{type(e).__name__}: {e}. An input (a file of the wrong shape, an option out of range) is probably "
+                "malformed; check it, or rerun with --debug for the traceback and report it.")
     return str(e)
 
 

@@ -4,6 +4,7 @@ A project lives in a folder beside the data (``<folder>.wsss/`` for a tile folde
 ``<stem>.wsss/`` for a slide or single image) and is readable with nothing but ``json`` and PIL::
 
     project.json           index: format version, source, class schema, one record per item (below)
+    project.lock           locked by the process writing (holds its pid), so two processes never overwrite each other's changes
     masks/<key>.png        current class map (palette PNG, dataset convention: classes 0..K-1, background K)
     predictions/<key>.png  the model's original output for the item (provenance; diff against masks/)
     touched/<key>.png      1-bit PNG: pixels the user changed (True = touched)
@@ -16,6 +17,8 @@ pixel bounds, end-exclusive, the mask stored at ``level``). Item records hold ``
 that predicted it), ``touched_fraction``, ``shape`` ([H, W] of the mask) and ``updated`` (UTC ISO time).
 The records and their (de)serialisation live in :mod:`napari_wsss.store_records`.
 
+Writers take the project's lock (``project.lock``, :mod:`napari_wsss._store_lock`) and re-read the index before a
+change, so two processes writing one project (an import beside a viewer's autosave) keep each other's updates.
 Every file is written atomically (temp file + rename): killing the process at any moment leaves each file
 either old or new, never half written; the index is rewritten after the image files it points to.
 Memory follows disk, never leads it: a change builds new records, writes the index, and only then becomes the
@@ -26,15 +29,18 @@ put back (``_store_undo``) and the records in memory stay the old ones, so the p
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from ._store_lock import ProjectLock
 from ._store_undo import FileUndo
 from .atomic import atomic_save, atomic_write_json
 from .classes import LUAD_HISTOSEG, ClassSchema
@@ -71,6 +77,29 @@ def default_project_root(source: str | Path) -> Path:
     return source.parent / f"{source.stem}{PROJECT_SUFFIX}"
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes(method: _F) -> _F:
+    """Run a changing method holding the project lock, on the records as saved (see ``Project._locked``)."""
+
+    @functools.wraps(method)
+    def locked(self: Project, *args: Any, **kwargs: Any) -> Any:
+        with self._locked():
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What identifies one version of the index file (a rewrite is a new inode): None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 @dataclass
 class _Batch:
     """An open :meth:`Project.batch`: the records as its single index write will store them, the files to undo."""
@@ -95,6 +124,8 @@ class Project(ProjectModels):
         self._items = items  # the records project.json holds; replaced whole, only after a successful write
         self.created = created or now_utc()
         self._batch: _Batch | None = None
+        self._lock_depth = 0
+        self._seen: tuple[int, int, int] | None = None  # the index version _items was read from or written as
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -124,15 +155,51 @@ class Project(ProjectModels):
         if not create:
             raise FileNotFoundError(f"No annotation project at {root} (no {INDEX_FILE}).")
         project = cls(root, str(Path(source).resolve()), schema or LUAD_HISTOSEG, {}, schema_default=schema is None)
-        project._commit({}, FileUndo())
+        with project._locked():
+            if project._seen is None:  # nobody created it meanwhile
+                project._commit({}, FileUndo())
         return project
 
     @classmethod
     def load(cls, root: str | Path) -> Project:
         """Open an existing project folder (``project.json`` inside)."""
         root = Path(root)
+        seen = _stamp(root / INDEX_FILE)
         source, schema, items, created, schema_default = read_index(root)
-        return cls(root, source, schema, items, created, schema_default)
+        project = cls(root, source, schema, items, created, schema_default)
+        project._seen = seen
+        return project
+
+    # -- one writer at a time ------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the project lock; on taking it, read the index again when another process rewrote it.
+
+        A change then starts from the saved records, so it keeps what other writers saved since this project
+        was opened. Re-entrant within this object (a batch holds it for all its changes).
+        """
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with ProjectLock(self.root):
+            self._lock_depth = 1
+            try:
+                self._refresh()
+                yield
+            finally:
+                self._lock_depth = 0
+
+    def _refresh(self) -> None:
+        seen = _stamp(self.root / INDEX_FILE)
+        if seen is None or seen == self._seen:
+            return
+        self.source, self.schema, self._items, created, self.schema_default = read_index(self.root)
+        self.created = created or self.created
+        self._seen = seen
 
     # -- writing the index ---------------------------------------------------------------------------
     @contextmanager
@@ -145,13 +212,14 @@ class Project(ProjectModels):
         if self._batch is not None:
             yield self
             return
-        batch = self._batch = _Batch(dict(self._items))
-        try:
-            yield self
-        finally:
-            self._batch = None
-            if batch.changed:
-                self._commit(batch.items, batch.files)
+        with self._locked():  # other writers wait for the batch: its records are built on the saved ones
+            batch = self._batch = _Batch(dict(self._items))
+            try:
+                yield self
+            finally:
+                self._batch = None
+                if batch.changed:
+                    self._commit(batch.items, batch.files)
 
     @contextmanager
     def _change(self) -> Iterator[tuple[dict[str, Item], FileUndo]]:
@@ -183,8 +251,10 @@ class Project(ProjectModels):
             files.undo()
             raise
         self._items = items
+        self._seen = _stamp(self.root / INDEX_FILE)
         files.forget()
 
+    @_writes
     def adopt_schema(self, schema: ClassSchema) -> bool:
         """Take ``schema`` while the project holds no mask yet; returns whether the schema changed.
 
@@ -233,6 +303,7 @@ class Project(ProjectModels):
     def __contains__(self, key: str) -> bool:
         return key in self._records
 
+    @_writes
     def register(self, entries: list[dict[str, Any]]) -> None:
         """Add items that are not there yet, e.g. every tile of a folder: ``[{"key", "image"|"region"}, ...]``.
 
@@ -324,6 +395,7 @@ class Project(ProjectModels):
         return read_mask(path, self.schema) if path.is_file() else None
 
     # -- writing -------------------------------------------------------------------------------------
+    @_writes
     def save_prediction(self, key: str, class_map: np.ndarray, model: Any, *, image: str | None = None,
                         region: list[int] | None = None, force: bool = False) -> Item:
         """Store a model's output for an item as its prediction and its current mask.
@@ -357,6 +429,7 @@ class Project(ProjectModels):
             records[key] = it
         return it
 
+    @_writes
     def save_correction(self, key: str, class_map: np.ndarray, touched: np.ndarray) -> Item:
         """Store the user's current class map of an item and the pixels they touched.
 
@@ -385,6 +458,7 @@ class Project(ProjectModels):
             records[key] = it
         return it
 
+    @_writes
     def set_status(self, key: str, status: str) -> Item:
         """Mark an item ``unreviewed``, ``corrected`` or ``accepted``."""
         if status not in STATUSES:
@@ -395,6 +469,7 @@ class Project(ProjectModels):
             records[key] = it
         return it
 
+    @_writes
     def set_model(self, key: str, model: str) -> Item:
         """Record which model version predicted an existing item (provenance, e.g. from an imported set)."""
         if not isinstance(model, str) or not model:

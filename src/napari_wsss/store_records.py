@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .classes import ClassSchema
+from .json_checks import check_list, check_object, check_version
 
 FORMAT_VERSION = 1
 INDEX_FILE = "project.json"
@@ -109,9 +110,12 @@ def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | Non
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); the project index is damaged. The masks in "
                          f"{root / 'masks'} are intact; move project.json away to rebuild it.") from e
-    if int(d.get("format_version", 1)) > FORMAT_VERSION:
-        raise ValueError(f"{path}: project format {d['format_version']} is newer than this napari-wsss "
+    fix = f"the project index is damaged. The masks in {root / 'masks'} are intact; move project.json away to rebuild it."
+    d = check_object(d, "the index", str(path), fix)
+    version = check_version(d, str(path), fix)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: project format {version} is newer than this napari-wsss "
                          f"understands ({FORMAT_VERSION}); upgrade napari-wsss.")
-    schema = ClassSchema.from_dict(d["schema"])
-    items = {r["key"]: Item.from_dict(r, str(path)) for r in d.get("items", [])}
+    schema = ClassSchema.from_dict(check_object(d.get("schema"), "'schema'", str(path), fix))
+    items = {r["key"]: Item.from_dict(r, str(path)) for r in check_list(d, "items", str(path), fix)}
     return d.get("source", ""), schema, items, d.get("created"), bool(d.get("schema_default", False))

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(e, (FileExistsError, FileNotFoundError)):
             raise  # the CLI prints these
         print(f"\nnapari-wsss export: error: {e.strerror or e}", file=sys.stderr)
-        return 1
+        return 2
     print(file=sys.stderr)
     print(out)
     return 0

@@ -152,12 +152,22 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
     flagged: list[tuple[str, str]] = []
     normaliser = getattr(seg, "normaliser", None)  # --stain-normalise: tiles are normalised whole, not per window
     seg = getattr(seg, "segmenter", seg)
+    bad: list[tuple[Path, str]] = []  # files that could not be read: skipped, named at the end, exit code 2
     for i in range(0, len(files), args.batch_size):
-        batch = [read_rgb(f) for f in files[i : i + args.batch_size]]
-        dsts = targets[i : i + args.batch_size]
+        batch, dsts, names = [], [], []
+        for f, dst in zip(files[i : i + args.batch_size], targets[i : i + args.batch_size]):
+            try:
+                batch.append(read_rgb(f))
+            except (OSError, ValueError, MemoryError) as e:
+                bad.append((f, str(e) or type(e).__name__))
+                continue
+            dsts.append(dst)
+            names.append(f)
+        if not batch:
+            continue
         if normaliser is not None:  # once here, so the stain check judges what the model sees
             batch = [normaliser(b) for b in batch]
-        flagged += _stain_flags(seg.card, batch, files[i : i + args.batch_size])
+        flagged += _stain_flags(seg.card, batch, names)
         if len({b.shape for b in batch}) == 1 and batch[0].shape[0] * batch[0].shape[1] <= WINDOW_PIXELS:
             pred = seg.predict(np.stack(batch), batch_size=args.batch_size)
             for n, dst in enumerate(dsts):
@@ -170,8 +180,15 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
         print_progress(Progress(done, len(files), "predicting"))
     print(file=sys.stderr)
     _warn_stain(seg.card, flagged, len(files))
-    print(targets[0] if len(targets) == 1 else args.out)
-    return 0
+    if bad:
+        print(f"napari-wsss predict: error: {len(bad)} of {len(files)} image(s) could not be read and were skipped "
+              f"(no mask written for them): " + "; ".join(f"{f.name} ({why})" for f, why in bad[:5])
+              + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+              + ". The other masks were written; replace or remove those files and predict them again.",
+              file=sys.stderr)
+    if done:
+        print(targets[0] if len(targets) == 1 else args.out)
+    return 2 if bad else 0
 
 
 def _stain_flags(card, images: list, files: list[Path]) -> list[tuple[str, str]]:  # noqa: ANN001

@@ -72,19 +72,53 @@ def read_rgb(path: str | Path) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
+            check_whole_size(*_tiff_size(path), str(path))
             arr = tifffile.imread(path, level=0) if _is_pyramidal(path) else tifffile.imread(path)
         else:
             from PIL import Image
 
-            with Image.open(path) as im:
+            try:
+                im = Image.open(path)
+            except Image.DecompressionBombError as e:  # PIL's own limit is below ours: its numbers, our advice
+                raise TooLarge(f"{path} is too large to hold in memory at once ({e}); {_LARGE_HINT}") from None
+            with im:
+                check_whole_size(im.height, im.width, str(path))
                 im.load()
                 arr = np.asarray(im.convert("RGB") if im.mode in ("P", "CMYK", "YCbCr") else im)
-    except FileNotFoundError:
+    except (FileNotFoundError, TooLarge):
         raise
     except Exception as e:
         raise ValueError(f"Cannot read {path}: {type(e).__name__}: {e}. The file is damaged or not an image; "
                          "re-export it or remove it from the folder.") from e
     return as_rgb_uint8(arr, str(path))
+
+
+# Images are read into one array; past this many pixels (0.8 GB as RGB) that array would not fit comfortably, and
+# a file's header can claim any size. Larger images belong on the lazy slide path (a pyramidal TIFF).
+MAX_WHOLE_PIXELS = 1 << 28
+_LARGE_HINT = ("save it as a pyramidal (tiled, multi-resolution) TIFF and open it as a slide, which is read "
+               "lazily window by window (e.g. `vips tiffsave in.tif out.tif --tile --pyramid`), or crop it.")
+
+
+class TooLarge(ValueError):
+    """An image or mask larger than :data:`MAX_WHOLE_PIXELS`: refused before any memory is taken for it."""
+
+
+def check_whole_size(h: int, w: int, what: str, hint: str = _LARGE_HINT) -> None:
+    """Refuse (:class:`TooLarge`) an image or mask of ``h`` x ``w`` pixels, more than :data:`MAX_WHOLE_PIXELS`."""
+    if int(h) * int(w) > MAX_WHOLE_PIXELS:
+        raise TooLarge(f"{what} is {int(h)} x {int(w)} pixels ({int(h) * int(w) / 1e6:,.0f} Mpx), too large to "
+                       f"hold in memory at once (at most {MAX_WHOLE_PIXELS / 1e6:,.0f} Mpx); {hint}")
+
+
+def _tiff_size(path: Path) -> tuple[int, int]:
+    """(H, W) of a TIFF's full-resolution image, from its header (no pixel read)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        series = tf.series[0]
+        shape, axes = series.shape, series.axes
+    return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
 
 
 def _is_pyramidal(path: Path) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import ClassSchema
+from ..data.tiles import check_whole_size
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from ..store import INDEX_FILE, Project, default_project_root
 from ..store_records import STATUSES, check_key
@@ -34,6 +35,36 @@ def inside_set(set_dir: Path, rel: str) -> Path:
     return path
 
 
+def check_records(m: dict[str, Any], source: Path) -> None:
+    """Refuse a received manifest whose item or tile records would fail (or be skipped) halfway through an
+    import: keys that are not file-safe names, shapes that are not [H, W], tile boxes out of order or negative."""
+    fix = "Nothing was imported; fix the manifest or ask for a fresh export."
+    for n, rec in enumerate(m.get("items", [])):
+        key = rec.get("key")
+        if not isinstance(key, str):
+            raise ValueError(f"{source}: item {n} has key {key!r}; expected a tile name or region key. {fix}")
+        try:
+            check_key(key)
+        except ValueError as e:
+            raise ValueError(f"{source}: {e} {fix}") from None
+        shape = rec.get("shape")
+        if not _whole_numbers(shape, 2) or min(shape) < 1:
+            raise ValueError(f"{source}: item {key!r} has shape {shape!r}; expected [H, W], two positive whole "
+                             f"numbers. {fix}")
+    for n, t in enumerate(m.get("tiles", [])):
+        if not (t.get("files") or {}).get("mask"):
+            continue
+        box = t.get("item_box")
+        if not _whole_numbers(box, 4) or min(box) < 0 or box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{source}: tile {n} (item {t.get('item')!r}) has item_box {box!r}; expected "
+                             f"[y0, x0, y1, x1] with 0 <= y0 < y1 and 0 <= x0 < x1. {fix}")
+
+
+def _whole_numbers(value: Any, n: int) -> bool:
+    return (isinstance(value, list) and len(value) == n
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+
+
 def _item_masks(set_dir: Path, m: dict[str, Any], schema: ClassSchema) -> Generator[tuple[dict, np.ndarray], None, None]:
     tiles = defaultdict(list)
     for t in m.get("tiles", []):
@@ -46,6 +77,9 @@ def _item_masks(set_dir: Path, m: dict[str, Any], schema: ClassSchema) -> Genera
                 features[(f.get("properties") or {}).get("item")].append(f)
     for rec in m.get("items", []):
         key, shape = rec["key"], tuple(rec["shape"])
+        check_whole_size(*shape, f"The set's item {key!r}",  # a received manifest may claim any size
+                         "nothing was imported; ask for a fresh export (slide regions are at most a few thousand "
+                         "pixels a side).")
         if tiles.get(key):
             cm = np.full(shape, schema.background_index, np.uint8)
             for t in tiles[key]:
@@ -84,6 +118,7 @@ def import_set(set_dir: str | Path, project_dir: str | Path | None = None, *, so
     set_dir = Path(set_dir)
     m = check_manifest(set_dir) if verify else load_manifest(set_dir)
     schema = ClassSchema.from_dict(m["schema"])
+    check_records(m, set_dir / "manifest.json")
     for t in m.get("tiles", []):  # every path the set names stays inside it, checked before anything is read
         if t.get("files", {}).get("mask"):
             inside_set(set_dir, t["files"]["mask"])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json
+from ..json_checks import check_list, check_object, check_version
 
 MANIFEST = "manifest.json"
 FORMAT = "napari-wsss export"
@@ -57,11 +58,20 @@ def load_manifest(root: str | Path) -> dict[str, Any]:
                                 "`napari-wsss export` (or the Export widget) wrote.") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); the export is damaged — export it again.") from e
+    fix = "the export is damaged or was not written by napari-wsss; nothing was read. Ask for a fresh export."
+    d = check_object(d, "the manifest", str(path), fix)
     if d.get("format") != FORMAT:
         raise ValueError(f"{path}: format {d.get('format')!r}, expected {FORMAT!r}.")
-    if int(d.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{path}: export format {d['format_version']} is newer than this napari-wsss understands "
+    version = check_version(d, str(path), fix, default=0)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: export format {version} is newer than this napari-wsss understands "
                          f"({FORMAT_VERSION}); upgrade napari-wsss.")
+    for field in ("schema", "files", "project", "options"):  # received files: shapes checked before any use
+        if field in d:
+            check_object(d[field], f"'{field}'", str(path), fix)
+    for field in ("items", "tiles", "slides"):
+        check_list(d, field, str(path), fix)
+    check_list(d, "geojson", str(path), fix, of=str)
     return d
 
 

@@ -218,7 +218,11 @@ def features_to_class_map(features: Iterable[dict[str, Any]], schema: ClassSchem
     """
     from skimage.draw import polygon as draw_polygon
 
+    from ..data.tiles import check_whole_size
+
     h, w = int(shape[0]), int(shape[1])
+    check_whole_size(h, w, "The mask to rasterise (--shape)", "give the shape of one region (with --origin), or "
+                     "a --downsample that makes the mask smaller.")
     out = np.full((h, w), schema.background_index, np.uint8)
     for f in features:
         idx = feature_class(f, schema)

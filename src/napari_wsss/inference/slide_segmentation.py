@@ -14,19 +14,25 @@ Output (a zarr group, written as blocks finish, so a viewer can show results as 
 * ``confidence/0 .. confidence/L``: uint8, the winning class's blended score x 255;
 * group attributes: source level, downsample of that level, block, overlap, class schema, model name, and
   ``complete`` (false until the last block is written).
+
+A new ``out`` is written in place, so a viewer can watch it fill in; a killed run leaves it marked incomplete.
+An ``out`` that exists (a rerun with ``--overwrite``) stays whole until the new result is: that one is built in
+a hidden folder beside it and swapped in at the end (``atomic.replace_dir``), so a kill keeps the earlier one.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import clean_leftovers, partial_dir, replace_dir
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from .segmenter import Segmenter
 
@@ -120,7 +126,7 @@ def segment_slide(
     Args:
         segmenter: a loaded model (``Segmenter`` contract).
         levels: the slide's levels, ``(H_l, W_l, 3)`` uint8 arrays (dask or numpy), finest first.
-        out: folder for the zarr group (replaced if it exists).
+        out: folder for the zarr group (an existing one is replaced once the new result is complete).
         level: which level to segment (coordinates of the output are that level's pixels).
         block: output block size in pixels, a power of two (pyramid levels stay aligned).
         overlap: total overlap between neighbouring windows (each window is ``block + overlap``).
@@ -132,12 +138,44 @@ def segment_slide(
         Cancelled: when ``should_stop()`` turns true; the zarr group stays marked ``complete = False``.
         ValueError: ``block`` not a power of two, or a level out of range.
     """
-    from ..data.tiles import as_rgb_uint8, is_background
+    import zarr
 
     if block <= 0 or block & (block - 1):
         raise ValueError(f"block must be a power of two (got {block}); e.g. 256, 512 or 1024.")
     if not 0 <= level < len(levels):
         raise ValueError(f"level {level} does not exist; the slide has levels 0..{len(levels) - 1}.")
+    h, w = int(levels[level].shape[0]), int(levels[level].shape[1])
+    schema = segmenter.card.class_schema
+    n_levels = max(1, min(int(math.log2(block)), int(math.ceil(math.log2(max(h, w) / 256))) + 1))
+    downsample = float(levels[0].shape[0]) / h
+    attrs = {"source_level": level, "downsample": downsample, "block": block, "overlap": overlap,
+             "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w],
+             "mpp": mpp, "level_mpp": mpp * downsample if mpp else None}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(out)  # what killed reruns left beside it
+    build = partial_dir(out) if out.exists() else out
+    try:
+        result = yield from _segment_into(build, segmenter, levels, level, block, overlap, batch_size, band, attrs,
+                                          n_levels, should_stop)
+    except BaseException:
+        if build != out:
+            shutil.rmtree(build, ignore_errors=True)  # the earlier result stays as it was
+        raise
+    if build == out:
+        return result
+    replace_dir(build, out)
+    root = zarr.open_group(str(out), mode="r+")
+    return replace(result, path=out, labels=[root[f"labels/{lv}"] for lv in range(n_levels)],
+                   confidence=[root[f"confidence/{lv}"] for lv in range(n_levels)])
+
+
+def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int, block: int, overlap: int,
+                  batch_size: int, band: int, attrs: dict, n_levels: int, should_stop: StopFlag
+                  ) -> Generator[Progress, None, SlideSegmentation]:
+    """The body of :func:`segment_slide`, writing the zarr group at ``out`` (created here)."""
+    from ..data.tiles import as_rgb_uint8, is_background
+
     img = levels[level]
     h, w = int(img.shape[0]), int(img.shape[1])
     halo = overlap // 2
@@ -145,12 +183,7 @@ def segment_slide(
     n_i, n_j = math.ceil(h / block), math.ceil(w / block)
     schema = segmenter.card.class_schema
     k1, bg = schema.n_classes, schema.background_index
-    n_levels = max(1, min(int(math.log2(block)), int(math.ceil(math.log2(max(h, w) / 256))) + 1))
-    downsample = float(levels[0].shape[0]) / h
-    attrs = {"source_level": level, "downsample": downsample, "block": block, "overlap": overlap,
-             "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w],
-             "mpp": mpp, "level_mpp": mpp * downsample if mpp else None}
-    out = Path(out)
+    downsample = attrs["downsample"]
     root, lab_arrays, conf_arrays = _create_outputs(out, (h, w), block, n_levels, attrs)
 
     tissue = tissue_blocks(levels, level, block)

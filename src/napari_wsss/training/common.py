@@ -4,8 +4,11 @@ option parsing, the SGD set-up, and the card, evaluation and save that end a run
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import random
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Generator
@@ -88,12 +91,60 @@ def config_from_options(cls: type[C], options: dict[str, Any]) -> C:
     unknown = sorted(set(options) - names)
     if unknown:
         raise ValueError(f"Unknown {cls.__name__} options {unknown}; valid options: {sorted(names)}.")
+    hints = typing.get_type_hints(cls)
+    options = {k: check_option(k, v, hints[k]) for k, v in options.items()}
     cfg = cls(**options)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         v = getattr(cfg, f.name)
         if isinstance(v, list):  # JSON round trips turn tuples into lists
             setattr(cfg, f.name, tuple(v))
     return cfg
+
+
+# Options that count or size something: 0 or less would divide by zero or silently write an untrained model.
+AT_LEAST_ONE = ("epochs", "batch_size", "input_size", "distil_epochs", "distil_batch_size", "decoder_epochs",
+                "seg_epochs")
+
+
+def check_option(name: str, value: Any, tp: Any) -> Any:
+    """``value`` as the config field ``name`` of type ``tp`` takes it (an int where a float goes), or a
+    ValueError saying what was given and what is expected (``--set lr=abc`` would fail mid-training)."""
+    kinds = [a for a in typing.get_args(tp) if a is not type(None)] if _is_union(tp) else [tp]
+    if value is None and len(kinds) < (len(typing.get_args(tp)) if _is_union(tp) else 1):
+        return value  # "X | None"
+    for kind in kinds:
+        ok = _as_kind(value, kind)
+        if ok is not _NO:
+            if name in AT_LEAST_ONE and isinstance(ok, int) and ok < 1:
+                raise ValueError(f"Option {name}={ok}: expected at least 1 (e.g. --{name.replace('_', '-')} 10).")
+            return ok
+    expected = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+    raise ValueError(f"Option {name}={value!r}: expected {expected}, got {type(value).__name__} "
+                     f"(e.g. --set {name}=<a {expected}>; see `napari-wsss train --help`).")
+
+
+_NO = object()
+
+
+def _is_union(tp: Any) -> bool:
+    return isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+
+
+def _as_kind(value: Any, kind: Any) -> Any:
+    """``value`` converted to ``kind`` where that loses nothing, else ``_NO``."""
+    if kind is bool:
+        return value if isinstance(value, bool) else _NO
+    if kind is int:  # numpy scalars too (a widget's or a script's values)
+        return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else _NO
+    if kind is float:
+        return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else _NO
+    if kind is str:
+        return value if isinstance(value, str) else _NO
+    if typing.get_origin(kind) is tuple and isinstance(value, (list, tuple)):
+        item = typing.get_args(kind)[0]
+        out = [_as_kind(v, item) for v in value]
+        return tuple(out) if _NO not in out else _NO
+    return value if not isinstance(kind, type) or isinstance(value, kind) else _NO
 
 
 @dataclass(frozen=True)

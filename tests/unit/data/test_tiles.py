@@ -218,3 +218,40 @@ def test_is_background_matches_reference_on_images(rng: np.random.Generator) -> 
     mixed = np.concatenate([rgb[:2], noisy, rgb[2:]])
     assert np.array_equal(is_background(mixed), _reference_background(mixed))
     assert is_background(rgb[0]).shape == (50, 70) and is_background(rgb).dtype == bool
+
+
+def _huge_tiff(path: Path) -> Path:
+    """A small TIFF whose header declares 100000 x 100000 px (what a hostile or mislabelled file can claim)."""
+    import struct
+
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    with tifffile.TiffFile(path) as tf:
+        offsets = [tf.pages[0].tags[name].valueoffset for name in ("ImageWidth", "ImageLength")]
+    with open(path, "r+b") as f:
+        for off in offsets:
+            f.seek(off)
+            f.write(struct.pack("<I", 100000))
+    return path
+
+
+def _huge_png(path: Path) -> Path:
+    import struct
+    import zlib
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then length + "IHDR"
+    data[ihdr: ihdr + 8] = struct.pack(">II", 100000, 100000)
+    data[ihdr + 13: ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4: ihdr + 13])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make", [_huge_tiff, _huge_png], ids=["tiff", "png"])
+def test_an_image_too_large_to_read_whole_is_refused_from_its_header(tmp_path: Path, make) -> None:  # noqa: ANN001
+    """Before: the TIFF was read into one 27.9 GiB array; now the declared size is checked before any pixel."""
+    path = make(tmp_path / ("big.tif" if make is _huge_tiff else "big.png"))
+    with pytest.raises(ValueError, match=r"big\.(tif|png).*too large to hold in memory.*slide"):
+        read_rgb(path)

@@ -95,7 +95,7 @@ def test_split_is_by_image_and_refuses_overwrite(tmp_path: Path, rng: np.random.
     assert sorted(n for n, r in split["images"].items() if r["split"] == "val") == ["train_2", "train_5"]
     assert split["options"]["val_list"] == ["train_2", "train_5"]
     before = (out / "split.json").read_bytes()
-    assert main(args) == 1  # exists: refused, untouched
+    assert main(args) == 2  # exists: refused, untouched
     assert (out / "split.json").read_bytes() == before
     assert main([*args, "--overwrite", "--size", "48"]) == 0
     assert json.loads((out / "split.json").read_text())["options"]["size"] == 48

@@ -97,3 +97,9 @@ def test_bad_geojson_errors(tmp_path) -> None:
          "properties": {"classification": {"name": "Stroma"}}}]}))
     with pytest.raises(ValueError, match="Stroma"):
         read_geojson_class_map(tmp_path / "other.geojson", S)
+
+
+def test_a_mask_too_large_to_hold_is_refused_before_allocating() -> None:
+    """`import --shape 100000 100000` allocated 10 GB before; now it says what to do instead."""
+    with pytest.raises(ValueError, match="100000 x 100000.*too large"):
+        features_to_class_map([], S, (100000, 100000))

@@ -25,10 +25,10 @@ def test_cli_cam_sam(tmp_path, capsys, monkeypatch):
     common = ["--data", str(data), "--epochs", "1", "--batch-size", "6", "--input-size", "64", "--threads", "2",
               "--no-pretrained", "--no-eval", "--set", "rounds=1", "--set", "n_points=5"]
     # no SAM configured: a clear error, nothing trained
-    assert main(["train", "--method", "cam_sam", "--out", str(model), *common]) == 1
+    assert main(["train", "--method", "cam_sam", "--out", str(model), *common]) == 2
     assert "--sam-checkpoint" in capsys.readouterr().err and not model.exists()
     assert main(["train", "--method", "cam_sam", "--out", str(model), *common, "--sam-checkpoint", str(ckpt),
-                 "--sam-model-type", "vit_b"]) == 1
+                 "--sam-model-type", "vit_b"]) == 2
     assert "vit_b" in capsys.readouterr().err
     assert main(["train", "--method", "cam_sam", "--out", str(model), *common, "--sam-checkpoint", str(ckpt)]) == 0
     assert (model / "card.json").is_file()
@@ -44,5 +44,5 @@ def test_cli_cam_sam(tmp_path, capsys, monkeypatch):
     with Image.open(masks[0]) as im:
         assert im.mode == "P" and np.asarray(im).max() <= 4
     assert main(["predict", "--method", "sshr", "--model", str(model), str(data / "test" / "img"), "-o",
-                 str(out)]) == 1
+                 str(out)]) == 2
     assert "is a cam_sam model, not sshr" in capsys.readouterr().err

@@ -16,7 +16,7 @@ def test_json_onto_a_folder_is_one_line(tmp_path, capsys, tiny_dataset):
     rc = main(["evaluate", "--model", str(default_model_dir()), "--data", str(tiny_dataset / "test"), "--json",
                str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1 and "is a folder; give a file name" in err
+    assert rc == 2 and len(err.splitlines()) == 1 and "is a folder; give a file name" in err
 
 
 def test_system_errors_name_the_target(tmp_path):
@@ -41,7 +41,7 @@ def test_permission_and_memory_errors_are_one_line(monkeypatch, capsys):
         raise PermissionError(13, "Permission denied", "/data/read-only/set")
 
     monkeypatch.setattr(gen, "run", denied)  # add_parser binds the module's run when the parser is built
-    assert main(["generate", "/data/read-only/set"]) == 1
+    assert main(["generate", "/data/read-only/set"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("napari-wsss generate: error: Permission denied: /data/read-only/set (check the folder's "
                    "permissions or choose another output)")
@@ -57,3 +57,18 @@ def test_debug_shows_the_traceback(tmp_path, tiny_dataset):
     with pytest.raises(ValueError, match="is a folder"):
         main(["--debug", "evaluate", "--model", str(default_model_dir()), "--data", str(tiny_dataset / "test"),
               "--json", str(tmp_path / "out")])
+
+
+def test_predict_skips_a_bad_image_among_good_ones_and_says_so(tiny_dataset, tmp_path, capsys):
+    """One damaged file in a folder: every good tile still gets its mask, the bad one is named, exit code 2
+    (before: the run stopped at the bad file with some masks written and the rest not)."""
+    import shutil
+
+    folder = shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "tiles")
+    good = sorted(p.stem for p in folder.iterdir())
+    (folder / f"{good[0]}x.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # sorts among the good ones
+    out = tmp_path / "masks"
+    rc = main(["predict", str(folder), "-o", str(out), "--batch-size", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{good[0]}x.png" in err and "skipped" in err and "Traceback" not in err
+    assert sorted(p.stem for p in out.iterdir()) == good

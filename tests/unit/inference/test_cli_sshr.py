@@ -18,7 +18,7 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys):
     assert len(masks) == 4
     with Image.open(masks[0]) as im:
         assert im.mode == "P" and np.asarray(im).max() <= 4
-    assert main(["train", "--method", "nope", "--data", str(tiny_dataset), "--out", str(tmp_path / "x")]) == 1
+    assert main(["train", "--method", "nope", "--data", str(tiny_dataset), "--out", str(tmp_path / "x")]) == 2
     assert "sshr" in capsys.readouterr().err
 
 
@@ -41,7 +41,7 @@ def test_cli_predict_slide_and_large_image(tiny_dataset, tmp_path, capsys):
     assert root.attrs["complete"] is True and root["labels/0"].shape == (1024, 1536)
     assert np.asarray(root["labels/0"][:]).max() > 0
     # a second run onto the same zarr is refused without --overwrite (it deleted the earlier result before)
-    assert main(["predict", "--model", str(model), str(slide), "-o", str(out)]) == 1
+    assert main(["predict", "--model", str(model), str(slide), "-o", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert zarr.open_group(str(out), mode="r").attrs["complete"] is True
     # a large plain image is segmented in blended windows, not in one pass
@@ -49,7 +49,7 @@ def test_cli_predict_slide_and_large_image(tiny_dataset, tmp_path, capsys):
     assert main(["predict", "--model", str(model), str(tmp_path / "big.png"), "-o", str(tmp_path / "big_mask.png")]) == 0
     with Image.open(tmp_path / "big_mask.png") as im:
         assert im.size == (2176, 2176) and im.mode == "P"
-    assert main(["predict", "--model", str(model), str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o")]) == 1
+    assert main(["predict", "--model", str(model), str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -67,14 +67,14 @@ def test_predict_never_writes_over_images_or_earlier_results(tiny_dataset, tmp_p
     one = next(iter(sorted(folder.iterdir())))
     for out in (folder, one):
         src = folder if out == folder else one
-        assert main(["predict", str(src), "-o", str(out)]) == 1
+        assert main(["predict", str(src), "-o", str(out)]) == 2
         err = capsys.readouterr().err
         assert "your" in err and "images" in err and "-masks" in err
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     res = tmp_path / "res"
     res.mkdir()
     earlier = write_mask(res / f"{one.stem}.png", np.zeros((4, 4), np.uint8), LUAD_HISTOSEG).read_bytes()
-    assert main(["predict", str(folder), "-o", str(res)]) == 1
+    assert main(["predict", str(folder), "-o", str(res)]) == 2
     assert "--overwrite" in capsys.readouterr().err and (res / f"{one.stem}.png").read_bytes() == earlier
     assert len(list(res.iterdir())) == 1  # nothing half-written
     assert main(["predict", str(folder), "-o", str(res), "--overwrite"]) == 0

@@ -93,3 +93,56 @@ def test_cancel_marks_incomplete(tmp_path: Path, rng: np.random.Generator) -> No
 def test_block_must_be_power_of_two(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="power of two"):
         run_to_end(segment_slide(PixelSegmenter(), [np.zeros((8, 8, 3), np.uint8)], tmp_path / "x", block=100))
+
+
+def _killed_while_segmenting(levels: list, out: Path) -> None:
+    """Segment into ``out`` in a child process that is killed (os._exit) after its first batch of windows."""
+    import os
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            calls = []
+
+            def die_on_second_check() -> bool:
+                calls.append(1)
+                if len(calls) > 1:
+                    os._exit(9)
+                return False
+
+            run_to_end(segment_slide(PixelSegmenter(), levels, out, block=128, overlap=32, band=2,
+                                     should_stop=die_on_second_check))
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 9
+
+
+def test_a_killed_rerun_keeps_the_earlier_complete_result(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A rerun builds its result beside the earlier one and swaps it in at the end (before: it opened the
+    earlier result with mode "w", so a kill left only a partial one)."""
+    import zarr
+
+    out = tmp_path / "out.zarr"
+    first = run_to_end(segment_slide(PixelSegmenter(), _pyramid(rng.integers(0, 200, (300, 520, 3), np.uint8)), out,
+                                     block=128, overlap=32, band=2))
+    before = np.asarray(first.labels[0][:])
+    _killed_while_segmenting(_pyramid(rng.integers(0, 200, (300, 520, 3), np.uint8)), out)
+    kept = zarr.open_group(str(out), mode="r")
+    assert kept.attrs["complete"] is True and np.array_equal(np.asarray(kept["labels/0"][:]), before)
+    # the next rerun completes, swaps in, and clears what the killed one left
+    img = rng.integers(0, 200, (300, 520, 3), np.uint8)
+    res = run_to_end(segment_slide(PixelSegmenter(), _pyramid(img), out, block=128, overlap=32, band=2))
+    assert res.path == out and np.array_equal(np.asarray(res.labels[0][:]),
+                                              LUAD_HISTOSEG.to_labels(PixelSegmenter().predict(img[None]).class_map[0]))
+    assert zarr.open_group(str(out), mode="r").attrs["complete"] is True
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
+
+
+def test_a_killed_first_run_leaves_its_result_marked_incomplete(tmp_path: Path, rng: np.random.Generator) -> None:
+    import zarr
+
+    out = tmp_path / "new.zarr"
+    _killed_while_segmenting(_pyramid(rng.integers(0, 200, (300, 520, 3), np.uint8)), out)
+    assert zarr.open_group(str(out), mode="r").attrs["complete"] is False  # in place: a viewer could watch it
+

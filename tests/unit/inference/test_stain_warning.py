@@ -70,7 +70,7 @@ def test_models_without_statistics_skip_the_check(tiles, tmp_path, capsys) -> No
 
 def test_stain_normalise_needs_a_reference(tiles, tmp_path, capsys) -> None:  # noqa: ANN001
     assert main(["predict", "--model", str(default_model_dir()), str(tiles[1]), "-o", str(tmp_path / "x"),
-                 "--stain-normalise"]) == 1
+                 "--stain-normalise"]) == 2
     assert "no stain reference" in capsys.readouterr().err and not (tmp_path / "x").exists()
     ref = sorted(tiles[0].glob("*.png"))[0]
     assert main(["predict", "--model", str(default_model_dir()), str(tiles[1]), "-o", str(tmp_path / "y"),

@@ -126,7 +126,7 @@ def test_train_pretrained_offline_fails_before_training(torch_home, monkeypatch,
     rc = main(["train", "--method", "mil", "--data", str(data), "--out", str(tmp_path / "m"), "--backbone",
                "resnet18", "--pretrained", "--epochs", "1"])
     err = capsys.readouterr().err
-    assert rc == 1 and "resnet18-f37072fd.pth" in err and "hub" in err
+    assert rc == 2 and "resnet18-f37072fd.pth" in err and "hub" in err
     assert not (tmp_path / "m").exists()
 
 

@@ -41,7 +41,7 @@ def test_cli_and_clear_errors(luad_model, tmp_path, capsys):
                  "non-gland=TAS", "--out", str(tmp_path / "g")]) == 0
     assert load_card(tmp_path / "g").class_schema.name == "colon-gland"
     assert main(["remap", "--model", str(luad_model), "--schema", "glas", "--map", "gland=TE", "--out",
-                 str(tmp_path / "h")]) == 1
+                 str(tmp_path / "h")]) == 2
     assert "No source class for ['non-gland']" in capsys.readouterr().err
     with pytest.raises(KeyError, match="Unknown class 'XX'"):
         remap_version(luad_model, tmp_path / "i", GLAS, {"gland": "XX", "non-gland": "TAS"})

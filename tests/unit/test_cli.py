@@ -1,0 +1,85 @@
+"""The CLI's one error boundary: every expected failure is one line on stderr and exit code 2, no traceback
+(``--debug`` shows it); malformed received files and bad options are named, not crashed on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from napari_wsss.classes import LUAD_HISTOSEG
+from napari_wsss.cli import main
+from napari_wsss.export.manifest import FORMAT
+from napari_wsss.store import Project
+
+
+def _one_line(capsys: pytest.CaptureFixture[str], rc: int, *words: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def test_project_index_with_items_as_a_dict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = Project.open(tmp_path / "tiles", LUAD_HISTOSEG, root=tmp_path / "p.wsss").root
+    index = json.loads((root / "project.json").read_text())
+    (root / "project.json").write_text(json.dumps({**index, "items": {"t0": {"key": "t0"}}}))
+    rc = main(["export", "--project", str(root), "--out", str(tmp_path / "set")])
+    _one_line(capsys, rc, "project.json", "items")
+
+
+@pytest.mark.parametrize("field,value", [("tiles", "x"), ("items", 3), ("schema", [1])])
+def test_manifest_of_the_wrong_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str,
+                                     value: object) -> None:
+    s = tmp_path / "set"
+    s.mkdir()
+    m = {"format": FORMAT, "format_version": 1, "schema": LUAD_HISTOSEG.to_dict(), "items": [], "tiles": [],
+         "files": {}, field: value}
+    (s / "manifest.json").write_text(json.dumps(m))
+    rc = main(["import", str(s), "--project", str(tmp_path / "p.wsss")])
+    _one_line(capsys, rc, "manifest.json", field)
+    assert not (tmp_path / "p.wsss").exists()
+
+
+def test_a_format_version_that_is_not_a_number_names_the_file(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = Project.open(tmp_path / "tiles", LUAD_HISTOSEG, root=tmp_path / "p.wsss").root
+    index = json.loads((root / "project.json").read_text())
+    (root / "project.json").write_text(json.dumps({**index, "format_version": "abc"}))
+    rc = main(["export", "--project", str(root), "--out", str(tmp_path / "set")])
+    _one_line(capsys, rc, "project.json", "format_version")
+
+
+@pytest.mark.parametrize("option,words", [
+    (["--set", "lr=abc"], ["lr", "'abc'"]),
+    (["--input-size", "0"], ["input_size", "0"]),
+    (["--epochs", "0"], ["epochs", "0"]),
+    (["--epochs", "-1"], ["epochs", "-1"]),
+    (["--set", "batch_size=0"], ["batch_size"]),
+])
+def test_bad_training_options_are_refused_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         option: list[str], words: list[str]) -> None:
+    rc = main(["train", "--method", "mil", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"),
+               *option])
+    _one_line(capsys, rc, *words)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("error", [TypeError("unsupported operand"), AttributeError("'str' has no attribute 'x'"),
+                                   ZeroDivisionError("division by zero"), PermissionError(13, "Permission denied")])
+def test_anything_a_command_raises_is_one_line_with_code_2(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          error: Exception) -> None:
+    import napari_wsss.commands.generate as gen
+
+    def fail(args):  # noqa: ANN001, ANN202
+        raise error
+
+    monkeypatch.setattr(gen, "run", fail)
+    _one_line(capsys, main(["generate", "/nowhere"]), "napari-wsss generate: error:")
+    with pytest.raises(type(error)):
+        main(["--debug", "generate", "/nowhere"])
