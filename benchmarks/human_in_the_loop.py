@@ -234,8 +234,9 @@ def report(res: dict, args: argparse.Namespace) -> str:
         f"pathologist opens a folder of {args.pool} generated 224 px tiles, corrects the first k to their ground "
         "truth and accepts them; the other tiles stay unreviewed (the teacher labels them). IFKD fine-tuning with "
         "its default settings (`napari_wsss.training.ifkd.FinetuneConfig`"
-        + (f", with {args.options}" if args.options else "") + "; 20 % of the corrected tiles held out for the "
-        f"teacher/student switch and early stopping). Scored on {args.n_test} generated test tiles no one touched "
+        + (f", with {args.options}" if args.options else "") + "; the student a segmentation network on the base's "
+        "backbone; 20 % of the corrected tiles held out for the teacher/student switch and the held-out score, the "
+        f"last epoch kept). Scored on {args.n_test} generated test tiles no one touched "
         "(same difficulty as the folder) and on the folder's never-corrected tiles (the ones \"use this version\" "
         "re-segments). k = 0 is the base model.",
     ]

@@ -100,8 +100,9 @@ class CamTrainConfig(TrainConfig):
     pcm: bool = False  # pixel correlation module (PCM) while training the classifier, see pcm_kind
     # "seam": SEAM's learned PCM (models.seam; its projection saved in weights.pt) with ER/ECR losses between the
     # image and a pcm_scale copy; "parameter_free": feature-affinity consistency loss (models.pcm; cards
-    # without the key were trained with it)
-    pcm_kind: str = "seam"
+    # without the key were trained with it). Default parameter_free: SEAM measured worse on generated tiles
+    # (SSHR + PCM test mIoU 0.188 against 0.454 for the parameter-free one; docs/benchmarks.md, SegMix ablation)
+    pcm_kind: str = "parameter_free"
     pcm_weight: float | None = None  # None: 1.0 for "seam" (SEAM's code), 0.2 for "parameter_free"
     pcm_mode: str = "relu"  # "parameter_free" affinity: relu(cos) / row sum, or "softmax"
     pcm_scale: float = 0.5  # "seam": side of the second view (SEAM's code: 0.3 at 448 px input)

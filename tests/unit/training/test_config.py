@@ -21,7 +21,7 @@ from napari_wsss.training.sshr import SSHRConfig
 _SEGMIX_PCM = {"threshold": None, "segmix": False, "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8,
                "segmix_max_ratio": 0.5, "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5,
                "segmix_window": 20, "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5,
-               "segmix_labels": "hard", "pcm": False, "pcm_kind": "seam", "pcm_weight": None, "pcm_mode": "relu", "pcm_scale": 0.5,
+               "segmix_labels": "hard", "pcm": False, "pcm_kind": "parameter_free", "pcm_weight": None, "pcm_mode": "relu", "pcm_scale": 0.5,
                "cam_norm_quantile": 0.0,
                "fill_holes": [], "tta_flips": False}
 _TRAIN = {"backbone": "small_cnn", "schema": "luad", "input_size": 224, "lr": 0.01, "momentum": 0.9,
@@ -87,7 +87,7 @@ def test_sshr_and_mil_card_configs_explicit():
         "segmix_patch": 0, "segmix_ratio": 0.25, "segmix_min_patch": 8, "segmix_max_ratio": 0.5,
         "segmix_patience": 3, "segmix_pacing": "epoch", "segmix_window_epochs": 0.5, "segmix_window": 20,
         "segmix_signal": "loss", "segmix_ratio_signal": "accuracy", "segmix_prob": 0.5, "segmix_labels": "hard",
-        "pcm": False, "pcm_kind": "seam", "pcm_scale": 0.5,
+        "pcm": False, "pcm_kind": "parameter_free", "pcm_scale": 0.5,
         "pcm_weight": None, "pcm_mode": "relu", "pcm_inference": True, "pretrained": False, "calibrate": True,
         "shallow_stride": 4, "freeze_bn": True,
         "cam_norm_quantile": 0.0, "fill_holes": [], "tta_flips": False,

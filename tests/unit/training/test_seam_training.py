@@ -13,13 +13,14 @@ from napari_wsss.models.seam import SeamPCM
 from napari_wsss.training.sshr import SSHRConfig, build_cam_net, cam_step_fn, train_sshr
 
 TINY = {"epochs": 1, "batch_size": 8, "input_size": 32, "kernel_size": 3, "num_threads": 2, "pcm": True,
-        "evaluate": False}
+        "evaluate": False, "pcm_kind": "seam"}
 
 
 def test_one_step_trains_the_projection():
     torch.manual_seed(0)
-    cfg = SSHRConfig(input_size=32, kernel_size=3, pcm=True, pretrained=False)
-    assert cfg.pcm_kind == "seam" and cfg.pcm_loss_weight() == 1.0
+    assert SSHRConfig().pcm_kind == "parameter_free"  # the default: SEAM measured worse (docs/benchmarks.md)
+    cfg = SSHRConfig(input_size=32, kernel_size=3, pcm=True, pcm_kind="seam", pretrained=False)
+    assert cfg.pcm_loss_weight() == 1.0
     net = build_cam_net(cfg, 4, False)
     before = net.pcm.embed.weight.detach().clone()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -48,7 +49,7 @@ def test_seam_model_saves_loads_and_predicts(tiny_dataset, tmp_path):
 
 
 def test_parameter_free_kind_and_cards_without_the_key(tiny_dataset, tmp_path):
-    out = run_to_end(train_sshr(tiny_dataset, tmp_path / "pf", pcm_kind="parameter_free", **TINY))
+    out = run_to_end(train_sshr(tiny_dataset, tmp_path / "pf", **{**TINY, "pcm_kind": "parameter_free"}))
     card = load_card(out)
     assert card.config["pcm_kind"] == "parameter_free" and card.config["pcm_weight"] is None
     assert not any(k.startswith("pcm.") for k in load_weights(out))
