@@ -64,7 +64,7 @@ def log(p: Progress, t0: float = time.time()) -> None:
 
 def two_class_scores(pred: list[np.ndarray], truth: list[np.ndarray]) -> dict:
     """GlaS protocol on class maps (gland 0, non-gland 1, glass 2 -> non-gland): mIoU, per-class IoU, Dice."""
-    inter, union, dice = np.zeros(2), np.zeros(2), []
+    inter, union = np.zeros(2), np.zeros(2)
     tp, fp, fn = np.zeros(2), np.zeros(2), np.zeros(2)
     for p, t in zip(pred, truth):
         p = np.where(p == 2, 1, p)
@@ -163,6 +163,16 @@ def hitl(args: argparse.Namespace, data: Path, work: Path, base: Path, val: tupl
     return rows
 
 
+def hitl_table(rows: list[dict]) -> list[str]:
+    """Markdown rows of a human-in-the-loop curve (change against its k = 0 row)."""
+    f = lambda v: f"{v:.3f}"  # noqa: E731
+    base = rows[0]["mIoU"]
+    return ["| corrected images k | gland IoU | non-gland IoU | mIoU | change | fine-tune wall | CPU time |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *(f"| {r['k']} | {f(r['IoU']['gland'])} | {f(r['IoU']['non-gland'])} | {f(r['mIoU'])} | "
+              f"{r['mIoU'] - base:+.3f} | {r['seconds']:.0f} s | {r['cpu_seconds']:.0f} s |" for r in rows)]
+
+
 def luad_demo_row(val: tuple) -> dict | None:
     """The synthetic LUAD demo model on real colon tissue, tumour epithelium read as gland."""
     demo = REPO / "models" / "sshr-default"
@@ -185,7 +195,6 @@ def luad_demo_hitl(args: argparse.Namespace, data: Path, work: Path, val: tuple)
     remap_version(REPO / "models" / "sshr-default", base, SCHEMA, {"gland": "TE", "non-gland": "TAS"},
                   overwrite=True)
     rows = hitl(args, data, work, base, val)
-    f = lambda v: f"{v:.3f}"  # noqa: E731
     lines = ["### Real tissue, human in the loop from the synthetic LUAD demo", "",
              f"Command: `python benchmarks/real_glas.py {shown_args()}`  ",
              f"Machine: {machine()}  ",
@@ -193,12 +202,7 @@ def luad_demo_hitl(args: argparse.Namespace, data: Path, work: Path, val: tuple)
              "with `napari-wsss remap --map gland=TE --map non-gland=TAS` (its CAM channels for tumour epithelium "
              "and stroma); k whole real GlaS training images corrected to their masks, IFKD fine-tune with default "
              "settings, the same 17 held-out real images scored.", "",
-             "| corrected images k | gland IoU | non-gland IoU | mIoU | change | fine-tune wall | CPU time |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    b = rows[0]["mIoU"]
-    for r in rows:
-        lines.append(f"| {r['k']} | {f(r['IoU']['gland'])} | {f(r['IoU']['non-gland'])} | {f(r['mIoU'])} | "
-                     f"{r['mIoU'] - b:+.3f} | {r['seconds']:.0f} s | {r['cpu_seconds']:.0f} s |")
+             *hitl_table(rows)]
     if args.notes:
         lines += ["", args.notes]
     text = "\n".join(lines)
@@ -268,13 +272,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
             continue
         lines += ["", f"Human in the loop on real tissue, base: {res['hitl_base']}. k whole real training images "
                   f"corrected to their masks and accepted ({where}), IFKD fine-tune with default settings, the "
-                  "held-out images scored (none of them corrected):", "",
-                  "| corrected images k | gland IoU | non-gland IoU | mIoU | change | fine-tune wall | CPU time |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        base = rows[0]["mIoU"]
-        for r in rows:
-            lines.append(f"| {r['k']} | {f(r['IoU']['gland'])} | {f(r['IoU']['non-gland'])} | {f(r['mIoU'])} | "
-                         f"{r['mIoU'] - base:+.3f} | {r['seconds']:.0f} s | {r['cpu_seconds']:.0f} s |")
+                  "held-out images scored (none of them corrected):", "", *hitl_table(rows)]
     lines += ["", res.get("notes", "")]
     return "\n".join(lines)
 

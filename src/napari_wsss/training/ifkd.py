@@ -77,7 +77,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from . import common
@@ -93,7 +92,7 @@ from .ifkd_data import (
     item_image_path,
     scale_record,
 )
-from .ifkd_student import build_student
+from .ifkd_student import build_student, segmenter_with
 
 SUPPORTED_METHODS = ("sshr", "multistage", "cam_sam", "mil", "ifkd")
 
@@ -164,13 +163,6 @@ def held_out_summary(metrics: dict, base_name: str) -> str:
         text += (f". WARNING: not better than the base {base_name} on those tiles; compare both on more "
                  "corrected tiles before switching (with few held-out tiles the score is noisy)")
     return text
-
-
-def _segmenter_with(base_seg: Any, model: torch.nn.Module) -> Any:
-    """A shallow copy of the base Segmenter whose network is ``model`` (same card, same post-processing)."""
-    seg = copy.copy(base_seg)
-    seg.model = model
-    return seg
 
 
 def _next_free_name(models_dir: Path, stem: str) -> str:
@@ -271,7 +263,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     teacher_model = copy.deepcopy(base_seg.model).to(device).eval()
     for p in teacher_model.parameters():
         p.requires_grad_(False)
-    teacher_seg = _segmenter_with(base_seg, teacher_model)
+    teacher_seg = segmenter_with(base_seg, teacher_model)
     ds = TargetDataset(tiles, cfg.crop_size, base_card.mean, base_card.std, flips=cfg.flips, seed=cfg.seed,
                        hed=cfg.hed(), min_len=cfg.min_epoch_crops)
     res = yield from distil(ds, held, teacher_seg, stu, cfg, n_classes=project.schema.n_classes,

@@ -83,9 +83,7 @@ def build_student(base_seg: Any, base_card: Any, student: str, init: str, device
     method = base_card.method
     if student == "copy":
         model = copy.deepcopy(base_seg.model).to(device)
-        seg = copy.copy(base_seg)
-        seg.model = model
-        return Student(model, method, seg, False, "copy of the base version", True)
+        return Student(model, method, segmenter_with(base_seg, model), False, "copy of the base version", True)
     card = dense_card(base_card, method if method in SEGNET_METHODS else "ifkd")
     k = card.class_schema.n_foreground
     if method in SEGNET_METHODS and init == "base":

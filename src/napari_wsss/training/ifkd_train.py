@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from . import common
