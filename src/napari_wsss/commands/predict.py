@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment tiles into palette-PNG class maps, or a slide into a zarr label "
                        "pyramid")
     p.add_argument("--model", type=Path, help="model version folder (default: the shipped default model)")
-    p.add_argument("input", type=Path, help="an image file, a folder of tiles, or a pyramidal slide (TIFF/SVS)")
+    p.add_argument("input", type=Path, help="an image file, a folder of tiles, or a slide (SVS, NDPI, MRXS, SCN, BIF, "
+                   "Philips/OME/pyramidal TIFF)")
     p.add_argument("-o", "--out", type=Path, required=True,
                    help="output PNG (single image), folder, or NAME.zarr (slide)")
     p.add_argument("--overwrite", action="store_true",
@@ -113,7 +114,7 @@ def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
         flagged = (_stain_flags(seg.card, [np.asarray(thumb)[..., :3]], [args.input])
                    if thumb.shape[0] * thumb.shape[1] <= WINDOW_PIXELS else [])
         res = run_to_end(segment_slide(seg, slide.levels, out, level=args.level, batch_size=args.batch_size,
-                                           mpp=slide.mpp),
+                                           mpp=slide.mpp, objective=slide.objective, source=slide.info()),
                          print_progress)
     print(f"{res.windows_predicted} windows predicted, {res.windows_skipped} glass windows skipped",
           file=sys.stderr)

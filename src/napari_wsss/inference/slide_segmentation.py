@@ -12,8 +12,9 @@ Output (a zarr group, written as blocks finish, so a viewer can show results as 
 * ``labels/0 .. labels/L``: uint8 napari label pyramid (0 = background, class ``i`` = ``i + 1``), level
   ``l`` downsampled ``2**l`` times from the segmented level by nearest-neighbour striding;
 * ``confidence/0 .. confidence/L``: uint8, the winning class's blended score x 255;
-* group attributes: source level, downsample of that level, block, overlap, class schema, model name, and
-  ``complete`` (false until the last block is written).
+* group attributes: source level, downsample of that level, block, overlap, class schema, model name, the
+  slide's mpp and objective power and what read it (``source``: path, backend, vendor), and ``complete``
+  (false until the last block is written).
 
 A new ``out`` is written in place, so a viewer can watch it fill in; a killed run leaves it marked incomplete.
 An ``out`` that exists (a rerun with ``--overwrite``) stays whole until the new result is: that one is built in
@@ -120,6 +121,8 @@ def segment_slide(
     band: int = 8,
     mpp: float | None = None,
     should_stop: StopFlag = never_stop,
+    objective: float | None = None,
+    source: dict | None = None,
 ) -> Generator[Progress, None, SlideSegmentation]:
     """Segment one level of a slide pyramid into a zarr label pyramid at ``out``.
 
@@ -134,6 +137,8 @@ def segment_slide(
         band: output blocks per column band (bounds memory: two rows of ``band + 2`` windows are cached).
         mpp: the slide's microns per level-0 pixel, when known; recorded with the output's own pixel size
             (``mpp * downsample``) so exports and other viewers can place the labels in micrometres.
+        objective: the slide's objective power (20, 40, ...), when known; recorded beside ``mpp``.
+        source: what to record about the slide (``Slide.info()``: path, backend, vendor, ...), when known.
     Raises:
         Cancelled: when ``should_stop()`` turns true; the zarr group stays marked ``complete = False``.
         ValueError: ``block`` not a power of two, or a level out of range.
@@ -150,7 +155,8 @@ def segment_slide(
     downsample = float(levels[0].shape[0]) / h
     attrs = {"source_level": level, "downsample": downsample, "block": block, "overlap": overlap,
              "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w],
-             "mpp": mpp, "level_mpp": mpp * downsample if mpp else None}
+             "mpp": mpp, "level_mpp": mpp * downsample if mpp else None, "objective": objective,
+             "source": source or {}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(out)  # what killed reruns left beside it
