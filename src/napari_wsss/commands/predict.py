@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from ..data.slide import is_slide_path
+    from ..data.slide import has_slide_only_suffix, is_slide_path
     from ..inference.segmenter import load_segmenter
     from ..models.card import load_card
     from ..models.sam import ENV_CHECKPOINT, ENV_MODEL_TYPE
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_MODEL_TYPE] = args.sam_model_type
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
-    slide = args.input.is_file() and is_slide_path(args.input)
+    slide = args.input.is_file() and (is_slide_path(args.input) or has_slide_only_suffix(args.input))
     check_outputs(args.input, args.out, slide, args.overwrite)  # before the model loads: nothing is written yet
     seg = load_segmenter(model_dir, args.device)
     if args.stain_normalise:

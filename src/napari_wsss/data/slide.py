@@ -104,6 +104,12 @@ def is_slide_path(path: str | Path) -> bool:
     return max(tifffile_level_count(path), openslide_level_count(path) if fmt else 0) > 1
 
 
+def has_slide_only_suffix(path: str | Path) -> bool:
+    """True for suffixes only slides use (.svs, .ndpi, .mrxs, ...): such a file is opened as a slide or refused
+    with ``open_slide``'s message, never handed to an image reader."""
+    return Path(path).name.lower().endswith((".svs", *OPENSLIDE_ONLY_SUFFIXES))
+
+
 def choose_backend(path: Path) -> str:
     """"openslide" or "tifffile" for an existing file (see the module docstring for the rule).
 

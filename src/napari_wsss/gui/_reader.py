@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import LUAD_HISTOSEG, ClassSchema
-from ..data.slide import OPENSLIDE_ONLY_SUFFIXES, SLIDE_SUFFIXES, is_slide_path, open_slide
+from ..data.slide import SLIDE_SUFFIXES, has_slide_only_suffix, is_slide_path, open_slide
 from ..data.tiles import IMAGE_SUFFIXES, list_images, read_mask, read_rgb
 from ._layers import META_KEY, labels_layer_kwargs
 
@@ -39,7 +39,7 @@ def read_path(path: str | list[str], schema: ClassSchema = LUAD_HISTOSEG) -> lis
     p = Path(path)
     if p.is_dir():
         return read_tile_folder(p, schema)
-    if is_slide_path(p) or p.name.lower().endswith((".svs", *OPENSLIDE_ONLY_SUFFIXES)):
+    if is_slide_path(p) or has_slide_only_suffix(p):
         return [read_slide_layer(p)]  # a slide-only suffix that opens as none gets open_slide's one-line error
     return [(read_rgb(p), {"name": p.stem, "rgb": True, "metadata": {META_KEY: {"kind": "image", "path": str(p)}}},
              "image")]
