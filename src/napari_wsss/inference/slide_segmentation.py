@@ -216,11 +216,34 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
         full[cy0 - y0: cy1 - y0, cx0 - x0: cx1 - x0] = crop
         return full
 
-    def finalize(i: int, j: int, cache: dict) -> None:
+    # Torch segmenters (``predict_scores``) keep each window's class probabilities on their device: blending,
+    # argmax and confidence run there and only the uint8 label and confidence blocks come back. Others give
+    # numpy probabilities, blended on the host. Both do the same float32 arithmetic in the same order.
+    scorer = getattr(segmenter, "predict_scores", None)
+    min_glass, ramp_t = None, None
+    if scorer is not None:
+        import torch
+
+        from .predict import glass_min_size
+
+        min_glass = glass_min_size(segmenter.card)
+
+    def blend(i: int, j: int, cache: dict) -> tuple[Any, Any, tuple[int, int]]:
+        """Accumulate the weighted scores of the windows over block (i, j): (acc, wsum, origin)."""
         by0, bx0 = i * block, j * block
         by1, bx1 = min(h, by0 + block), min(w, bx0 + block)
-        acc = np.zeros((k1, by1 - by0, bx1 - bx0), np.float32)
-        wsum = np.zeros((by1 - by0, bx1 - bx0), np.float32)
+        nonlocal ramp_t
+        if scorer is not None:
+            dev = next((v.device for v in cache.values() if v is not None), torch.device("cpu"))
+            if ramp_t is None or ramp_t.device != dev:
+                ramp_t = torch.from_numpy(ramp).to(dev)
+            acc = torch.zeros((k1, by1 - by0, bx1 - bx0), dtype=torch.float32, device=dev)
+            wsum = torch.zeros((by1 - by0, bx1 - bx0), dtype=torch.float32, device=dev)
+            rmp = ramp_t
+        else:
+            acc = np.zeros((k1, by1 - by0, bx1 - bx0), np.float32)
+            wsum = np.zeros((by1 - by0, bx1 - bx0), np.float32)
+            rmp = ramp
         for wi in (i - 1, i, i + 1):
             for wj in (j - 1, j, j + 1):
                 if (wi, wj) not in cache:
@@ -229,7 +252,7 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                 oy0, ox0, oy1, ox1 = max(by0, y0), max(bx0, x0), min(by1, y1), min(bx1, x1)
                 if oy1 <= oy0 or ox1 <= ox0:
                     continue
-                wgt = ramp[oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0]
+                wgt = rmp[oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0]
                 probs = cache[(wi, wj)]
                 sl = (slice(oy0 - by0, oy1 - by0), slice(ox0 - bx0, ox1 - bx0))
                 if probs is None:
@@ -237,10 +260,34 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                 else:
                     acc[(slice(None), *sl)] += probs[:, oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0] * wgt
                 wsum[sl] += wgt
-        probs = acc / np.maximum(wsum, 1e-6)
-        cm = probs.argmax(0).astype(np.uint8)
+        return acc, wsum, (by0, bx0)
+
+    def finalize(i: int, j: int, cache: dict) -> None:
+        if scorer is not None:
+            with torch.inference_mode():
+                acc, wsum, (by0, bx0) = blend(i, j, cache)
+                probs = acc / torch.clamp(wsum, min=1e-6)
+                cm = probs.argmax(0).to(torch.uint8).cpu().numpy()
+                conf = (probs.amax(0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        else:
+            acc, wsum, (by0, bx0) = blend(i, j, cache)
+            probs = acc / np.maximum(wsum, 1e-6)
+            cm = probs.argmax(0).astype(np.uint8)
+            conf = (probs.max(0) * 255 + 0.5).astype(np.uint8)
         write_pyramid_block(lab_arrays, by0, bx0, schema.to_labels(cm))
-        write_pyramid_block(conf_arrays, by0, bx0, (probs.max(0) * 255 + 0.5).astype(np.uint8))
+        write_pyramid_block(conf_arrays, by0, bx0, conf)
+
+    def load_batch(i: int, js: list[int]) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+        """Reader thread: the windows, which hold tissue, and the glass the model needs (off the model's path)."""
+        stack = np.stack([read_window(i, j) for j in js])
+        white = is_background(stack)  # per window, as for one window at a time
+        keep = [n for n in range(len(js)) if not white[n].all()]
+        glass = None
+        if scorer is not None and keep:
+            from .predict import glass_mask
+
+            glass = glass_mask(stack[keep], min_glass, white=white[keep])
+        return stack, keep, glass
 
     # One reader thread fetches the next batch of windows (tile decoding releases the GIL) while the model
     # runs on the current one.
@@ -256,7 +303,7 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
             def fetch(k: int) -> None:
                 if k < len(batches) and k not in pending:
                     bi, bjs = batches[k]
-                    pending[k] = pool.submit(lambda: [read_window(bi, j) for j in bjs])
+                    pending[k] = pool.submit(load_batch, bi, bjs)
 
             cache: dict[tuple[int, int], np.ndarray | None] = {}
             k = 0
@@ -270,16 +317,20 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                         if should_stop():
                             raise Cancelled("slide segmentation cancelled; the partial result is marked incomplete")
                         fetch(k)
-                        crops = pending.pop(k).result()
+                        stack, keep, glass = pending.pop(k).result()
                         fetch(k + 1)
                         js = batches[k][1]
-                        keep = [n for n, c in enumerate(crops) if not is_background(c).all()]
                         for n, j in enumerate(js):
                             if n not in keep:
                                 cache[(i, j)] = None
                                 n_skip += 1
-                        if keep:
-                            pred = segmenter.predict(np.stack([crops[n] for n in keep]), batch_size=len(keep))
+                        if keep and scorer is not None:
+                            probs_dev = scorer(stack[keep], background=glass)
+                            for m, n in enumerate(keep):
+                                cache[(i, js[n])] = probs_dev[m].half()
+                            n_pred += len(keep)
+                        elif keep:
+                            pred = segmenter.predict(stack[keep], batch_size=len(keep))
                             for m, n in enumerate(keep):
                                 cache[(i, js[n])] = pred.probs[m].astype(np.float16)
                             n_pred += len(keep)
