@@ -53,3 +53,22 @@ def test_glas_layout_opens_with_its_ground_truth(make_napari_viewer, tmp_path) -
     gt = np.asarray(layers[1].data[0])
     assert gt[0, 0] == 1 and gt[20, 20] == 2  # gland = label 1, non-gland = label 2
     assert layers[0].data.shape == (2, 50, 60, 3)
+
+
+def test_reader_opens_openslide_formats_through_the_slide_interface(tmp_path: Path) -> None:
+    """An Aperio SVS goes through OpenSlide; its mpp, objective and backend ride in the layer's metadata."""
+    from tests._slides import write_svs
+
+    img = np.random.default_rng(1).integers(0, 255, (256, 192, 3), dtype=np.uint8)
+    p = write_svs(tmp_path / "case.svs", img, n_levels=2, mpp=0.25, mag=40)
+    assert get_reader(str(p)) is not None
+    ((levels, kw, kind),) = read_path(str(p))
+    meta = kw["metadata"]["napari_wsss"]
+    assert kind == "image" and kw["multiscale"] and [lv.shape for lv in levels] == [(256, 192, 3), (128, 96, 3)]
+    assert (meta["backend"], meta["vendor"], meta["mpp"], meta["objective"]) == ("openslide", "aperio", 0.25, 40)
+    assert np.array_equal(np.asarray(levels[1][10:50, 20:70]), img[::2, ::2][10:50, 20:70])
+    junk = tmp_path / "scan.mrxs"
+    junk.write_bytes(b"not a slide")
+    assert get_reader(str(junk)) is not None  # claimed, then refused with the one-line message
+    with pytest.raises(ValueError, match=r"scan\.mrxs as a slide.*Supported"):
+        read_path(str(junk))

@@ -240,3 +240,29 @@ def test_stain_normalise_checkbox(qtbot, widget: SegmentWidget, monkeypatch) -> 
     assert seen == [(64, 64, 3)]  # the current tile, normalised whole before segmenting
     seg = [ly for ly in widget.viewer.layers if isinstance(ly, Labels) and "segmentation" in ly.name]
     assert len(seg) == 1 and "segmented with tiny-sshr" in widget.status.text()
+
+
+def test_whole_slide_from_openslide_format(qtbot, make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                           tiny_model: Path) -> None:
+    """An SVS opened with File > Open (OpenSlide backend) is segmented from the docked Segment widget; the zarr
+    records the slide's mpp, objective and backend."""
+    import zarr
+
+    from tests._slides import write_svs
+
+    img = np.random.default_rng(2).integers(60, 220, (512, 384, 3), dtype=np.uint8)
+    p = write_svs(tmp_path / "case.svs", img, n_levels=3, mpp=0.5, mag=20)
+    viewer = make_napari_viewer()
+    _open(viewer, p)
+    assert viewer.layers[-1].metadata["napari_wsss"]["backend"] == "openslide"
+    w = dock(viewer, SEGMENT)
+    w.add_model_version(tiny_model)
+    w.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
+    w.segment()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    layer = w.last_result_layer
+    assert layer.multiscale and layer.data[0].shape == (512, 384)
+    attrs = dict(zarr.open_group(layer.metadata["napari_wsss"]["zarr"], mode="r").attrs)
+    assert attrs["complete"] is True and attrs["mpp"] == 0.5 and attrs["objective"] == 20
+    assert attrs["source"]["backend"] == "openslide" and attrs["source"]["path"] == str(p)

@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment tiles into palette-PNG class maps, or a slide into a zarr label "
                        "pyramid")
     p.add_argument("--model", type=Path, help="model version folder (default: the shipped default model)")
-    p.add_argument("input", type=Path, help="an image file, a folder of tiles, or a pyramidal slide (TIFF/SVS)")
+    p.add_argument("input", type=Path, help="an image file, a folder of tiles, or a slide (SVS, NDPI, MRXS, SCN, BIF, "
+                   "Philips/OME/pyramidal TIFF)")
     p.add_argument("-o", "--out", type=Path, required=True,
                    help="output PNG (single image), folder, or NAME.zarr (slide)")
     p.add_argument("--overwrite", action="store_true",
@@ -37,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from ..data.slide import is_slide_path
+    from ..data.slide import has_slide_only_suffix, is_slide_path
     from ..inference.segmenter import load_segmenter
     from ..models.card import load_card
     from ..models.sam import ENV_CHECKPOINT, ENV_MODEL_TYPE
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_MODEL_TYPE] = args.sam_model_type
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
-    slide = args.input.is_file() and is_slide_path(args.input)
+    slide = args.input.is_file() and (is_slide_path(args.input) or has_slide_only_suffix(args.input))
     check_outputs(args.input, args.out, slide, args.overwrite)  # before the model loads: nothing is written yet
     seg = load_segmenter(model_dir, args.device)
     if args.stain_normalise:
@@ -113,7 +114,7 @@ def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
         flagged = (_stain_flags(seg.card, [np.asarray(thumb)[..., :3]], [args.input])
                    if thumb.shape[0] * thumb.shape[1] <= WINDOW_PIXELS else [])
         res = run_to_end(segment_slide(seg, slide.levels, out, level=args.level, batch_size=args.batch_size,
-                                           mpp=slide.mpp),
+                                           mpp=slide.mpp, objective=slide.objective, source=slide.info()),
                          print_progress)
     print(f"{res.windows_predicted} windows predicted, {res.windows_skipped} glass windows skipped",
           file=sys.stderr)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import LUAD_HISTOSEG, ClassSchema
-from ..data.slide import is_slide_path, open_slide
+from ..data.slide import SLIDE_SUFFIXES, has_slide_only_suffix, is_slide_path, open_slide
 from ..data.tiles import IMAGE_SUFFIXES, list_images, read_mask, read_rgb
 from ._layers import META_KEY, labels_layer_kwargs
 
@@ -27,7 +27,7 @@ def get_reader(path: str | list[str]) -> Any:
         has_images = find_mask_layout(p) is not None or (p / "img").is_dir() or any(
             q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir())
         return read_path if has_images else None
-    if p.suffix.lower() in IMAGE_SUFFIXES + (".svs",):
+    if p.suffix.lower() in IMAGE_SUFFIXES or p.name.lower().endswith(SLIDE_SUFFIXES):
         return read_path
     return None
 
@@ -39,15 +39,17 @@ def read_path(path: str | list[str], schema: ClassSchema = LUAD_HISTOSEG) -> lis
     p = Path(path)
     if p.is_dir():
         return read_tile_folder(p, schema)
-    if is_slide_path(p):
-        return [read_slide_layer(p)]
+    if is_slide_path(p) or has_slide_only_suffix(p):
+        return [read_slide_layer(p)]  # a slide-only suffix that opens as none gets open_slide's one-line error
     return [(read_rgb(p), {"name": p.stem, "rgb": True, "metadata": {META_KEY: {"kind": "image", "path": str(p)}}},
              "image")]
 
 
 def read_slide_layer(path: Path) -> LayerData:
+    """A slide (any format ``data.slide`` reads) as a lazy multiscale image; its metadata rides in the layer."""
     slide = open_slide(path)
-    meta = {META_KEY: {"kind": "slide", "path": str(path), "downsamples": slide.downsamples, "mpp": slide.mpp}}
+    meta = {META_KEY: {"kind": "slide", "path": str(path), "downsamples": slide.downsamples, "mpp": slide.mpp,
+                       "objective": slide.objective, "backend": slide.backend, "vendor": slide.vendor}}
     return slide.levels, {"name": path.stem, "rgb": True, "multiscale": True, "metadata": meta}, "image"
 
 

@@ -34,7 +34,8 @@ def slide_output_path(image_layer: Any, version: str, level: int) -> Path:
 
 
 def slide_job(model_dir: Path, device: str, levels: list[Any], out: Path, level: int, segmenters: dict, *,
-              should_stop: Any, mpp: float | None = None) -> Generator[Progress, None, Any]:
+              should_stop: Any, mpp: float | None = None, objective: float | None = None,
+              source: dict | None = None) -> Generator[Progress, None, Any]:
     """Worker body: load (cached) model and segment one slide level into ``out``."""
     from ..inference.segmenter import load_segmenter
     from ..inference.slide_segmentation import segment_slide
@@ -43,7 +44,8 @@ def slide_job(model_dir: Path, device: str, levels: list[Any], out: Path, level:
     if key not in segmenters:
         yield Progress(0, None, f"loading model {Path(model_dir).name}")
         segmenters[key] = load_segmenter(model_dir, device)
-    result = yield from segment_slide(segmenters[key], levels, out, level=level, mpp=mpp, should_stop=should_stop)
+    result = yield from segment_slide(segmenters[key], levels, out, level=level, mpp=mpp, objective=objective,
+                                     source=source, should_stop=should_stop)
     return segmenters[key].card, result
 
 

@@ -371,8 +371,11 @@ class SegmentWidget(JobControlsMixin, QWidget):
             live.finish(False)
             self.status.setText(f"Cancelled; the partial result in {out} is marked incomplete.")
 
+        meta = layer_meta(layer)
+        source = {k: meta.get(k) for k in ("path", "backend", "vendor", "mpp", "objective")}
         self.job = run_job(slide_job, model_dir, self.device_combo.currentText(), list(layer.data), out, level,
-                           _SEGMENTERS, mpp=layer_meta(layer).get("mpp"), on_progress=progress, on_result=done, on_error=self._show_error,
+                           _SEGMENTERS, mpp=meta.get("mpp"), objective=meta.get("objective"), source=source,
+                           on_progress=progress, on_result=done, on_error=self._show_error,
                            on_cancelled=cancelled, on_finished=lambda: self._set_running(False))
 
     def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)

@@ -10,7 +10,7 @@ import torch
 
 from ..models.card import ModelCard, load_weights
 from ..models.mil import MIL_FUSE_WEIGHTS, MILNet, fuse, side_maps
-from .predict import glass_min_size, load_state_checked, predict_batched, to_batch
+from .predict import glass_min_size, load_state_checked, predict_batched, scores_on_device, to_batch
 from .segmenter import Prediction
 
 
@@ -37,6 +37,10 @@ class MILSegmenter:
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles."""
         return predict_batched(images, batch_size, self.fused_maps, self.device, glass_min_size(self.card))
+
+    def predict_scores(self, images: np.ndarray, background: np.ndarray | None = None) -> torch.Tensor:
+        """(N, K + 1, H, W) float32 class probabilities on the device (``scores_on_device``), one model call."""
+        return scores_on_device(images, self.fused_maps, self.device, glass_min_size(self.card), background)
 
 
 def build_mil(card: ModelCard) -> MILNet:

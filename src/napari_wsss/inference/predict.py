@@ -51,13 +51,17 @@ def glass_min_size(card: ModelCard) -> int:
     return int(card.config.get("glass_min_size", GLASS_MIN_SIZE))
 
 
-def background_mask(images: np.ndarray, device: torch.device, min_size: int = GLASS_MIN_SIZE) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, H, W) bool tensor of near-white glass (none when ``min_size`` is 0)."""
+def glass_mask(images: np.ndarray, min_size: int = GLASS_MIN_SIZE, white: np.ndarray | None = None) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W) bool near-white glass (none when ``min_size`` is 0), on the host.
+
+    ``white``: ``data.tiles.is_background(images)`` when the caller has it already (the slide path computes it on
+    its reader thread), so it is not computed twice.
+    """
     from ..data.tiles import is_background
 
     if min_size <= 0:
-        return torch.zeros(np.shape(images)[:-1], dtype=torch.bool, device=device)
-    glass = np.asarray(is_background(images))
+        return np.zeros(np.shape(images)[:-1], dtype=bool)
+    glass = np.array(is_background(images) if white is None else white, dtype=bool)
     if min_size > GLASS_MIN_SIZE:  # only large white regions are glass; tissue holes in glass stay as they were
         from skimage.measure import label
 
@@ -65,7 +69,12 @@ def background_mask(images: np.ndarray, device: torch.device, min_size: int = GL
             lab = label(glass[i], connectivity=1)
             sizes = np.bincount(lab.ravel())
             glass[i] &= sizes[lab] >= min_size
-    return torch.from_numpy(glass).to(device)
+    return glass
+
+
+def background_mask(images: np.ndarray, device: torch.device, min_size: int = GLASS_MIN_SIZE) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, H, W) bool tensor of near-white glass (none when ``min_size`` is 0)."""
+    return torch.from_numpy(glass_mask(images, min_size)).to(device)
 
 
 def finish_prediction(fg_scores: torch.Tensor, background: torch.Tensor) -> Prediction:
@@ -94,6 +103,28 @@ def predict_batched(images: np.ndarray, batch_size: int, tissue_scores: Callable
         maps.append(pred.class_map)
         probs.append(pred.probs)
     return Prediction(np.concatenate(maps), np.concatenate(probs))
+
+
+@torch.inference_mode()
+def scores_on_device(images: np.ndarray, tissue_scores: Callable[[np.ndarray], torch.Tensor], device: torch.device,
+                     min_glass: int = GLASS_MIN_SIZE, background: np.ndarray | None = None) -> torch.Tensor:
+    """The class probabilities ``finish_prediction`` would copy to the host, left on the device.
+
+    For callers that only need class maps and a confidence of them (the slide path blends, argmaxes and copies
+    back uint8): a (N, K + 1, H, W) float32 probability tensor is never moved.
+
+    Args:
+        images: (N, H, W, 3) uint8, one model call.
+        background: (N, H, W) bool glass (``glass_mask``), when the caller computed it off the critical path.
+    Returns:
+        (N, K + 1, H, W) float32 on ``device``, background last.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    bg = (background_mask(images, device, min_glass) if background is None
+          else torch.from_numpy(np.asarray(background, dtype=bool)).to(device))
+    return cam_ops.scores_to_probs(cam_ops.add_background(tissue_scores(images), bg)).float()
 
 
 def autocast_for(device: torch.device):  # noqa: ANN201
@@ -168,21 +199,24 @@ class CamSegmenter:
         before the argmax (``ops.cam.normalise_per_image``); ``fill_holes`` names classes whose enclosed holes
         take the class (``ops.cam.fill_class_holes``; gland lumens).
         """
-        q = float(self.card.config.get("cam_norm_quantile") or 0.0)
-        flips = bool(self.card.config.get("tta_flips"))
-
-        def scores(chunk: np.ndarray) -> torch.Tensor:
-            fused = self.fused_cams(chunk)[0]
-            if flips:  # test-time augmentation: the mean over the tile and its horizontal and vertical mirrors
-                fused = (fused + self.fused_cams(np.ascontiguousarray(chunk[:, :, ::-1]))[0].flip(-1)
-                         + self.fused_cams(np.ascontiguousarray(chunk[:, ::-1]))[0].flip(-2)) / 3
-            return cam_ops.normalise_per_image(fused, q) if q > 0 else fused
-
-        pred = predict_batched(images, batch_size, scores, self.device, glass_min_size(self.card))
+        pred = predict_batched(images, batch_size, self.tissue_scores, self.device, glass_min_size(self.card))
         fill = [self.schema.index_of(n) for n in self.card.config.get("fill_holes") or ()]
         if fill:
             pred = Prediction(cam_ops.fill_class_holes(pred.class_map, fill), pred.probs)
         return pred
+
+    def tissue_scores(self, chunk: np.ndarray) -> torch.Tensor:
+        """(n, H, W, 3) uint8 -> (n, K, H, W) fused, gated CAM scores on the device (card options applied)."""
+        q = float(self.card.config.get("cam_norm_quantile") or 0.0)
+        fused = self.fused_cams(chunk)[0]
+        if self.card.config.get("tta_flips"):  # test-time augmentation: mean over the tile and its two mirrors
+            fused = (fused + self.fused_cams(np.ascontiguousarray(chunk[:, :, ::-1]))[0].flip(-1)
+                     + self.fused_cams(np.ascontiguousarray(chunk[:, ::-1]))[0].flip(-2)) / 3
+        return cam_ops.normalise_per_image(fused, q) if q > 0 else fused
+
+    def predict_scores(self, images: np.ndarray, background: np.ndarray | None = None) -> torch.Tensor:
+        """(N, K + 1, H, W) float32 class probabilities on the device (``scores_on_device``), one model call."""
+        return scores_on_device(images, self.tissue_scores, self.device, glass_min_size(self.card), background)
 
     @torch.inference_mode()
     def image_probs(self, images: np.ndarray) -> np.ndarray:
@@ -238,22 +272,25 @@ class SegNetSegmenter:
         logits = self.model(to_batch(chunk, self.card, self.device))
         return torch.softmax(cam_ops.upsample(logits, tuple(chunk.shape[1:3])), dim=1)
 
+    def tissue_scores(self, chunk: np.ndarray) -> torch.Tensor:
+        """(n, H, W, 3) uint8 -> (n, K, H, W) class probabilities on the device (``tta_flips`` applied)."""
+        p = self.tissue_probs(chunk)
+        if self.card.config.get("tta_flips"):
+            p = (p + self.tissue_probs(np.ascontiguousarray(chunk[:, :, ::-1])).flip(-1)
+                 + self.tissue_probs(np.ascontiguousarray(chunk[:, ::-1])).flip(-2)) / 3
+        return p
+
+    def predict_scores(self, images: np.ndarray, background: np.ndarray | None = None) -> torch.Tensor:
+        """(N, K + 1, H, W) float32 class probabilities on the device (``scores_on_device``), one model call."""
+        return scores_on_device(images, self.tissue_scores, self.device, glass_min_size(self.card), background)
+
     def predict(self, images: np.ndarray, batch_size: int = 8) -> Prediction:
         """images (N, H, W, 3) uint8 (or one (H, W, 3) tile) -> Prediction with N tiles.
 
         Card options, as for CAM networks: ``tta_flips`` (mean over the tile and its two mirrors) and
         ``fill_holes`` (classes whose enclosed holes take the class).
         """
-        flips = bool(self.card.config.get("tta_flips"))
-
-        def scores(chunk: np.ndarray) -> torch.Tensor:
-            p = self.tissue_probs(chunk)
-            if flips:
-                p = (p + self.tissue_probs(np.ascontiguousarray(chunk[:, :, ::-1])).flip(-1)
-                     + self.tissue_probs(np.ascontiguousarray(chunk[:, ::-1])).flip(-2)) / 3
-            return p
-
-        pred = predict_batched(images, batch_size, scores, self.device, glass_min_size(self.card))
+        pred = predict_batched(images, batch_size, self.tissue_scores, self.device, glass_min_size(self.card))
         fill = [self.card.class_schema.index_of(n) for n in self.card.config.get("fill_holes") or ()]
         if fill:
             pred = Prediction(cam_ops.fill_class_holes(pred.class_map, fill), pred.probs)

@@ -12,8 +12,9 @@ Output (a zarr group, written as blocks finish, so a viewer can show results as 
 * ``labels/0 .. labels/L``: uint8 napari label pyramid (0 = background, class ``i`` = ``i + 1``), level
   ``l`` downsampled ``2**l`` times from the segmented level by nearest-neighbour striding;
 * ``confidence/0 .. confidence/L``: uint8, the winning class's blended score x 255;
-* group attributes: source level, downsample of that level, block, overlap, class schema, model name, and
-  ``complete`` (false until the last block is written).
+* group attributes: source level, downsample of that level, block, overlap, class schema, model name, the
+  slide's mpp and objective power and what read it (``source``: path, backend, vendor), and ``complete``
+  (false until the last block is written).
 
 A new ``out`` is written in place, so a viewer can watch it fill in; a killed run leaves it marked incomplete.
 An ``out`` that exists (a rerun with ``--overwrite``) stays whole until the new result is: that one is built in
@@ -120,6 +121,8 @@ def segment_slide(
     band: int = 8,
     mpp: float | None = None,
     should_stop: StopFlag = never_stop,
+    objective: float | None = None,
+    source: dict | None = None,
 ) -> Generator[Progress, None, SlideSegmentation]:
     """Segment one level of a slide pyramid into a zarr label pyramid at ``out``.
 
@@ -134,6 +137,8 @@ def segment_slide(
         band: output blocks per column band (bounds memory: two rows of ``band + 2`` windows are cached).
         mpp: the slide's microns per level-0 pixel, when known; recorded with the output's own pixel size
             (``mpp * downsample``) so exports and other viewers can place the labels in micrometres.
+        objective: the slide's objective power (20, 40, ...), when known; recorded beside ``mpp``.
+        source: what to record about the slide (``Slide.info()``: path, backend, vendor, ...), when known.
     Raises:
         Cancelled: when ``should_stop()`` turns true; the zarr group stays marked ``complete = False``.
         ValueError: ``block`` not a power of two, or a level out of range.
@@ -150,7 +155,8 @@ def segment_slide(
     downsample = float(levels[0].shape[0]) / h
     attrs = {"source_level": level, "downsample": downsample, "block": block, "overlap": overlap,
              "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w],
-             "mpp": mpp, "level_mpp": mpp * downsample if mpp else None}
+             "mpp": mpp, "level_mpp": mpp * downsample if mpp else None, "objective": objective,
+             "source": source or {}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(out)  # what killed reruns left beside it
@@ -210,11 +216,34 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
         full[cy0 - y0: cy1 - y0, cx0 - x0: cx1 - x0] = crop
         return full
 
-    def finalize(i: int, j: int, cache: dict) -> None:
+    # Torch segmenters (``predict_scores``) keep each window's class probabilities on their device: blending,
+    # argmax and confidence run there and only the uint8 label and confidence blocks come back. Others give
+    # numpy probabilities, blended on the host. Both do the same float32 arithmetic in the same order.
+    scorer = getattr(segmenter, "predict_scores", None)
+    min_glass, ramp_t = None, None
+    if scorer is not None:
+        import torch
+
+        from .predict import glass_min_size
+
+        min_glass = glass_min_size(segmenter.card)
+
+    def blend(i: int, j: int, cache: dict) -> tuple[Any, Any, tuple[int, int]]:
+        """Accumulate the weighted scores of the windows over block (i, j): (acc, wsum, origin)."""
         by0, bx0 = i * block, j * block
         by1, bx1 = min(h, by0 + block), min(w, bx0 + block)
-        acc = np.zeros((k1, by1 - by0, bx1 - bx0), np.float32)
-        wsum = np.zeros((by1 - by0, bx1 - bx0), np.float32)
+        nonlocal ramp_t
+        if scorer is not None:
+            dev = next((v.device for v in cache.values() if v is not None), torch.device("cpu"))
+            if ramp_t is None or ramp_t.device != dev:
+                ramp_t = torch.from_numpy(ramp).to(dev)
+            acc = torch.zeros((k1, by1 - by0, bx1 - bx0), dtype=torch.float32, device=dev)
+            wsum = torch.zeros((by1 - by0, bx1 - bx0), dtype=torch.float32, device=dev)
+            rmp = ramp_t
+        else:
+            acc = np.zeros((k1, by1 - by0, bx1 - bx0), np.float32)
+            wsum = np.zeros((by1 - by0, bx1 - bx0), np.float32)
+            rmp = ramp
         for wi in (i - 1, i, i + 1):
             for wj in (j - 1, j, j + 1):
                 if (wi, wj) not in cache:
@@ -223,7 +252,7 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                 oy0, ox0, oy1, ox1 = max(by0, y0), max(bx0, x0), min(by1, y1), min(bx1, x1)
                 if oy1 <= oy0 or ox1 <= ox0:
                     continue
-                wgt = ramp[oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0]
+                wgt = rmp[oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0]
                 probs = cache[(wi, wj)]
                 sl = (slice(oy0 - by0, oy1 - by0), slice(ox0 - bx0, ox1 - bx0))
                 if probs is None:
@@ -231,10 +260,34 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                 else:
                     acc[(slice(None), *sl)] += probs[:, oy0 - y0: oy1 - y0, ox0 - x0: ox1 - x0] * wgt
                 wsum[sl] += wgt
-        probs = acc / np.maximum(wsum, 1e-6)
-        cm = probs.argmax(0).astype(np.uint8)
+        return acc, wsum, (by0, bx0)
+
+    def finalize(i: int, j: int, cache: dict) -> None:
+        if scorer is not None:
+            with torch.inference_mode():
+                acc, wsum, (by0, bx0) = blend(i, j, cache)
+                probs = acc / torch.clamp(wsum, min=1e-6)
+                cm = probs.argmax(0).to(torch.uint8).cpu().numpy()
+                conf = (probs.amax(0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        else:
+            acc, wsum, (by0, bx0) = blend(i, j, cache)
+            probs = acc / np.maximum(wsum, 1e-6)
+            cm = probs.argmax(0).astype(np.uint8)
+            conf = (probs.max(0) * 255 + 0.5).astype(np.uint8)
         write_pyramid_block(lab_arrays, by0, bx0, schema.to_labels(cm))
-        write_pyramid_block(conf_arrays, by0, bx0, (probs.max(0) * 255 + 0.5).astype(np.uint8))
+        write_pyramid_block(conf_arrays, by0, bx0, conf)
+
+    def load_batch(i: int, js: list[int]) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+        """Reader thread: the windows, which hold tissue, and the glass the model needs (off the model's path)."""
+        stack = np.stack([read_window(i, j) for j in js])
+        white = is_background(stack)  # per window, as for one window at a time
+        keep = [n for n in range(len(js)) if not white[n].all()]
+        glass = None
+        if scorer is not None and keep:
+            from .predict import glass_mask
+
+            glass = glass_mask(stack[keep], min_glass, white=white[keep])
+        return stack, keep, glass
 
     # One reader thread fetches the next batch of windows (tile decoding releases the GIL) while the model
     # runs on the current one.
@@ -250,7 +303,7 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
             def fetch(k: int) -> None:
                 if k < len(batches) and k not in pending:
                     bi, bjs = batches[k]
-                    pending[k] = pool.submit(lambda: [read_window(bi, j) for j in bjs])
+                    pending[k] = pool.submit(load_batch, bi, bjs)
 
             cache: dict[tuple[int, int], np.ndarray | None] = {}
             k = 0
@@ -264,16 +317,20 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                         if should_stop():
                             raise Cancelled("slide segmentation cancelled; the partial result is marked incomplete")
                         fetch(k)
-                        crops = pending.pop(k).result()
+                        stack, keep, glass = pending.pop(k).result()
                         fetch(k + 1)
                         js = batches[k][1]
-                        keep = [n for n, c in enumerate(crops) if not is_background(c).all()]
                         for n, j in enumerate(js):
                             if n not in keep:
                                 cache[(i, j)] = None
                                 n_skip += 1
-                        if keep:
-                            pred = segmenter.predict(np.stack([crops[n] for n in keep]), batch_size=len(keep))
+                        if keep and scorer is not None:
+                            probs_dev = scorer(stack[keep], background=glass)
+                            for m, n in enumerate(keep):
+                                cache[(i, js[n])] = probs_dev[m].half()
+                            n_pred += len(keep)
+                        elif keep:
+                            pred = segmenter.predict(stack[keep], batch_size=len(keep))
                             for m, n in enumerate(keep):
                                 cache[(i, js[n])] = pred.probs[m].astype(np.float16)
                             n_pred += len(keep)

@@ -20,6 +20,12 @@ class StainNormalisedSegmenter:
         self.segmenter = segmenter
         self.card = segmenter.card
         self.normaliser = MacenkoNormaliser(reference)
+        if hasattr(segmenter, "predict_scores"):  # else __getattr__ would hand out the unnormalised one
+            self.predict_scores = self._predict_scores
+
+    def _predict_scores(self, images: np.ndarray, background: np.ndarray | None = None) -> Any:
+        # glass is judged on the normalised images, as ``predict`` does, so a precomputed ``background`` is unused
+        return self.segmenter.predict_scores(self.normalise(images))
 
     def normalise(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 -> the same, each image in the reference's stain (or unchanged: glass)."""

@@ -79,3 +79,30 @@ def test_predict_never_writes_over_images_or_earlier_results(tiny_dataset, tmp_p
     assert len(list(res.iterdir())) == 1  # nothing half-written
     assert main(["predict", str(folder), "-o", str(res), "--overwrite"]) == 0
     assert (res / f"{one.stem}.png").read_bytes() != earlier
+
+
+def test_cli_predict_routes_openslide_formats_to_the_slide_path(tmp_path, capsys):
+    """An Aperio SVS (read by OpenSlide) is segmented as a slide with the shipped default model; the zarr records
+    the slide's mpp, objective power and which backend read it. A scanner suffix that holds no slide gets one
+    line naming the file and the supported formats."""
+    import zarr
+
+    from tests._slides import write_svs
+
+    rng = np.random.default_rng(3)
+    img = np.full((384, 512, 3), 240, np.uint8)
+    img[64:320, 96:448] = rng.integers(90, 200, (256, 352, 3), dtype=np.uint8)  # tissue-ish centre, glass around
+    slide = write_svs(tmp_path / "case.svs", img, n_levels=2, mpp=0.2527, mag=40)
+    out = tmp_path / "case.zarr"
+    assert main(["predict", str(slide), "-o", str(out), "--batch-size", "4"]) == 0
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    assert attrs["complete"] is True and attrs["shape"] == [384, 512]
+    assert attrs["mpp"] == 0.2527 and attrs["objective"] == 40
+    assert attrs["source"]["backend"] == "openslide" and attrs["source"]["vendor"] == "aperio"
+    junk = tmp_path / "scan.ndpi"
+    junk.write_bytes(b"II*\x00 not a slide")
+    capsys.readouterr()
+    assert main(["predict", str(junk), "-o", str(tmp_path / "scan.zarr")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "scan.ndpi" in err and "Supported: Aperio .svs" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "scan.zarr").exists()
