@@ -88,3 +88,47 @@ def test_slide_grid_tags_regions(qtbot, make_napari_viewer, tmp_path: Path) -> N
     key = tag.tiles[0].key
     assert saved.tags() == {key: ["NEC"]} and saved.item(key).region == list(tag.tiles[0].region)
     assert f"1 / {len(tag.tiles)} tagged" == tag.progress_label.text()
+
+
+def test_tag_train_from_tags_segment_offers_it_and_tag_orders_by_it(qtbot, make_napari_viewer,  # noqa: ANN001
+                                                                    tiles: Path) -> None:
+    """The whole loop in the viewer: tag, train from the tags (Train widget), Segment offers it, Tag ranks."""
+    from napari_wsss.data.tiles import parse_labels_from_name
+    from napari_wsss.gui.train_widget import SOURCE_TAGS
+
+    from ._plugin import SEGMENT, TRAIN
+
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    tag = dock(viewer, TAG)
+    for _ in range(6):  # tag six tiles from the truth their names carry, by keys
+        lab = parse_labels_from_name(tag.current.image, 4)
+        for n in np.flatnonzero(lab):
+            _press(viewer, str(n + 1))
+        _press(viewer, "Enter")
+    assert tag.progress_label.text() == "6 / 8 tagged"
+    seg = dock(viewer, SEGMENT)
+    train = dock(viewer, TRAIN)
+    train.source_combo.setCurrentText(SOURCE_TAGS)
+    assert not train.data_edit.isEnabled() and train.project_combo.count() == 1
+    assert "(6 tagged)" in train.project_combo.currentText()
+    train.backbone_combo.setCurrentText("small_cnn")
+    train.epochs_spin.setValue(1)
+    train.size_spin.setValue(64)
+    train.batch_spin.setValue(4)
+    train.device_combo.setCurrentText("cpu")
+    train.out_edit.setText("from-tags")
+    train.train_btn.click()
+    qtbot.waitUntil(lambda: train.job is not None and not train.job.running, timeout=120_000)
+    assert train.last_error is None, train.last_error
+    version = tiles.parent / "case.wsss" / "models" / "from-tags"
+    assert train.last_result == version and (version / "card.json").is_file()
+    assert seg.version_combo.currentText().startswith("from-tags")  # offered (and chosen) in Segment at once
+
+    tag.rank_by_model()
+    qtbot.waitUntil(lambda: tag.job is not None and not tag.job.running, timeout=60_000)
+    assert tag.last_error is None, tag.last_error
+    assert tag.model_combo.currentText() == "from-tags"
+    tagged = set(Project.load(tiles.parent / "case.wsss").tags())
+    assert len(tag.order) == 8 and not {tag.tiles[i].key for i in tag.order[:2]} & tagged  # untagged first
+    assert tag.current.key not in tagged and "ordered by the model" in tag.status.text()

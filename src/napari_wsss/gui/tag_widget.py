@@ -381,12 +381,13 @@ class TagWidget(JobControlsMixin, QWidget):
         if self.session is not None:
             for d in reversed(self.session.project.model_versions()):  # newest name last -> offered first
                 self.model_combo.addItem(d.name, str(d))
-        self.rank_btn.setEnabled(self.model_combo.count() > 0)
 
     def rank_by_model(self) -> None:
         """Order the untagged tiles by what the chosen model version is least sure of, spread out (worker)."""
         if self.session is None or not self.tiles or (self.job is not None and self.job.running):
             return
+        if self.model_combo.count() != len(self.session.project.model_versions()):
+            self._refresh_models()  # a version trained since (Train widget) is offered, newest first
         model = self.model_combo.currentData()
         if not model:
             self._show_error(ValueError("No model version in the project yet: train one from the tags first "
