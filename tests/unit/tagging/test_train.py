@@ -68,3 +68,21 @@ def test_no_tags_or_foreign_schema_are_refused(tile_folder: Path, tmp_path: Path
     with pytest.raises(ValueError, match="project's own classes"):
         run_to_end(train_from_tags(p, "sshr", schema="bcss", **TINY))
     assert not (p.root / "training_sets" / "sshr-tags1").exists()
+
+
+def test_with_corrections_fine_tunes_the_tag_model_on_them(tile_folder: Path, tmp_path: Path) -> None:
+    from napari_wsss.models.card import load_card
+
+    p = _tagged_project(tile_folder, tmp_path, 8)
+    tiles = folder_tiles(tile_folder)
+    for t in tiles[:2]:  # two corrected tiles: pixel supervision
+        truth = np.full((64, 64), 4, np.uint8)
+        truth[:32] = 0
+        p.save_prediction(t.key, np.full((64, 64), 4, np.uint8), "none", image=t.image)
+        p.save_correction(t.key, truth, np.ones((64, 64), bool))
+    out = run_to_end(train_from_tags(p, "sshr", "tags", with_corrections=True,
+                                     finetune_options={"epochs": 1, "min_epoch_crops": 8, "batch_size": 4,
+                                                       "device": "cpu", "max_teacher_tiles": 2}, **TINY))
+    assert out == p.models_dir / "tags-ft1" and (p.models_dir / "tags").is_dir()
+    card = load_card(out)
+    assert card.parent == "tags" and len(card.config["finetune"]["corrections"]) == 2
