@@ -52,6 +52,7 @@ def time_to_tag(n_tiles: int, work: Path) -> dict:
     from napari_wsss.gui._responsiveness import StallMeter
 
     path = write_slide(work / "tag-slide.tif", shape=(4096, 4096), seed=7, tile=512)
+    shutil.rmtree(work / "tag-slide.wsss", ignore_errors=True)  # a fresh project: every tile untagged
     viewer = napari.Viewer(show=False)
     try:
         viewer.open(str(path), plugin="napari-wsss")
