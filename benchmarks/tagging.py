@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import os
 import shutil
 import sys
@@ -182,7 +183,7 @@ def corrections(args: argparse.Namespace, data: Path, work: Path, base: Path, va
 
 # -- report ----------------------------------------------------------------------------------------------------
 def report(res: dict, args: argparse.Namespace, argv: list[str]) -> str:
-    cmd = "python benchmarks/tagging.py " + " ".join(argv)
+    cmd = "python benchmarks/tagging.py " + shlex.join(argv)
     out = ["## Tagging: time to tag, and what tags and a few corrections buy (issue 18)", "",
            f"Command: `{cmd.strip()}`. Machine: {res['machine']}.", ""]
     if args.reduced_note:
