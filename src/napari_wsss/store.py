@@ -14,7 +14,8 @@ A project lives in a folder beside the data (``<folder>.wsss/`` for a tile folde
 An *item* is a tile (key = file stem) or a slide region (key = ``r{y0}_{x0}_{y1}_{x1}_l{level}``, level-0
 pixel bounds, end-exclusive, the mask stored at ``level``). Item records hold ``key``, ``image`` (tile file) or
 ``region`` ([y0, x0, y1, x1, level]), ``status`` (unreviewed | corrected | accepted), ``model`` (the version
-that predicted it), ``touched_fraction``, ``shape`` ([H, W] of the mask) and ``updated`` (UTC ISO time).
+that predicted it), ``touched_fraction``, ``shape`` ([H, W] of the mask), ``updated`` (UTC ISO time) and, once tagged, ``tags`` (the tissue classes
+present, image-level), ``tagged_by`` and ``tagged`` (:mod:`napari_wsss.store_tags`).
 The records and their (de)serialisation live in :mod:`napari_wsss.store_records`.
 
 Writers take the project's lock (``project.lock``, :mod:`napari_wsss._store_lock`) and re-read the index before a
@@ -45,6 +46,7 @@ from ._store_undo import FileUndo
 from .atomic import atomic_save, atomic_write_json
 from .classes import LUAD_HISTOSEG, ClassSchema
 from .store_models import ProjectModels
+from .store_tags import ProjectTags
 from .store_records import (
     FORMAT_VERSION,
     INDEX_FILE,
@@ -109,10 +111,11 @@ class _Batch:
     changed: bool = False
 
 
-class Project(ProjectModels):
+class Project(ProjectModels, ProjectTags):
     """An annotation project folder. Open with :meth:`Project.open`; every method writes through to disk.
 
-    Model versions kept in the project (``models/``) come from :class:`~napari_wsss.store_models.ProjectModels`.
+    Model versions kept in the project (``models/``) come from :class:`~napari_wsss.store_models.ProjectModels`,
+    image-level tags (``set_tags``, ``tags``, ``tag_counts``) from :class:`~napari_wsss.store_tags.ProjectTags`.
     """
 
     def __init__(self, root: Path, source: str, schema: ClassSchema, items: dict[str, Item],

@@ -67,6 +67,11 @@ class Item:
     prediction: str | None = None
     touched: str | None = None
     updated: str = field(default_factory=now_utc)
+    # image-level tags (Tag widget): the foreground classes present, in schema order; None = not tagged yet,
+    # [] = tagged as holding none of them. Absent from older files (read as None), ignored by older readers.
+    tags: list[str] | None = None
+    tagged_by: str | None = None
+    tagged: str | None = None  # UTC ISO time of the last tag change
 
     @classmethod
     def from_dict(cls, d: dict, source: str = INDEX_FILE) -> Item:
@@ -76,7 +81,22 @@ class Item:
         item = cls(**{k: v for k, v in d.items() if k in known})
         if item.status not in STATUSES:
             raise ValueError(f"{source}: item {item.key!r} has status {item.status!r}; expected one of {STATUSES}.")
+        if item.tags is not None and (not isinstance(item.tags, list)
+                                      or not all(isinstance(t, str) for t in item.tags)):
+            raise ValueError(f"{source}: item {item.key!r} has tags {item.tags!r}; expected a list of class names.")
         return item
+
+
+_TAG_FIELDS = ("tags", "tagged_by", "tagged")
+
+
+def _record_dict(it: Item) -> dict[str, Any]:
+    """An item as JSON; untagged items leave the tag fields out, so files without tags stay as they were."""
+    d = asdict(it)
+    if it.tags is None:
+        for k in _TAG_FIELDS:
+            d.pop(k)
+    return d
 
 
 def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, Item],
@@ -92,7 +112,7 @@ def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, 
         "created": created,
         "updated": now_utc(),
         "schema": schema.to_dict(),
-        "items": [asdict(it) for it in items.values()],
+        "items": [_record_dict(it) for it in items.values()],
     }
     if schema_default:
         d["schema_default"] = True

@@ -8,6 +8,7 @@ from typing import Any
 PLUGIN = "napari-wsss"
 SEGMENT, REVIEW, SAM, EXPORT, TRAIN, FINETUNE = ("Segment", "Review & correct", "SAM refine", "Export", "Train",
                                                  "Fine-tune")
+TAG = "Tag"
 
 
 def dock(viewer: Any, name: str) -> Any:

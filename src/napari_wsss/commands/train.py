@@ -36,8 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a segmentation method from image-level labels")
     p.__class__ = _TrainParser  # argparse's add_parser cannot be told which class to make
     p.add_argument("--method", default="sshr", help="registered method (see `napari-wsss info`); default sshr")
-    p.add_argument("--data", type=Path, required=True, help="dataset root (training/, val/, test/) or tile folder")
-    p.add_argument("--out", type=Path, required=True, help="new model version folder, e.g. models/my-sshr")
+    p.add_argument("--data", type=Path, help="dataset root (training/, val/, test/) or tile folder")
+    p.add_argument("--out", type=Path, help="new model version folder, e.g. models/my-sshr (with --project: the "
+                   "version's name in the project's models/, default <method>-tags<n>)")
+    p.add_argument("--project", type=Path, help="train from the image-level tags of an annotation project "
+                   "(<data>.wsss, made with the Tag widget) instead of --data; the version goes into its models/")
+    p.add_argument("--with-corrections", action="store_true",
+                   help="with --project: then fine-tune on the project's corrected tiles (pixel supervision, IFKD)")
     p.add_argument("--labels-csv", type=Path, help="image-level labels as filename,<class names> instead of names")
     p.add_argument("--schema", help="class schema: luad, bcss, glas or a .json/.toml schema file (default luad; "
                    "docs/class-schemas.md)")
@@ -158,9 +163,37 @@ def run(args: argparse.Namespace) -> int:
         options["pretrained"] = False
     options.update(parse_set(args.set))
     command = "napari-wsss " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.project is not None or args.data is None or args.out is None:
+        return _run_from_project(args, options, command, print_progress, run_to_end)
     gen = spec.train(args.data, args.out, overwrite=args.overwrite, resume=args.resume,
                      labels_csv=args.labels_csv, command=command, evaluate=not args.no_eval, **options)
     out = run_to_end(gen, print_progress)
+    print(file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _run_from_project(args: argparse.Namespace, options: dict, command: str, progress: Any, run_to_end: Any) -> int:
+    """``train --project``: the project's tags are the training set (``tagging.train.train_from_tags``)."""
+    if args.project is None:
+        raise ValueError("train needs --data and --out (a labelled tile folder), or --project (an annotation "
+                         "project's tags).")
+    if args.data is not None:
+        raise ValueError("--data and --project exclude each other: --project trains on the project's tags.")
+    if args.labels_csv is not None or args.resume:
+        raise ValueError("--labels-csv and --resume do not apply to --project (the tags are the labels).")
+    if "schema" in options:
+        raise ValueError("--schema does not apply to --project: the project's own classes are used.")
+    from ..tagging.train import train_from_tags
+    from .finetune import resolve_project
+
+    project = resolve_project(args.project)
+    name = str(args.out) if args.out is not None else None
+    if name is not None and (Path(name).parent != Path(".") or Path(name).is_absolute()):
+        raise ValueError(f"--out {name!r}: with --project give the new version's name (it goes into "
+                         f"{project.models_dir}), not a path.")
+    out = run_to_end(train_from_tags(project, args.method, name, with_corrections=args.with_corrections,
+                                     command=command, **options), progress)
     print(file=sys.stderr)
     print(out)
     return 0

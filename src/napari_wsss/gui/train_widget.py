@@ -33,6 +33,8 @@ from ._worker import Job, run_job
 if TYPE_CHECKING:
     import napari
 
+SOURCE_FOLDER, SOURCE_TAGS = "a labelled data folder", "the open project's tags"
+
 # Methods whose trainers are CAM networks with the SegMix / PCM options (their configs have those fields).
 CAM_METHODS = ("sshr", "multistage", "cam_sam")
 
@@ -40,6 +42,13 @@ CAM_METHODS = ("sshr", "multistage", "cam_sam")
 def _train_job(train_fn: Any, data: str, out: str, *, should_stop: Any, **options: Any) -> Any:
     """Worker body: the method's ``train`` returns a generator; napari's worker needs a generator function."""
     return (yield from train_fn(data, out, should_stop=should_stop, **options))
+
+
+def _tags_job(project_root: str, method: str, name: str | None, *, should_stop: Any, **options: Any) -> Any:
+    """Worker body: train ``method`` on the tags of the annotation project at ``project_root``."""
+    from ..tagging.train import train_from_tags
+
+    return (yield from train_from_tags(project_root, method, name, should_stop=should_stop, **options))
 
 
 def _patches_job(source: str, out: str, schema: Any, *, should_stop: Any, **options: Any) -> Any:
@@ -166,10 +175,17 @@ class TrainWidget(JobControlsMixin, QWidget):
         cam_form.addRow("plateau patience", self.patience_spin)
         cam_form.addRow(self.pcm_check)
 
+        self.source_combo = QComboBox()  # where the labels come from
+        self.source_combo.addItems([SOURCE_FOLDER, SOURCE_TAGS])
+        self.project_combo = QComboBox()  # the viewer's open annotation projects (Tag / Review widgets)
+        self.corrections_check = QCheckBox("then fine-tune on the project's corrections (pixel supervision)")
         self.train_btn = QPushButton("Train")
         self._init_job_controls()
 
         form = QFormLayout()
+        form.addRow("labels from", self.source_combo)
+        form.addRow("project", self.project_combo)
+        form.addRow(self.corrections_check)
         form.addRow("data", _folder_row(self.data_edit, self.data_btn))
         form.addRow("classes", _folder_row(self.schema_combo, self.schema_btn))
         form.addRow("method", self.method_combo)
@@ -205,9 +221,11 @@ class TrainWidget(JobControlsMixin, QWidget):
         self.schema_btn.clicked.connect(self._pick_schema)
         self.data_edit.textChanged.connect(self._schema_from_data)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.source_combo.currentTextChanged.connect(self._sync_source)
         if "sshr" in METHODS.names():
             self.method_combo.setCurrentText("sshr")
         self._sync_enabled()
+        self._sync_source()
 
     # -- options -------------------------------------------------------------------------------------
     def _sync_enabled(self, *_: Any) -> None:
@@ -291,6 +309,9 @@ class TrainWidget(JobControlsMixin, QWidget):
 
         if self.job is not None and self.job.running:
             return
+        if self.source_combo.currentText() == SOURCE_TAGS:
+            self._train_from_tags()
+            return
         try:
             data, out = self.data_edit.text().strip(), self.out_edit.text().strip()
             if not data or not Path(data).is_dir():
@@ -344,3 +365,55 @@ class TrainWidget(JobControlsMixin, QWidget):
 
         return [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and same(w.viewer, self.viewer)]
 
+    # -- from the open project's tags ------------------------------------------------------------------
+    def _sync_source(self, *_: Any) -> None:
+        tags = self.source_combo.currentText() == SOURCE_TAGS
+        if tags:
+            self._refresh_projects()
+        for w in (self.project_combo, self.corrections_check):
+            w.setEnabled(tags)
+        for w in (self.data_edit, self.data_btn, self.schema_combo, self.schema_btn, self.patch_box):
+            w.setEnabled(not tags)
+        self.out_edit.setPlaceholderText("version name in the project's models/ (default <method>-tags<n>)" if tags
+                                         else "new model version folder, e.g. models/my-sshr")
+
+    def _refresh_projects(self) -> None:
+        from . import _sessions
+
+        current = self.project_combo.currentData()
+        self.project_combo.clear()
+        for sess in _sessions.sessions(self.viewer):
+            n = len(sess.project.tags())
+            self.project_combo.addItem(f"{sess.project.root.name} ({n} tagged)", str(sess.project.root))
+        i = self.project_combo.findData(current)
+        if i >= 0:
+            self.project_combo.setCurrentIndex(i)
+
+    def _train_from_tags(self) -> None:
+        """Train on the chosen project's tags; the version lands in its models/ and in the Segment widget."""
+        from ..models._registry import METHODS
+
+        try:
+            self._refresh_projects()
+            root = self.project_combo.currentData()
+            if not root:
+                raise ValueError("No annotation project is open: open tiles or a slide and tag them in the Tag "
+                                 "widget (Plugins > napari-wsss > Tag) first.")
+            name = self.out_edit.text().strip() or None
+            if name is not None and (Path(name).name != name):
+                raise ValueError(f"{name!r}: give the new version's name (it goes into the project's models/), "
+                                 "not a path.")
+            spec = METHODS.get(self.method_combo.currentText())
+            options = {k: v for k, v in self.options().items() if k != "schema"}
+        except (ValueError, KeyError) as e:
+            self._show_error(e)
+            return
+        self.last_error = None
+        self._set_running(True)
+        self.job = run_job(
+            _tags_job, root, spec.name, name, with_corrections=self.corrections_check.isChecked(),
+            command=f"napari Train widget: {spec.name} from the tags of {root} {options}",
+            on_progress=self._on_progress, on_result=self._on_result, on_error=self._show_error,
+            on_cancelled=lambda: self.status.setText("Cancelled; no model version was written (the tagged "
+                                                     "training set stays in the project's training_sets/)."),
+            on_finished=lambda: self._set_running(False), **options)

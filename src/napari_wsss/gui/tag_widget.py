@@ -1,0 +1,415 @@
+"""Tag dock widget: image-level labels made in the viewer, one tile at a time, in seconds per tile.
+
+On a tile folder (a stack) or a slide (a grid of tiles over tissue at a chosen tile size and pyramid level) the
+pathologist sees one tile, toggles the classes present with keys 1-9 (the project schema's order, the palette of
+the Review widget) and confirms with Enter, which saves the tags into the annotation project (``store_tags``,
+under the project lock) and moves on. A light Shapes overlay outlines every tile in the colour of its first tag
+(grey: untagged) with its tags written in it, so the whole slide shows what is tagged with what. Once the project
+holds a model version, "Order by model" proposes the untagged tiles that help most first
+(``tagging.next_tile``: uncertainty plus diversity), computed in a background worker.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..tagging.tiles import TagTile, folder_tiles, slide_tiles
+from . import _sessions
+from ._job_controls import JobControlsMixin
+from ._layers import camera as _camera
+from ._layers import image_source, layer_meta
+from ._worker import Job, run_job
+
+if TYPE_CHECKING:
+    import napari
+
+UNTAGGED_COLOUR = (0.6, 0.6, 0.6, 0.8)
+CURRENT_WIDTH, OTHER_WIDTH = 6.0, 2.0  # overlay edge widths (screen-independent, in data pixels / zoom)
+
+
+def overlay_name(image_name: str) -> str:
+    return f"{image_name} tags"
+
+
+def _text_colour(rgb: tuple[int, int, int]) -> str:
+    return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
+
+
+class TagWidget(JobControlsMixin, QWidget):
+    """Tag tiles with the classes they hold (image-level labels) and save the tags into the annotation project."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: Any = None
+        self.tiles: list[TagTile] = []
+        self.order: list[int] = []  # tile indices in the order they are proposed
+        self.pos = 0  # position in ``order``
+        self.pending: set[str] = set()  # classes toggled on for the tile on screen (not saved until Enter)
+        self.overlay: Any = None
+        self.class_buttons: list[QPushButton] = []
+        self.job: Job | None = None
+
+        self.image_combo = QComboBox()
+        self.project_label = QLabel("no project")
+        self.project_label.setWordWrap(True)
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(16, 8192)
+        self.tile_spin.setValue(512)
+        self.level_spin = QSpinBox()
+        self.level_spin.setRange(0, 16)
+        self.grid_btn = QPushButton("Make tile grid")
+        self.classes_box = QGridLayout()
+        self.prev_btn = QPushButton("◀ Previous")
+        self.confirm_btn = QPushButton("Confirm && next (Enter)")
+        self.skip_btn = QPushButton("Skip ▶")
+        self.overview_btn = QPushButton("Overview")
+        self.position_label = QLabel("")
+        self.progress_label = QLabel("")
+        self.counts_label = QLabel("")
+        self.counts_label.setWordWrap(True)
+        self.model_combo = QComboBox()
+        self.rank_btn = QPushButton("Order by model (most useful first)")
+        self._init_job_controls()
+
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("project", self.project_label)
+        form.addRow("slide tile (px)", self.tile_spin)
+        form.addRow("slide level", self.level_spin)
+        form.addRow(self.grid_btn)
+        nav = QHBoxLayout()
+        for b in (self.prev_btn, self.confirm_btn, self.skip_btn):
+            nav.addWidget(b)
+        rank = QFormLayout()
+        rank.addRow("model", self.model_combo)
+        rank.addRow(self.rank_btn)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("classes present (keys 1-9 toggle, Enter confirms)"))
+        layout.addLayout(self.classes_box)
+        layout.addLayout(nav)
+        layout.addWidget(self.position_label)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.counts_label)
+        layout.addWidget(self.overview_btn)
+        layout.addLayout(rank)
+        layout.addWidget(self.cancel_btn)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.image_combo.currentTextChanged.connect(self._open_current)
+        self.grid_btn.clicked.connect(self._make_tiles)
+        self.prev_btn.clicked.connect(lambda: self.go(-1))
+        self.skip_btn.clicked.connect(lambda: self.go(+1))
+        self.confirm_btn.clicked.connect(self.confirm)
+        self.overview_btn.clicked.connect(self.overview)
+        self.rank_btn.clicked.connect(self.rank_by_model)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.viewer.layers.events.inserted.connect(self._refresh_images)
+        self.viewer.layers.events.removed.connect(self._refresh_images)
+        self._refresh_images()
+        self._open_current()
+
+    # -- which image, which tiles ----------------------------------------------------------------------------
+    def _image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image)
+                and (image_source(ly) or ("", ""))[0] in ("tiles", "slide")]
+
+    def _refresh_images(self, *_: Any) -> None:
+        current = self.image_combo.currentText()
+        names = [ly.name for ly in self._image_layers()]
+        if names == [self.image_combo.itemText(i) for i in range(self.image_combo.count())]:
+            return
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+        if self.image_combo.currentText() != current:
+            self._open_current()
+
+    def _open_current(self, *_: Any) -> None:
+        name = self.image_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            self.session, self.tiles, self.order = None, [], []
+            self._show()
+            return
+        try:
+            self.session = _sessions.open_session(self.viewer, self.viewer.layers[name])
+        except (ValueError, KeyError, OSError) as e:
+            self._show_error(e)
+            return
+        self.project_label.setText(str(self.session.project.root))
+        self._build_classes()
+        self._refresh_models()
+        self._make_tiles()
+
+    @property
+    def image_layer(self) -> Any:
+        name = self.image_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _make_tiles(self) -> None:
+        """The tiles of the chosen image: a stack's tiles, or the slide's tissue grid at the chosen size/level."""
+        if self.session is None:
+            return
+        layer = self.image_layer
+        meta = layer_meta(layer)
+        try:
+            if self.session.kind == "tiles":
+                self.tiles = folder_tiles(meta["folder"], meta["files"])
+            else:
+                levels = list(layer.data)
+                ds = [levels[0].shape[0] / lv.shape[0] for lv in levels]
+                level = min(self.level_spin.value(), len(levels) - 1)
+                self.tiles = slide_tiles(levels, ds, self.tile_spin.value(), level)
+                if not self.tiles:
+                    raise ValueError(f"No tissue tile of {self.tile_spin.value()} px at level {level}; choose a "
+                                     "smaller tile or a finer level.")
+        except (ValueError, KeyError, OSError) as e:
+            self._show_error(e)
+            return
+        tags = self.session.project.tags()
+        self.order = list(range(len(self.tiles)))
+        untagged = [i for i in self.order if self.tiles[i].key not in tags]
+        self.pos = untagged[0] if untagged else 0
+        self._draw_overlay()
+        self.show_current()
+
+    # -- classes -------------------------------------------------------------------------------------------
+    @property
+    def schema(self) -> Any:
+        return self.session.project.schema if self.session is not None else None
+
+    def _build_classes(self) -> None:
+        for b in self.class_buttons:
+            self.classes_box.removeWidget(b)
+            b.hide()
+            b.setParent(None)
+            b.deleteLater()
+        self.class_buttons = []
+        for n, c in enumerate(self.schema.foreground):
+            btn = QPushButton(f"{n + 1}: {c.name}" if n < 9 else c.name)
+            btn.setCheckable(True)
+            btn.setToolTip(c.description or c.name)
+            r, g, b = c.colour
+            btn.setStyleSheet(f"QPushButton:checked {{ background-color: rgb({r},{g},{b}); "
+                              f"color: {_text_colour(c.colour)}; font-weight: bold; }}")
+            btn.clicked.connect(partial(self._button_toggled, c.name))
+            self.classes_box.addWidget(btn, n // 3, n % 3)
+            self.class_buttons.append(btn)
+
+    def toggle(self, name: str) -> None:
+        """Key / button: the class ``name`` is present in the tile on screen, or no longer."""
+        self.pending ^= {name}
+        self._sync_buttons()
+
+    def _button_toggled(self, name: str, *_: Any) -> None:
+        self.toggle(name)
+
+    def _sync_buttons(self) -> None:
+        if self.schema is None:
+            return
+        for btn, c in zip(self.class_buttons, self.schema.foreground):
+            btn.setChecked(c.name in self.pending)
+
+    # -- moving and saving ---------------------------------------------------------------------------------
+    @property
+    def current(self) -> TagTile | None:
+        return self.tiles[self.order[self.pos]] if self.tiles and 0 <= self.pos < len(self.order) else None
+
+    def confirm(self) -> None:
+        """Enter: save the toggled classes as the tile's tags (autosaved to the project), then the next tile."""
+        t = self.current
+        if t is None:
+            return
+        names = [c.name for c in self.schema.foreground if c.name in self.pending]
+        try:
+            self.session.project.set_tags(t.key, names, image=t.image,
+                                          region=list(t.region) if t.region is not None else None)
+        except (ValueError, OSError, TimeoutError) as e:  # the tile stays on screen; nothing is lost
+            self._show_error(e)
+            return
+        self._paint_tile(self.order[self.pos])
+        self.go(+1)
+
+    def go(self, delta: int) -> None:
+        """Previous (-1) / next (+1) tile in the proposed order (wraps around)."""
+        if not self.order:
+            return
+        self.pos = (self.pos + delta) % len(self.order)
+        self.show_current()
+
+    def show_current(self) -> None:
+        """Put the tile on screen, load its saved tags into the toggles, highlight it in the overlay."""
+        t = self.current
+        if t is None:
+            self._show()
+            return
+        saved = self.session.project.tags().get(t.key)
+        self.pending = set(saved or [])
+        self._sync_buttons()
+        layer = self.image_layer
+        i = self.order[self.pos]
+        if self.session.kind == "tiles":
+            self.viewer.dims.set_current_step(0, i)
+        elif layer is not None:
+            y0, x0, y1, x1, _ = t.region  # type: ignore[misc]
+            scale, translate = np.asarray(layer.scale[-2:], float), np.asarray(layer.translate[-2:], float)
+            (wy0, wx0), (wy1, wx1) = np.array([y0, x0]) * scale + translate, np.array([y1, x1]) * scale + translate
+            cam = _camera(self.viewer)
+            cam.center = ((wy0 + wy1) / 2, (wx0 + wx1) / 2)
+            h, w = self.viewer.canvas.size
+            cam.zoom = 0.9 * min(h / max(wy1 - wy0, 1), w / max(wx1 - wx0, 1))
+        self._highlight(i)
+        self._activate_overlay()
+        self._show()
+
+    def overview(self) -> None:
+        """The whole image with the overlay: which tiles are tagged with what."""
+        self.viewer.reset_view()
+
+    def _show(self) -> None:
+        t = self.current
+        if t is None or self.session is None:
+            for w in (self.position_label, self.progress_label, self.counts_label):
+                w.setText("")
+            return
+        saved = self.session.project.tags().get(t.key)
+        state = "untagged" if saved is None else ("tagged: " + (", ".join(saved) or "none of the classes"))
+        self.position_label.setText(f"tile {self.pos + 1} / {len(self.order)}: {t.key} ({state})")
+        counts = self.session.project.tag_counts([x.key for x in self.tiles])
+        self.progress_label.setText(counts.progress_text())
+        self.counts_label.setText("  ".join(f"{k}: {v}" for k, v in counts.per_class.items()))
+
+    # -- overlay ---------------------------------------------------------------------------------------------
+    def _tile_shape(self, i: int) -> np.ndarray:
+        t = self.tiles[i]
+        if t.region is not None:
+            y0, x0, y1, x1, _ = t.region
+            return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float)
+        h, w = layer_meta(self.image_layer)["sizes"][i]
+        return np.array([[i, 0, 0], [i, 0, w], [i, h, w], [i, h, 0]], float)
+
+    def _tile_style(self, key: str, tags: dict[str, list[str]]) -> tuple[tuple, str]:
+        t = tags.get(key)
+        if t is None:
+            return UNTAGGED_COLOUR, ""
+        if not t:
+            return (1.0, 1.0, 1.0, 0.9), "-"
+        r, g, b = self.schema.classes[self.schema.index_of(t[0])].colour
+        return (r / 255, g / 255, b / 255, 1.0), " ".join(t)
+
+    def _draw_overlay(self) -> None:
+        """One rectangle per tile over the image (same scale/translate), untagged grey, tagged in class colour."""
+        layer = self.image_layer
+        name = overlay_name(layer.name)
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        tags = self.session.project.tags()
+        styles = [self._tile_style(t.key, tags) for t in self.tiles]
+        ndim = 3 if self.session.kind == "tiles" else 2
+        self.overlay = self.viewer.add_shapes(
+            [self._tile_shape(i) for i in range(len(self.tiles))], shape_type="rectangle", name=name,
+            edge_color=[s[0] for s in styles], face_color=[0, 0, 0, 0], edge_width=OTHER_WIDTH,
+            features={"tags": [s[1] for s in styles]}, text={"string": "{tags}", "size": 10, "color": "white",
+                                                            "anchor": "upper_left"},
+            scale=layer.scale[-ndim:], translate=layer.translate[-ndim:], opacity=0.8,
+            metadata={"napari_wsss": {"kind": "tags", "image": layer.name}})
+        self._bind_keys(self.overlay)
+
+    def _paint_tile(self, i: int) -> None:
+        if self.overlay is None or self.overlay not in self.viewer.layers:
+            return
+        colour, text = self._tile_style(self.tiles[i].key, self.session.project.tags())
+        edge = np.asarray(self.overlay.edge_color).copy()
+        edge[i] = colour
+        self.overlay.edge_color = edge
+        feats = self.overlay.features.copy()
+        feats.loc[i, "tags"] = text
+        self.overlay.features = feats
+
+    def _highlight(self, i: int) -> None:
+        if self.overlay is None or self.overlay not in self.viewer.layers:
+            return
+        widths = [OTHER_WIDTH] * len(self.tiles)
+        widths[i] = CURRENT_WIDTH
+        self.overlay.edge_width = widths  # napari takes a list (one width per shape), not an array
+
+    def _activate_overlay(self) -> None:
+        """Keys 1-9 and Enter are bound on the overlay layer: keep it the active one while tagging."""
+        if self.overlay is not None and self.overlay in self.viewer.layers:
+            self.viewer.layers.selection.active = self.overlay
+
+    def _bind_keys(self, layer: Any) -> None:
+        for n, c in enumerate(self.schema.foreground[:9]):
+            layer.bind_key(str(n + 1), partial(self._key_toggle, c.name), overwrite=True)
+        layer.bind_key("Enter", self._key_confirm, overwrite=True)
+        layer.bind_key("Backspace", self._key_back, overwrite=True)
+
+    def _key_toggle(self, name: str, layer: Any) -> None:
+        self.toggle(name)
+
+    def _key_confirm(self, layer: Any) -> None:
+        self.confirm()
+
+    def _key_back(self, layer: Any) -> None:
+        self.go(-1)
+
+    # -- which tile next -------------------------------------------------------------------------------------
+    def _refresh_models(self) -> None:
+        self.model_combo.clear()
+        if self.session is not None:
+            for d in reversed(self.session.project.model_versions()):  # newest name last -> offered first
+                self.model_combo.addItem(d.name, str(d))
+
+    def rank_by_model(self) -> None:
+        """Order the untagged tiles by what the chosen model version is least sure of, spread out (worker)."""
+        if self.session is None or not self.tiles or (self.job is not None and self.job.running):
+            return
+        if self.model_combo.count() != len(self.session.project.model_versions()):
+            self._refresh_models()  # a version trained since (Train widget) is offered, newest first
+        model = self.model_combo.currentData()
+        if not model:
+            self._show_error(ValueError("No model version in the project yet: train one from the tags first "
+                                        "(Train widget, source: the open project's tags)."))
+            return
+        from ..tagging.next_tile import rank_tiles_job
+
+        tags = self.session.project.tags()
+        todo = [i for i, t in enumerate(self.tiles) if t.key not in tags]
+        self._set_running(True)
+        self.job = run_job(rank_tiles_job, model, [self.tiles[i] for i in todo], self.session.project.source, tags,
+                           on_progress=self._on_progress, on_error=self._show_error,
+                           on_result=partial(self._ranked, todo),
+                           on_cancelled=lambda: self.status.setText("Ordering cancelled; the order is unchanged."),
+                           on_finished=lambda: self._set_running(False))
+
+    def _ranked(self, todo: list[int], order: list[int]) -> None:
+        ranked = [todo[j] for j in order]
+        self.order = ranked + [i for i in range(len(self.tiles)) if i not in set(ranked)]
+        self.pos = 0
+        self.status.setText(f"{len(ranked)} untagged tiles ordered by the model (most useful first).")
+        self.show_current()
+
+    def _run_buttons(self) -> list[Any]:
+        return [self.rank_btn, self.grid_btn]

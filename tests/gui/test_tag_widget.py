@@ -1,0 +1,134 @@
+"""Drive the Tag widget as a pathologist does: keys 1-9 toggle classes, Enter saves and moves on, reopen keeps it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_wsss.classes import LUAD_HISTOSEG
+from napari_wsss.gui.tag_widget import UNTAGGED_COLOUR, TagWidget, overlay_name
+from napari_wsss.store import Project
+
+from ._plugin import TAG, dock, open_path
+
+
+@pytest.fixture
+def tiles(tmp_path: Path, tiny_dataset: Path) -> Path:
+    return Path(shutil.copytree(tiny_dataset / "training", tmp_path / "case"))
+
+
+def _press(viewer, key: str) -> None:  # noqa: ANN001
+    handler = viewer.window._qt_viewer._key_map_handler
+    handler.press_key(key)
+    handler.release_key(key)
+
+
+def test_keys_tag_tiles_autosave_and_reopen(qtbot, make_napari_viewer, tiles: Path) -> None:  # noqa: ANN001
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    tag = dock(viewer, TAG)
+    assert isinstance(tag, TagWidget) and tag.session is not None
+    assert len(tag.tiles) == 8 and tag.progress_label.text() == "0 / 8 tagged"
+    overlay = viewer.layers[overlay_name(tiles.name)]
+    assert viewer.layers.selection.active is overlay
+    first, second = tag.current.key, tag.tiles[tag.order[1]].key
+    assert viewer.dims.current_step[0] == 0
+
+    _press(viewer, "1")  # TE
+    _press(viewer, "3")  # LYM
+    _press(viewer, "3")  # LYM off again
+    _press(viewer, "4")  # TAS
+    assert tag.pending == {"TE", "TAS"} and [b.isChecked() for b in tag.class_buttons] == [True, False, False, True]
+    _press(viewer, "Enter")
+    assert Project.load(tiles.parent / "case.wsss").tags() == {first: ["TE", "TAS"]}  # saved at once
+    assert tag.current.key == second and viewer.dims.current_step[0] == 1 and tag.pending == set()
+    assert tag.progress_label.text() == "1 / 8 tagged" and "TE: 1" in tag.counts_label.text()
+    te = tuple(v / 255 for v in LUAD_HISTOSEG.classes[0].colour)
+    assert np.allclose(overlay.edge_color[0][:3], te) and np.allclose(overlay.edge_color[1], UNTAGGED_COLOUR)
+    assert overlay.features["tags"][0] == "TE TAS"
+
+    _press(viewer, "Enter")  # nothing toggled: tagged as holding none of the classes
+    assert Project.load(tiles.parent / "case.wsss").tags()[second] == []
+    _press(viewer, "Backspace")  # back to the second tile: its saved (empty) tag shows
+    assert tag.current.key == second and tag.pending == set()
+
+    viewer.close()
+    viewer2 = make_napari_viewer()
+    open_path(viewer2, tiles)
+    tag2 = dock(viewer2, TAG)
+    assert tag2.progress_label.text() == "2 / 8 tagged"
+    assert tag2.current.key == tag2.tiles[2].key  # reopening starts at the first untagged tile
+    tag2.go(-2)
+    assert tag2.pending == {"TE", "TAS"}
+    assert tag2.overlay.features["tags"][0] == "TE TAS"
+
+
+def test_slide_grid_tags_regions(qtbot, make_napari_viewer, tmp_path: Path) -> None:  # noqa: ANN001
+    from napari_wsss.data.synthetic_slide import write_slide
+
+    path = write_slide(tmp_path / "s.tif", shape=(1024, 1024), seed=4, tile=256, levels=3)
+    viewer = make_napari_viewer()
+    open_path(viewer, path)
+    tag = dock(viewer, TAG)
+    tag.tile_spin.setValue(128)
+    tag.level_spin.setValue(1)
+    tag.grid_btn.click()
+    assert tag.tiles and all(t.region[4] == 1 and t.region[2] - t.region[0] == 256 for t in tag.tiles)
+    y0, x0, y1, x1, _ = tag.current.region
+    from napari_wsss.gui._layers import camera
+
+    cy, cx = camera(viewer).center[-2:]
+    assert y0 <= cy <= y1 and x0 <= cx <= x1  # the tile is on screen
+    _press(viewer, "2")
+    _press(viewer, "Enter")
+    saved = Project.load(tmp_path / "s.wsss")
+    key = tag.tiles[0].key
+    assert saved.tags() == {key: ["NEC"]} and saved.item(key).region == list(tag.tiles[0].region)
+    assert f"1 / {len(tag.tiles)} tagged" == tag.progress_label.text()
+
+
+def test_tag_train_from_tags_segment_offers_it_and_tag_orders_by_it(qtbot, make_napari_viewer,  # noqa: ANN001
+                                                                    tiles: Path) -> None:
+    """The whole loop in the viewer: tag, train from the tags (Train widget), Segment offers it, Tag ranks."""
+    from napari_wsss.data.tiles import parse_labels_from_name
+    from napari_wsss.gui.train_widget import SOURCE_TAGS
+
+    from ._plugin import SEGMENT, TRAIN
+
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    tag = dock(viewer, TAG)
+    for _ in range(6):  # tag six tiles from the truth their names carry, by keys
+        lab = parse_labels_from_name(tag.current.image, 4)
+        for n in np.flatnonzero(lab):
+            _press(viewer, str(n + 1))
+        _press(viewer, "Enter")
+    assert tag.progress_label.text() == "6 / 8 tagged"
+    seg = dock(viewer, SEGMENT)
+    train = dock(viewer, TRAIN)
+    train.source_combo.setCurrentText(SOURCE_TAGS)
+    assert not train.data_edit.isEnabled() and train.project_combo.count() == 1
+    assert "(6 tagged)" in train.project_combo.currentText()
+    train.backbone_combo.setCurrentText("small_cnn")
+    train.epochs_spin.setValue(1)
+    train.size_spin.setValue(64)
+    train.batch_spin.setValue(4)
+    train.device_combo.setCurrentText("cpu")
+    train.out_edit.setText("from-tags")
+    train.train_btn.click()
+    qtbot.waitUntil(lambda: train.job is not None and not train.job.running, timeout=120_000)
+    assert train.last_error is None, train.last_error
+    version = tiles.parent / "case.wsss" / "models" / "from-tags"
+    assert train.last_result == version and (version / "card.json").is_file()
+    assert seg.version_combo.currentText().startswith("from-tags")  # offered (and chosen) in Segment at once
+
+    tag.rank_by_model()
+    qtbot.waitUntil(lambda: tag.job is not None and not tag.job.running, timeout=60_000)
+    assert tag.last_error is None, tag.last_error
+    assert tag.model_combo.currentText() == "from-tags"
+    tagged = set(Project.load(tiles.parent / "case.wsss").tags())
+    assert len(tag.order) == 8 and not {tag.tiles[i].key for i in tag.order[:2]} & tagged  # untagged first
+    assert tag.current.key not in tagged and "ordered by the model" in tag.status.text()
