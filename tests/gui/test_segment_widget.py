@@ -203,6 +203,20 @@ def test_model_line_says_classes_and_what_it_was_trained_on(make_napari_viewer) 
     assert "LUAD-HistoSeg: TE, NEC, LYM, TAS" in text and "DEMO model trained on generated" in text
 
 
+def test_model_line_is_shown_whole_in_a_squeezed_dock(make_napari_viewer, qtbot) -> None:  # noqa: ANN001
+    """Squeezed by Review & correct docked below it, the Segment dock cut the model line's top and bottom off."""
+    viewer = make_napari_viewer(show=True)
+    dock_widget, w = viewer.window.add_plugin_dock_widget("napari-wsss", SEGMENT)
+    dock(viewer, "Review & correct")
+    w.method_combo.setCurrentText("sshr")
+    w.version_combo.setCurrentIndex(w.version_combo.findText("sshr-glas (shipped)"))
+    viewer.window._qt_window.resizeDocks([dock_widget], [1], Qt.Orientation.Vertical)  # as small as it may be
+    info = w.model_info
+    qtbot.wait(200)
+    assert info.heightForWidth(info.width()) > 3 * info.fontMetrics().height()  # the line wraps
+    qtbot.waitUntil(lambda: info.height() >= info.heightForWidth(info.width()), timeout=3000)
+
+
 def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: SegmentWidget,  # noqa: ANN001
                                                             tiny_dataset: Path) -> None:
     from PIL import Image

@@ -13,9 +13,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +31,7 @@ from ._layers import (
     same,
     segmentation_name,
 )
-from ._job_controls import JobControlsMixin, with_button
+from ._job_controls import JobControlsMixin, with_button, wrapping_label
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -140,9 +138,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.device_combo.addItems(available_devices())
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
-        self.model_info = QLabel("")  # the model's classes and what it was trained on (models.card.model_summary)
-        self.model_info.setWordWrap(True)
-        self.model_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.model_info = wrapping_label()  # the model's classes and what it was trained on (model_summary)
         self.confidence_check = QCheckBox("show confidence")
         self.stain_check = QCheckBox("stain-normalise (Macenko, to the model's training stain)")
         self.segment_btn = QPushButton("Segment")
