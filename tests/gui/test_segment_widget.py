@@ -254,3 +254,27 @@ def test_stain_normalise_checkbox(qtbot, widget: SegmentWidget, monkeypatch) -> 
     assert seen == [(64, 64, 3)]  # the current tile, normalised whole before segmenting
     seg = [ly for ly in widget.viewer.layers if isinstance(ly, Labels) and "segmentation" in ly.name]
     assert len(seg) == 1 and "segmented with tiny-sshr" in widget.status.text()
+
+
+@pytest.mark.parametrize("review_first", [True, False])
+def test_reopened_project_starts_on_a_model_of_its_classes(make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                          tiny_dataset: Path, review_first: bool) -> None:
+    """Images whose project holds gland masks: Segment offers the gland model, not the demo listed first (which
+    the project refuses on Segment)."""
+    import shutil
+
+    from napari_wsss.classes import GLAS
+    from napari_wsss.store import Project
+
+    folder = Path(shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "glands"))
+    project = Project.open(folder, GLAS)
+    f = sorted(folder.glob("*.png"))[0]
+    project.register([{"key": f.stem, "image": f.name}])
+    project.save_correction(f.stem, np.zeros((64, 64), np.uint8), np.ones((64, 64), bool))
+    viewer = make_napari_viewer()
+    _open(viewer, folder)
+    names = [SEGMENT, "Review & correct"]
+    docked = {n: dock(viewer, n) for n in (names[::-1] if review_first else names)}
+    w = docked[SEGMENT]
+    assert w.version_combo.currentText() == "sshr-glas (shipped)"
+    assert "gland" in w.model_info.text()

@@ -241,8 +241,9 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         from ..models.card import load_card
 
         def names(i: int) -> list[str] | None:
+            path = self.base_combo.itemData(i)
             try:
-                return load_card(self.base_combo.itemData(i)).class_schema.names
+                return load_card(path).class_schema.names if path else None
             except (ValueError, FileNotFoundError):
                 return None
 

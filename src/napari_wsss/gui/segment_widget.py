@@ -204,6 +204,33 @@ class SegmentWidget(JobControlsMixin, QWidget):
                 self.version_combo.addItem(label, str(path))
         if current is not None and self.version_combo.findData(current) >= 0:
             self.version_combo.setCurrentIndex(self.version_combo.findData(current))
+        self._prefer_project_classes()
+
+    def _prefer_project_classes(self) -> None:
+        """Move off a version of other classes than the image's project (it could not write there) to one of its
+        classes: reopening gland images otherwise offered the demo model listed first, refused on Segment."""
+        from ..models.card import load_card
+
+        name = self.image_combo.currentText()
+        session = _sessions.session_for(self.viewer, self.viewer.layers[name]) \
+            if name and name in self.viewer.layers else None
+        if session is None or session.project.schema_default:
+            return
+        wanted = session.project.schema.names
+
+        def names(i: int) -> list[str] | None:
+            path = self.version_combo.itemData(i)
+            try:
+                return load_card(path).class_schema.names if path else None
+            except (ValueError, FileNotFoundError):
+                return None
+
+        if names(self.version_combo.currentIndex()) in (None, wanted):
+            return
+        for i in range(self.version_combo.count()):
+            if names(i) == wanted:
+                self.version_combo.setCurrentIndex(i)
+                return
 
     def _show_model_info(self, *_: Any) -> None:
         from ..models.card import load_card, model_summary
