@@ -53,3 +53,21 @@ def test_glas_layout_opens_with_its_ground_truth(make_napari_viewer, tmp_path) -
     gt = np.asarray(layers[1].data[0])
     assert gt[0, 0] == 1 and gt[20, 20] == 2  # gland = label 1, non-gland = label 2
     assert layers[0].data.shape == (2, 50, 60, 3)
+
+
+def test_a_bad_file_in_a_folder_is_named_in_one_line(make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                     tiny_dataset: Path) -> None:
+    """File > Open on a tile folder holding a file that is not an image: the same one line as for the file alone
+    (it was PIL's bare "cannot identify image file")."""
+    import shutil
+
+    from ._plugin import open_path
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    shutil.copy(sorted((tiny_dataset / "test" / "img").glob("*.png"))[0], folder)
+    (folder / "notes.tif").write_text("not an image")
+    viewer = make_napari_viewer()
+    with pytest.raises(ValueError, match=r"Cannot read .*notes\.tif.*remove it from the folder"):
+        open_path(viewer, folder)
+    assert len(viewer.layers) == 0
