@@ -72,7 +72,8 @@ def test_export_reviewed_tiles(qtbot, make_napari_viewer, tiles: Path, tmp_path:
     w.filter_combo.setCurrentText("all")
     qtbot.mouseClick(w.export_btn, Qt.LeftButton)
     _wait(qtbot, w)
-    assert isinstance(w.last_error, FileExistsError) and "overwrite" in w.status.text()
+    assert isinstance(w.last_error, FileExistsError) and "tick 'replace a non-empty folder'" in w.status.text()
+    assert "overwrite=True" not in w.status.text()  # the API's words, not the widget's
     assert (out / "manifest.json").read_bytes() == before
     w.overwrite_box.setChecked(True)
     qtbot.mouseClick(w.export_btn, Qt.LeftButton)

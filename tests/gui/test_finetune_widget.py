@@ -82,3 +82,40 @@ def test_cancel_writes_nothing(qtbot, widget: FinetuneWidget, corrected_project:
     assert "Cancelled" in widget.status.text()
     assert corrected_project.model_versions() == []
     assert not any(p.name.startswith(".") for p in corrected_project.root.rglob("*") if p.is_dir())
+
+
+def test_base_starts_on_a_version_of_the_projects_classes(make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                          tiny_dataset: Path) -> None:
+    """A project of gland classes starts on the shipped gland model, not on the demo listed first (which cannot
+    fine-tune it)."""
+    from napari_wsss.classes import GLAS
+
+    folder = Path(shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "glands"))
+    project = Project.open(folder, GLAS)
+    f = sorted(folder.glob("*.png"))[0]
+    project.register([{"key": f.stem, "image": f.name}])
+    mask = np.zeros((64, 64), np.uint8)
+    project.save_correction(f.stem, mask, np.ones(mask.shape, bool))
+    w = dock(make_napari_viewer(), FINETUNE)
+    w.set_project(project.root)
+    assert w.base_combo.currentText().startswith("sshr-glas"), w.base_combo.currentText()
+
+
+def test_segment_lists_the_new_version_when_it_is_done(qtbot, make_napari_viewer, corrected_project: Project,  # noqa: ANN001
+                                                       tiny_model: Path) -> None:
+    """Without "Use this version": the Segment widget docked beside it lists the new version once it exists."""
+    from ._plugin import REVIEW, open_path
+
+    viewer = make_napari_viewer()
+    open_path(viewer, Path(corrected_project.source))
+    dock(viewer, REVIEW)
+    seg = dock(viewer, SEGMENT)
+    seg.method_combo.setCurrentText("sshr")
+    ft = dock(viewer, FINETUNE)
+    ft.add_base_version(tiny_model)
+    ft.epochs_spin.setValue(1)
+    qtbot.mouseClick(ft.start_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: ft.job is not None and not ft.job.running, timeout=120_000)
+    assert ft.last_error is None, ft.last_error
+    listed = [seg.version_combo.itemText(i) for i in range(seg.version_combo.count())]
+    assert any(t.startswith("tiny-sshr-ft1 (project") for t in listed), listed

@@ -72,3 +72,21 @@ def test_reader_opens_openslide_formats_through_the_slide_interface(tmp_path: Pa
     assert get_reader(str(junk)) is not None  # claimed, then refused with the one-line message
     with pytest.raises(ValueError, match=r"scan\.mrxs as a slide.*Supported"):
         read_path(str(junk))
+
+
+def test_a_bad_file_in_a_folder_is_named_in_one_line(make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                     tiny_dataset: Path) -> None:
+    """File > Open on a tile folder holding a file that is not an image: the same one line as for the file alone
+    (it was PIL's bare "cannot identify image file")."""
+    import shutil
+
+    from ._plugin import open_path
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    shutil.copy(sorted((tiny_dataset / "test" / "img").glob("*.png"))[0], folder)
+    (folder / "notes.tif").write_text("not an image")
+    viewer = make_napari_viewer()
+    with pytest.raises(ValueError, match=r"Cannot read .*notes\.tif.*remove it from the folder"):
+        open_path(viewer, folder)
+    assert len(viewer.layers) == 0

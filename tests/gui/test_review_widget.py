@@ -162,6 +162,25 @@ def test_keys_pick_classes_and_accept_counts(qtbot, make_napari_viewer, tiles: P
     assert review.status_label.text() == "status: unreviewed"
 
 
+def test_keys_typed_on_the_canvas_pick_classes(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
+                                              tiny_model: Path) -> None:
+    """Keys as a keyboard sends them, through the canvas and napari's key handler (which crashed on any key while
+    the segmentation layer was selected, reading ``__name__`` of every bound callback)."""
+    from qtpy.QtTest import QTest
+
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, tiny_model)
+    _segment(qtbot, seg)
+    layer = review.labels_layer
+    viewer.layers.selection.active = layer
+    canvas = viewer.window._qt_viewer.canvas.native
+    QTest.keyClick(canvas, Qt.Key.Key_2)
+    assert layer.selected_label == 2 and layer.mode == "paint"
+    assert review.palette_buttons[1].isChecked()
+    QTest.keyClick(canvas, Qt.Key.Key_E)  # napari's own letter shortcuts still work on that layer
+    assert layer.mode == "erase"
+
+
 def test_model_with_other_classes_is_refused(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
                                             tiny_model: Path) -> None:
     Project.open(tiles, BCSS_WSSS)  # the project was started with the BCSS classes

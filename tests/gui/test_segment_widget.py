@@ -203,6 +203,20 @@ def test_model_line_says_classes_and_what_it_was_trained_on(make_napari_viewer) 
     assert "LUAD-HistoSeg: TE, NEC, LYM, TAS" in text and "DEMO model trained on generated" in text
 
 
+def test_model_line_is_shown_whole_in_a_squeezed_dock(make_napari_viewer, qtbot) -> None:  # noqa: ANN001
+    """Squeezed by Review & correct docked below it, the Segment dock cut the model line's top and bottom off."""
+    viewer = make_napari_viewer(show=True)
+    dock_widget, w = viewer.window.add_plugin_dock_widget("napari-wsss", SEGMENT)
+    dock(viewer, "Review & correct")
+    w.method_combo.setCurrentText("sshr")
+    w.version_combo.setCurrentIndex(w.version_combo.findText("sshr-glas (shipped)"))
+    viewer.window._qt_window.resizeDocks([dock_widget], [1], Qt.Orientation.Vertical)  # as small as it may be
+    info = w.model_info
+    qtbot.wait(200)
+    assert info.heightForWidth(info.width()) > 3 * info.fontMetrics().height()  # the line wraps
+    qtbot.waitUntil(lambda: info.height() >= info.heightForWidth(info.width()), timeout=3000)
+
+
 def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: SegmentWidget,  # noqa: ANN001
                                                             tiny_dataset: Path) -> None:
     from PIL import Image
@@ -266,3 +280,27 @@ def test_whole_slide_from_openslide_format(qtbot, make_napari_viewer, tmp_path: 
     attrs = dict(zarr.open_group(layer.metadata["napari_wsss"]["zarr"], mode="r").attrs)
     assert attrs["complete"] is True and attrs["mpp"] == 0.5 and attrs["objective"] == 20
     assert attrs["source"]["backend"] == "openslide" and attrs["source"]["path"] == str(p)
+
+
+@pytest.mark.parametrize("review_first", [True, False])
+def test_reopened_project_starts_on_a_model_of_its_classes(make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                          tiny_dataset: Path, review_first: bool) -> None:
+    """Images whose project holds gland masks: Segment offers the gland model, not the demo listed first (which
+    the project refuses on Segment)."""
+    import shutil
+
+    from napari_wsss.classes import GLAS
+    from napari_wsss.store import Project
+
+    folder = Path(shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "glands"))
+    project = Project.open(folder, GLAS)
+    f = sorted(folder.glob("*.png"))[0]
+    project.register([{"key": f.stem, "image": f.name}])
+    project.save_correction(f.stem, np.zeros((64, 64), np.uint8), np.ones((64, 64), bool))
+    viewer = make_napari_viewer()
+    _open(viewer, folder)
+    names = [SEGMENT, "Review & correct"]
+    docked = {n: dock(viewer, n) for n in (names[::-1] if review_first else names)}
+    w = docked[SEGMENT]
+    assert w.version_combo.currentText() == "sshr-glas (shipped)"
+    assert "gland" in w.model_info.text()

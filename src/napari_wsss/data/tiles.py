@@ -169,7 +169,8 @@ def parse_labels_from_name(name: str, n_classes: int) -> np.ndarray:
     digits = re.sub(r"\s+", "", matches[-1])
     if len(digits) != n_classes:
         raise ValueError(f"{name}: label [{matches[-1]}] has {len(digits)} digits; the class schema has "
-                         f"{n_classes} foreground classes. Choose the matching schema (LUAD/BCSS).")
+                         f"{n_classes} foreground classes. Choose the matching class schema (luad, bcss, glas or a "
+                         "schema file: --schema, or the Train widget's classes).")
     return np.array([int(c) for c in digits], dtype=np.int64)
 
 

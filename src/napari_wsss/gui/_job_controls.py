@@ -18,6 +18,42 @@ def with_button(field: Any, button: Any) -> Any:
     return row
 
 
+def wrapping_label(text: str = "") -> Any:
+    """A word-wrapped QLabel that keeps the height its text needs at the dock's width.
+
+    A plain wrapped label reports the height of its text laid out wide; a narrow dock squeezed between others
+    then cut lines off (the model's "trained on" line was unreadable under Review & correct).
+    """
+    from qtpy.QtWidgets import QLabel, QSizePolicy
+
+    class _Wrapping(QLabel):
+        _need = 0
+
+        def minimumSizeHint(self) -> Any:  # noqa: N802  (Qt's name)
+            hint = super().minimumSizeHint()
+            if self._need:
+                hint.setHeight(self._need)
+            return hint
+
+        def sizeHint(self) -> Any:  # noqa: N802  (Qt's name; QLabel's own is the text wrapped 80 px wide)
+            return self.minimumSizeHint()
+
+        def resizeEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+            super().resizeEvent(event)
+            # only at a real width: while the dock is being laid out the label is briefly a few px wide
+            need = self.heightForWidth(self.width()) if self.width() >= 80 else 0
+            if need != self._need:
+                self._need = need
+                self.updateGeometry()
+
+    label = _Wrapping(text)
+    label.setWordWrap(True)
+    # a long message (a path, a traceback line) wraps inside the dock instead of widening the main window
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(1)
+    return label
+
+
 def show_progress(bar: Any, p: Progress) -> None:
     """Put a Progress on a QProgressBar (a busy indicator when the total is unknown)."""
     if p.total:
@@ -39,16 +75,12 @@ class JobControlsMixin:
 
     def _init_job_controls(self) -> None:
         """Create ``cancel_btn`` (off until a job runs), ``progress`` and a word-wrapped ``status``."""
-        from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy
+        from qtpy.QtWidgets import QProgressBar, QPushButton
 
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        # a long message (a path, a traceback line) wraps inside the dock instead of widening the main window
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.status.setMinimumWidth(1)
+        self.status = wrapping_label()
 
     def _run_buttons(self) -> list[Any]:
         raise NotImplementedError

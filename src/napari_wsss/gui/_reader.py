@@ -61,8 +61,12 @@ def _lazy_stack(files: list[Path], reader: Any, fill: int, rgb: bool) -> Any:
 
     sizes = []
     for f in files:
-        with Image.open(f) as im:
-            sizes.append(im.size[::-1])
+        try:
+            with Image.open(f) as im:
+                sizes.append(im.size[::-1])
+        except Exception as e:  # one bad file in a folder: the same one line as a single bad file (read_rgb)
+            raise ValueError(f"Cannot read {f}: {type(e).__name__}: {e}. The file is damaged or not an image; "
+                             "re-export it or remove it from the folder.") from None
     h, w = max(s[0] for s in sizes), max(s[1] for s in sizes)
 
     def load(f: Path, hw: tuple[int, int]) -> np.ndarray:

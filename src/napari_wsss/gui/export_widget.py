@@ -224,6 +224,11 @@ class ExportWidget(JobControlsMixin, QWidget):
             out = self.out_edit.text().strip()
             if not out:
                 raise ValueError("No export folder: type one or choose it with Folder….")
+            target = Path(out).expanduser()
+            if not self.overwrite_box.isChecked() and target.is_dir() and any(target.iterdir()):
+                # the core's message names the API's overwrite=True / --overwrite; here it is the check box
+                raise FileExistsError(f"{target} already exists and is not empty; choose a new folder, or tick "
+                                      f"'{self.overwrite_box.text()}' to replace it.")
             self._flush_sessions()
         except (ValueError, OSError) as e:
             self._show_error(e)

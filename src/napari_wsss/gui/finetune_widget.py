@@ -226,12 +226,33 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             self.counts_label.setText("no project: open tiles and the Review widget, or Browse… to a .wsss folder")
             return
         try:
-            c = Project.load(root).counts()
+            project = Project.load(root)
+            c = project.counts()
         except (ValueError, FileNotFoundError) as e:
             self.counts_label.setText(f"cannot read the project: {e}")
             return
+        self._select_base_of_classes(project)
         self.counts_label.setText(f"{c['corrected']} corrected, {c['accepted']} accepted, {c['unreviewed']} "
                                   f"unreviewed of {c['total']} tiles")
+
+    def _select_base_of_classes(self, project: Any) -> None:
+        """Move off a base of other classes than the project's to the first of its classes: the first listed (the
+        demo) cannot fine-tune a project of real tissue's classes, and nothing else told the user which one could."""
+        from ..models.card import load_card
+
+        def names(i: int) -> list[str] | None:
+            path = self.base_combo.itemData(i)
+            try:
+                return load_card(path).class_schema.names if path else None
+            except (ValueError, FileNotFoundError):
+                return None
+
+        if project.schema_default or names(self.base_combo.currentIndex()) in (None, project.schema.names):
+            return
+        for i in range(self.base_combo.count()):
+            if names(i) == project.schema.names:
+                self.base_combo.setCurrentIndex(i)
+                return
 
     def version_names(self) -> list[str]:
         return [Path(self.base_combo.itemData(i)).name for i in range(self.base_combo.count())]
@@ -336,6 +357,8 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             self.scores = [float(v) for v in hist]
             self.plot.set_values(self.scores)
         self.refresh()
+        for cb in list(_sessions.SESSION_LISTENERS):  # Segment lists the new version at once
+            cb(self.viewer)
         self.use_btn.setEnabled(True)
         self.status.setText(f"New version {self.last_result.name}{score}.")
 

@@ -246,13 +246,20 @@ class ReviewWidget(QWidget):
         if layer is None or layer is self._bound_layer:
             return
         for n, label in enumerate(self._palette_labels()[:9]):
-            layer.bind_key(str(n + 1), partial(self._key_select, label), overwrite=True)
+            layer.bind_key(str(n + 1), self._key_select(label), overwrite=True)
         layer.brush_size = self.brush_spin.value()
         self._bound_layer = layer
         self._refresh_position()
 
-    def _key_select(self, label: int, layer: Any) -> None:
-        self.select_label(label)
+    def _key_select(self, label: int) -> Any:
+        """The key's callback: a named function, as napari's key handler reads every bound callback's
+        ``__name__`` on each key press (a ``functools.partial`` there made any key on the layer crash napari)."""
+
+        def pick_class(layer: Any) -> None:
+            self.select_label(label)
+
+        pick_class.__name__ = f"pick_class_{label}"
+        return pick_class
 
     # -- navigation ----------------------------------------------------------------------------------------
     def current_index(self) -> int | None:

@@ -13,9 +13,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +31,7 @@ from ._layers import (
     same,
     segmentation_name,
 )
-from ._job_controls import JobControlsMixin, with_button
+from ._job_controls import JobControlsMixin, with_button, wrapping_label
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -140,9 +138,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.device_combo.addItems(available_devices())
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
-        self.model_info = QLabel("")  # the model's classes and what it was trained on (models.card.model_summary)
-        self.model_info.setWordWrap(True)
-        self.model_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.model_info = wrapping_label()  # the model's classes and what it was trained on (model_summary)
         self.confidence_check = QCheckBox("show confidence")
         self.stain_check = QCheckBox("stain-normalise (Macenko, to the model's training stain)")
         self.segment_btn = QPushButton("Segment")
@@ -208,6 +204,33 @@ class SegmentWidget(JobControlsMixin, QWidget):
                 self.version_combo.addItem(label, str(path))
         if current is not None and self.version_combo.findData(current) >= 0:
             self.version_combo.setCurrentIndex(self.version_combo.findData(current))
+        self._prefer_project_classes()
+
+    def _prefer_project_classes(self) -> None:
+        """Move off a version of other classes than the image's project (it could not write there) to one of its
+        classes: reopening gland images otherwise offered the demo model listed first, refused on Segment."""
+        from ..models.card import load_card
+
+        name = self.image_combo.currentText()
+        session = _sessions.session_for(self.viewer, self.viewer.layers[name]) \
+            if name and name in self.viewer.layers else None
+        if session is None or session.project.schema_default:
+            return
+        wanted = session.project.schema.names
+
+        def names(i: int) -> list[str] | None:
+            path = self.version_combo.itemData(i)
+            try:
+                return load_card(path).class_schema.names if path else None
+            except (ValueError, FileNotFoundError):
+                return None
+
+        if names(self.version_combo.currentIndex()) in (None, wanted):
+            return
+        for i in range(self.version_combo.count()):
+            if names(i) == wanted:
+                self.version_combo.setCurrentIndex(i)
+                return
 
     def _show_model_info(self, *_: Any) -> None:
         from ..models.card import load_card, model_summary
