@@ -57,6 +57,8 @@ def plan_workers(workers: int | None, device: str | None, cpus: int | None = Non
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n_gpus = cuda_device_count(device) if n_gpus is None else n_gpus
+    if (device or "auto").split(":")[0] not in ("auto", "cuda"):
+        n_gpus = 0  # --device cpu / mps: no worker is pinned to a GPU
     n = workers or max(1, n_gpus)
     # torch threads: the cores shared out (a GPU worker needs few: the host only decodes and stitches)
     threads = max(1, cpus // n)
@@ -66,12 +68,11 @@ def plan_workers(workers: int | None, device: str | None, cpus: int | None = Non
     return WorkerPlan(n, threads, gpus)
 
 
-def local_cluster(plan: WorkerPlan, dashboard: str | None = ":0") -> Any:
-    """A ``distributed.SpecCluster`` of ``plan.n_workers`` Nanny-managed worker processes on 127.0.0.1."""
-    from distributed import Nanny, Scheduler, SpecCluster
+def worker_specs(plan: WorkerPlan) -> dict[str, dict[str, Any]]:
+    """SpecCluster worker specs: a Nanny per worker, one Dask thread, its torch threads and GPU in its env."""
+    from distributed import Nanny
     from distributed.system import MEMORY_LIMIT
 
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": dashboard}}
     workers = {}
     for i, gpu in enumerate(plan.gpus):
         env = {"OMP_NUM_THREADS": str(plan.threads), "MKL_NUM_THREADS": str(plan.threads),
@@ -81,7 +82,16 @@ def local_cluster(plan: WorkerPlan, dashboard: str | None = ":0") -> Any:
         workers[f"wsss-{i}"] = {"cls": Nanny, "options": {
             "nthreads": 1, "host": "127.0.0.1", "env": env, "silence_logs": logging.ERROR, "memory_limit": MEMORY_LIMIT // plan.n_workers,
             "resources": {"GPU": 1} if gpu is not None else {}}}
-    return SpecCluster(scheduler=scheduler, workers=workers, silence_logs=logging.ERROR, name="napari-wsss")
+    return workers
+
+
+def local_cluster(plan: WorkerPlan, dashboard: str | None = ":0") -> Any:
+    """A ``distributed.SpecCluster`` of ``plan.n_workers`` Nanny-managed worker processes on 127.0.0.1."""
+    from distributed import Scheduler, SpecCluster
+
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": dashboard}}
+    return SpecCluster(scheduler=scheduler, workers=worker_specs(plan), silence_logs=logging.ERROR,
+                       name="napari-wsss")
 
 
 @contextmanager
