@@ -113,12 +113,14 @@ def _one_line(e: BaseException) -> str:
 
 
 def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux VmHWM; ``ru_maxrss`` would carry a forking parent's peak)."""
     try:
-        import resource
-
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
-    except (ImportError, OSError):
-        return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class LocalReads:
