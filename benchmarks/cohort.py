@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import REPO, machine, write_section  # noqa: E402
+from _report import REPO, machine, write_section
 
 CACHE = Path(tempfile.gettempdir()) / "napari_wsss_bench" / "cohort"
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}

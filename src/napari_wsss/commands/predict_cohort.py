@@ -44,6 +44,10 @@ def run_cohort_command(args: argparse.Namespace, model_dir: Path) -> int:
         raise ValueError(f"-o {args.out}: a cohort writes one folder per slide; give a folder, e.g. -o "
                          f"{args.out.with_suffix('')}.")
     slides = list_slides(args.input)
+    folders = {Path(i).resolve() for i in args.input if Path(i).is_dir()} | {s.path.parent.resolve() for s in slides}
+    if args.out.resolve() in folders:
+        raise ValueError(f"-o {args.out} is a folder of input slides; give a separate output folder, e.g. "
+                         f"-o {args.out.name}-segmented.")
     opts = CohortOptions(level=args.level, batch_size=args.batch_size, device=args.device,
                          stain_normalise=args.stain_normalise,
                          stain_reference=str(args.stain_reference) if args.stain_reference else None,

@@ -24,8 +24,18 @@ from typing import Any
 
 from ..data.slide_list import CohortSlide
 from ..events import Cancelled, Progress, StopFlag, never_stop
-from .cohort_outputs import (GEOJSON_DIR, LABELS, SUMMARY, finished_by, model_identity, now, slide_summary,
-                             write_manifest, write_slide_geojson)
+from .cohort_outputs import (
+    GEOJSON_DIR,
+    LABELS,
+    MANIFEST,
+    SUMMARY,
+    finished_by,
+    model_identity,
+    now,
+    slide_summary,
+    write_manifest,
+    write_slide_geojson,
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +107,7 @@ def _segmenter(model: dict[str, Any], opts: CohortOptions) -> Any:
 
 
 def _set_threads(threads: int | None) -> None:
-    n = threads or int(os.environ.get("NAPARI_WSSS_THREADS", 0) or 0)
+    n = threads or int(os.environ.get("NAPARI_WSSS_THREADS") or 0)
     if n > 0:
         import torch
 
@@ -219,6 +229,9 @@ def plan_cohort(slides: list[CohortSlide], out: Path, model: dict[str, Any], opt
     """
     entries, clash = [], []
     for s in slides:
+        if s.name in (GEOJSON_DIR, MANIFEST.split(".")[0]):
+            raise ValueError(f"{s.path}: a slide named {s.name!r} would collide with the cohort's own "
+                             f"{s.name!r} output; rename it or give it another id in a CSV manifest.")
         target = out / s.name
         done = not opts.overwrite and finished_by(target, s.path, model, opts.segmentation())
         if not done and target.exists() and not opts.overwrite:

@@ -1,8 +1,8 @@
+from pathlib import Path
+
+import pytest
+
 from ..models.conftest import _few_threads, tiny_dataset  # noqa: F401  (shared fixtures)
-
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

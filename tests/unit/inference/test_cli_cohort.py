@@ -43,7 +43,7 @@ def _wait_group_gone(pgid: int, timeout: float = 30) -> None:
 
 
 @pytest.fixture(scope="module")
-def scheduler():  # noqa: ANN201
+def scheduler():
     """An existing Dask cluster, as a lab's would be: the CLI only gets its address."""
     from distributed import LocalCluster
 
@@ -51,7 +51,7 @@ def scheduler():  # noqa: ANN201
         yield cl.scheduler_address
 
 
-def test_folder_on_local_cluster_then_rerun_skips(tiny_model: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_folder_on_local_cluster_then_rerun_skips(tiny_model: Path, tmp_path: Path, capsys) -> None:
     make_slides(tmp_path / "slides", 3)
     out = tmp_path / "out"
     cmd = ["predict", str(tmp_path / "slides"), "--model", str(tiny_model), "-o", str(out), "--workers", "2"]
@@ -64,7 +64,7 @@ def test_folder_on_local_cluster_then_rerun_skips(tiny_model: Path, tmp_path: Pa
     assert _statuses(out) == {f"slide{i}": "skipped" for i in range(3)}
 
 
-def test_same_command_on_a_scheduler_address(tiny_model: Path, tmp_path: Path, scheduler: str,  # noqa: ANN001
+def test_same_command_on_a_scheduler_address(tiny_model: Path, tmp_path: Path, scheduler: str,
                                              capsys) -> None:
     make_slides(tmp_path / "slides", 3)
     csv = tmp_path / "cohort.csv"
@@ -80,7 +80,7 @@ def test_same_command_on_a_scheduler_address(tiny_model: Path, tmp_path: Path, s
     assert "Give one of them" in capsys.readouterr().err
 
 
-def test_corrupt_slide_exit_code_2_others_finish(tiny_model: Path, tmp_path: Path, scheduler: str,  # noqa: ANN001
+def test_corrupt_slide_exit_code_2_others_finish(tiny_model: Path, tmp_path: Path, scheduler: str,
                                                  capsys) -> None:
     make_slides(tmp_path / "slides", 2)
     (tmp_path / "slides" / "corrupt.svs").write_bytes(b"II*\x00" + os.urandom(3000))
@@ -99,7 +99,7 @@ def test_corrupt_slide_exit_code_2_others_finish(tiny_model: Path, tmp_path: Pat
     assert _statuses(out) == {"corrupt": "failed", "slide0": "skipped", "slide1": "skipped"}
 
 
-def test_killed_run_resumes_without_redoing_finished_slides(tiny_model: Path, tmp_path: Path,  # noqa: ANN001
+def test_killed_run_resumes_without_redoing_finished_slides(tiny_model: Path, tmp_path: Path,
                                                            scheduler: str) -> None:
     """SIGKILL the CLI (and its worker) once some slides are finished; the rerun redoes only the rest."""
     n = 4

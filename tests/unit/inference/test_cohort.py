@@ -20,7 +20,7 @@ from .conftest import make_slides
 
 
 @pytest.fixture(scope="module")
-def client():  # noqa: ANN201
+def client():
     """Two single-threaded workers in this process (threads: no process start-up, same code path)."""
     from distributed import Client, LocalCluster
 
@@ -29,7 +29,7 @@ def client():  # noqa: ANN201
         yield c
 
 
-def test_cohort_summaries_manifest_and_skip(client, tiny_model: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cohort_summaries_manifest_and_skip(client, tiny_model: Path, tmp_path: Path) -> None:
     slides = make_slides(tmp_path / "slides", 3)
     out = tmp_path / "out"
     res = run_to_end(run_cohort(list_slides([tmp_path / "slides"]), tiny_model, out, client))
@@ -56,7 +56,7 @@ def test_cohort_summaries_manifest_and_skip(client, tiny_model: Path, tmp_path: 
     assert before == {s.stem: (out / s.stem / "summary.json").stat().st_mtime_ns for s in slides}
 
 
-def test_corrupt_slide_fails_alone(client, tiny_model: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_corrupt_slide_fails_alone(client, tiny_model: Path, tmp_path: Path) -> None:
     make_slides(tmp_path / "slides", 2)
     (tmp_path / "slides" / "broken.svs").write_bytes(b"II*\x00" + bytes(range(256)) * 8)  # a truncated "TIFF"
     out = tmp_path / "out"
@@ -69,7 +69,7 @@ def test_corrupt_slide_fails_alone(client, tiny_model: Path, tmp_path: Path) -> 
     assert json.loads((out / MANIFEST).read_text())["counts"]["failed"] == 1
 
 
-def test_other_model_needs_overwrite(client, tiny_model: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_other_model_needs_overwrite(client, tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
     make_slides(tmp_path / "slides", 1, shape=(256, 256))
@@ -90,7 +90,7 @@ def test_other_model_needs_overwrite(client, tiny_model: Path, tmp_path: Path) -
     assert read_summary(out / "slide0")["model"]["name"] == "other-model"
 
 
-def test_geojson_in_level0_pixels(client, tiny_model: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_geojson_in_level0_pixels(client, tiny_model: Path, tmp_path: Path) -> None:
     """Segmenting level 1 still gives level-0 polygons that rasterise back onto the labels (scaled 2x)."""
     from napari_wsss.export.vectors import read_geojson_class_map
 
