@@ -1,7 +1,8 @@
 """Cohort throughput: serial vs a local Dask cluster, a run killed halfway and resumed, Dask's per-task cost.
 
-Run: ``.venv/bin/python benchmarks/cohort.py`` (the issue's size: 8 generated slides of 10k x 10k, 2 workers;
-about 40 minutes on the 2-core CPU machine). ``--size 2048 --count 4`` validates the script in a few minutes.
+Run: ``.venv/bin/python benchmarks/cohort.py [--tia-python /tmp/tia/bin/python]`` (the issue's size: 8 generated
+slides of 10k x 10k, 2 workers; about an hour on the 2-core CPU machine, more with TIAToolbox).
+``--size 2048 --count 4`` validates the script in a few minutes.
 Writes the ``cohort`` section of docs/benchmarks.md. Every run is a separate process, as a user would start it:
 
 * serial: one process, the model loaded once, slides one after another through the same per-slide task the
@@ -135,6 +136,40 @@ def dask_overhead(n: int, workers: int) -> dict:
     return {"startup_s": start, "per_task_ms": mapped * 1e3, "roundtrip_ms": statistics.median(lat) * 1e3}
 
 
+def run_tiatoolbox(python: Path, slides: Path, model: Path, work: Path) -> dict:
+    """benchmarks/cohort_tiatoolbox.py in TIAToolbox's own venv; {"error": ...} when it cannot run."""
+    script = Path(__file__).resolve().parent / "cohort_tiatoolbox.py"
+    try:
+        r = subprocess.run([str(python), str(script), str(slides), str(model), str(work / "tiatoolbox"),
+                            "--ours", str(work / "serial")], env={**ENV, "NAPARI_WSSS_DEVICE": "cpu"},
+                           capture_output=True, text=True, timeout=6 * 3600, check=False)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as e:
+        return {"error": f"{type(e).__name__}: {e}"[:300]}
+
+
+def tia_text(tia: dict | None, count: int, ser: dict, cl_s: float) -> str:
+    if tia is None:
+        return ("TIAToolbox side by side: not run here (pass `--tia-python` with a separate venv: `python -m venv "
+                "/tmp/tia && /tmp/tia/bin/pip install tiatoolbox`).")
+    if "error" in tia:
+        return f"TIAToolbox side by side: failed to run ({tia['error']})."
+    agree = (f"; its class maps agree with ours on {100 * statistics.mean(tia['agreement']):.1f} % of pixels"
+             if tia.get("agreement") else "")
+    return f"""TIAToolbox {tia['tiatoolbox']} side by side (`benchmarks/cohort_tiatoolbox.py`, its own venv; the same
+weights wrapped as a TIAToolbox `ModelABC` whose `infer_batch` calls our `Segmenter.predict`; the same 576-px
+windows at a 512-px stride, batch 8, its own tissue mask (`auto_get_mask`), one process, slides in turn):
+
+| engine | slides per hour | peak memory |
+| --- | --- | --- |
+| TIAToolbox `SemanticSegmentor` (serial) | {3600 * count / tia['wall']:.1f} | {tia['peak_mb']:.0f} MB |
+| napari-wsss serial | {3600 * count / ser['wall']:.1f} | {ser['peak_mb']:.0f} MB |
+| napari-wsss `predict --workers N` | {3600 * count / cl_s:.1f} | per worker, above |
+
+TIAToolbox wall time {tia['wall']:.1f} s (model load included){agree}. The two differ in blending (TIAToolbox
+averages overlapping windows, we ramp-blend) and in the tissue mask; the network and its weights are the same."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=10000, help="slide side in pixels (level 0, 1 um/px)")
@@ -143,6 +178,8 @@ def main() -> None:
     ap.add_argument("--noop", type=int, default=1000, help="no-op tasks for Dask's per-task overhead")
     ap.add_argument("--model", type=Path, default=REPO / "models" / "sshr-default")
     ap.add_argument("--note", default="", help="a sentence added to the section (e.g. why a reduced size)")
+    ap.add_argument("--tia-python", type=Path, help="python of a separate venv with tiatoolbox installed, for the "
+                    "side-by-side run (benchmarks/cohort_tiatoolbox.py); never the project's venv")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -163,6 +200,7 @@ def main() -> None:
     rm = manifest(work / "resume")
     redone = rm.get("counts", {}).get("done", 0)
     ovh = dask_overhead(a.noop, 2)
+    tia = run_tiatoolbox(a.tia_python, slides, a.model, work) if a.tia_python else None
 
     recs = ser["records"]
     per_slide = [r["seconds"] for r in recs]
@@ -181,7 +219,8 @@ def main() -> None:
                           for n in (1, 2, 4, 8, 16))
     peaks = per_worker_peaks(cl)
     lost = kill_s + resume_s - cluster_s
-    cmd = f"python benchmarks/cohort.py --size {a.size} --count {a.count} --workers {a.workers}"
+    cmd = (f"python benchmarks/cohort.py --size {a.size} --count {a.count} --workers {a.workers} --noop {a.noop}"
+           + (" --tia-python /tmp/tia/bin/python" if a.tia_python else ""))
     body = f"""## Cohort runner on Dask distributed (`benchmarks/cohort.py`)
 
 Command: `{cmd}`  
@@ -217,7 +256,9 @@ uses this machine's serial per-slide cost per 2-core worker. Dask adds {ovh['rou
 | --- | --- | --- |
 {rows_1000}
 
-Segmenting level 0 (0.25 um/px) instead would cost 16x these. TIAToolbox side by side: see the note below.
+Segmenting level 0 (0.25 um/px) instead would cost 16x these.
+
+{tia_text(tia, a.count, ser, cluster_s)}
 """
     write_section("cohort", body)
     print(body)
