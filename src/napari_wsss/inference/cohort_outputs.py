@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -153,31 +152,14 @@ def read_manifest(out: Path) -> dict[str, Any]:
     return m
 
 
-def geojson_level(shape: tuple[int, int], n_levels: int, max_side: int = 8192) -> int:
-    """Finest label-pyramid level whose longer side is at most ``max_side`` (polygons stay traceable)."""
-    need = math.ceil(math.log2(max(1, max(shape) / max_side))) if max(shape) > max_side else 0
-    return min(max(0, need), n_levels - 1)
-
-
 def write_slide_geojson(slide_dir: Path, dst: Path) -> Path:
-    """Class polygons of a finished slide's labels as GeoJSON in slide level-0 pixels (QuPath's convention).
-
-    Traced on the finest label level whose longer side is at most 8192 px, so memory stays bounded on 40x
-    slides; a polygon edge is then accurate to that level's pixel size.
-    """
-    import zarr
-
-    from ..export.vectors import class_map_to_features, write_geojson
+    """Class polygons of a finished slide's labels as GeoJSON in slide level-0 pixels (see
+    ``export.label_vectors``), with the slide, model and pixel size in the collection's properties."""
+    from ..export.label_vectors import write_label_pyramid_geojson
 
     summary = read_summary(slide_dir)
     if summary is None:
         raise ValueError(f"{slide_dir} holds no finished slide result; segment it first.")
-    root = zarr.open_group(str(slide_dir / LABELS), mode="r")
-    schema = ClassSchema.from_dict(root.attrs["schema"])
-    n_levels = len(list(root["labels"].array_keys()))
-    lv = geojson_level(tuple(root["labels/0"].shape), n_levels)
-    lab = np.asarray(root[f"labels/{lv}"][:])
-    feats = class_map_to_features(schema.from_labels(lab), schema, downsample=float(summary["downsample"]) * 2**lv,
-                                  item=summary["name"])
-    return write_geojson(dst, feats, slide=summary["slide"], name=summary["name"], model=summary["model"]["name"],
-                         model_sha256=summary["model"]["sha256"], mpp=summary["mpp"], traced_level=lv)
+    return write_label_pyramid_geojson(slide_dir / LABELS, dst, float(summary["downsample"]), item=summary["name"],
+                                       slide=summary["slide"], name=summary["name"], model=summary["model"]["name"],
+                                       model_sha256=summary["model"]["sha256"], mpp=summary["mpp"])
