@@ -52,7 +52,7 @@ def scheduler():
 
 
 def test_folder_on_local_cluster_then_rerun_skips(tiny_model: Path, tmp_path: Path, capsys) -> None:
-    make_slides(tmp_path / "slides", 3)
+    make_slides(tmp_path / "slides", 3, mixed=True)  # pyramidal TIFF, OME-TIFF, Aperio-style SVS
     out = tmp_path / "out"
     cmd = ["predict", str(tmp_path / "slides"), "--model", str(tiny_model), "-o", str(out), "--workers", "2"]
     assert main(cmd) == 0
@@ -66,16 +66,22 @@ def test_folder_on_local_cluster_then_rerun_skips(tiny_model: Path, tmp_path: Pa
 
 def test_same_command_on_a_scheduler_address(tiny_model: Path, tmp_path: Path, scheduler: str,
                                              capsys) -> None:
-    make_slides(tmp_path / "slides", 3)
-    csv = tmp_path / "cohort.csv"
-    csv.write_text("path,id\n" + "".join(f"slides/slide{i}.tif,case{i}\n" for i in range(3)))
+    slides = make_slides(tmp_path / "slides", 3, mixed=True)
     out = tmp_path / "out"
-    assert main(["predict", str(csv), "--model", str(tiny_model), "-o", str(out), "--scheduler", scheduler,
-                 "--geojson"]) == 0
+    assert main(["predict", str(tmp_path / "slides"), "--model", str(tiny_model), "-o", str(out),
+                 "--scheduler", scheduler]) == 0
     assert scheduler in capsys.readouterr().err
-    assert _statuses(out) == {f"case{i}": "done" for i in range(3)}
-    assert sorted(p.name for p in (out / "geojson").iterdir()) == [f"case{i}.geojson" for i in range(3)]
-    assert main(["predict", str(csv), "--model", str(tiny_model), "-o", str(out), "--scheduler", scheduler,
+    assert _statuses(out) == {f"slide{i}": "done" for i in range(3)}
+    assert all(_complete(out, f"slide{i}") for i in range(3))
+    # a CSV manifest names the outputs by its id column; --geojson adds one GeoJSON per slide for QuPath
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("path,id\n" + "".join(f"slides/{p.name},case{i}\n" for i, p in enumerate(slides)))
+    out2 = tmp_path / "out2"
+    assert main(["predict", str(csv), "--model", str(tiny_model), "-o", str(out2), "--scheduler", scheduler,
+                 "--geojson"]) == 0
+    assert _statuses(out2) == {f"case{i}": "done" for i in range(3)}
+    assert sorted(p.name for p in (out2 / "geojson").iterdir()) == [f"case{i}.geojson" for i in range(3)]
+    assert main(["predict", str(csv), "--model", str(tiny_model), "-o", str(out2), "--scheduler", scheduler,
                  "--workers", "2"]) == 2
     assert "Give one of them" in capsys.readouterr().err
 
