@@ -182,6 +182,7 @@ def main() -> None:
                     "side-by-side run (benchmarks/cohort_tiatoolbox.py); never the project's venv")
     a = ap.parse_args()
 
+    load0 = os.getloadavg()[1]
     t0 = time.perf_counter()
     slides = make_slides(a.size, a.count)
     gen_s = time.perf_counter() - t0
@@ -226,7 +227,8 @@ def main() -> None:
     body = f"""## Cohort runner on Dask distributed (`benchmarks/cohort.py`)
 
 Command: `{cmd}`  
-Machine: {machine()}  
+Machine: {machine()}; load average (5 min) {load0:.1f} at the start, {os.getloadavg()[1]:.1f} at the end
+(other jobs on the machine: above the core count, wall times are inflated and noisy)  
 Data: {a.count} generated slides of {a.size} x {a.size} px (1 um/px, `data.synthetic_slide.write_slide`, seeds 100..;
 generated in {gen_s:.0f} s or reused from the cache); model {a.model.name}; level 0, 512-px blocks, batch 8, CPU.
 {a.note}
