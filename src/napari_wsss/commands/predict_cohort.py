@@ -43,6 +43,10 @@ def run_cohort_command(args: argparse.Namespace, model_dir: Path) -> int:
     if args.out.suffix == ".zarr":
         raise ValueError(f"-o {args.out}: a cohort writes one folder per slide; give a folder, e.g. -o "
                          f"{args.out.with_suffix('')}.")
+    if args.device and not args.scheduler:  # local workers have this machine's devices: say so before starting
+        from ..device import select_device
+
+        select_device(args.device)
     slides = list_slides(args.input)
     folders = {Path(i).resolve() for i in args.input if Path(i).is_dir()} | {s.path.parent.resolve() for s in slides}
     if args.out.resolve() in folders:
