@@ -149,3 +149,21 @@ def test_killed_run_resumes_without_redoing_finished_slides(tiny_model: Path, tm
     assert not [p for p in out.iterdir() if p.name.endswith((".partial", ".old"))]  # killed halves cleaned up
     lab = np.asarray(zarr.open_group(str(out / "slide3" / "labels.zarr"), mode="r")["labels/0"][:])
     assert lab.shape == (512, 512) and lab.max() > 0
+
+
+def test_refused_before_any_work(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    """Options that cannot work for a cohort are refused in one line before a cluster starts or a file is written."""
+    import torch
+
+    make_slides(tmp_path / "slides", 2, shape=(256, 256))
+    base = ["predict", str(tmp_path / "slides"), "--model", str(tiny_model)]
+    assert main([*base, "-o", str(tmp_path / "slides")]) == 2
+    assert "folder of input slides" in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "x.zarr")]) == 2
+    assert "one folder per slide" in capsys.readouterr().err
+    assert main([*base, "-o", str(tmp_path / "o"), "--confidence"]) == 2
+    assert "confidence/" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # where CUDA exists the option is valid
+        assert main([*base, "-o", str(tmp_path / "o"), "--device", "cuda"]) == 2
+        assert "not available" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.zarr").exists()
