@@ -124,3 +124,24 @@ def test_gpu_workers_pinned_one_per_device() -> None:
     assert all("CUDA_VISIBLE_DEVICES" not in s["options"]["env"] for s in worker_specs(cpu).values())
     with pytest.raises(ValueError, match="at least 1"):
         plan_workers(0, None)
+
+
+def test_stop_keeps_finished_slides(client, tiny_model: Path, tmp_path: Path) -> None:
+    """A stop request (the GUI's Cancel) ends the run at the next check; the manifest says what is finished."""
+    from napari_wsss.events import Cancelled
+
+    make_slides(tmp_path / "slides", 3, shape=(256, 256))
+    out = tmp_path / "out"
+    seen = []
+
+    def stop() -> bool:
+        return bool(seen) and seen[-1].step >= 1  # after the first finished slide
+
+    gen = run_cohort(list_slides([tmp_path / "slides"]), tiny_model, out, client, should_stop=stop)
+    with pytest.raises(Cancelled, match="finished slides are kept"):
+        while True:
+            seen.append(next(gen))
+    m = read_manifest(out)
+    finished = [e["name"] for e in m["slides"] if e["status"] == "done"]
+    assert finished and m["finished"] is False
+    assert all(read_summary(out / n) is not None for n in finished)
