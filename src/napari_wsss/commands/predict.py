@@ -1,4 +1,5 @@
-"""``napari-wsss predict``: palette-PNG class maps for tiles or a folder; a zarr label pyramid for a slide."""
+"""``napari-wsss predict``: palette-PNG class maps for tiles or a folder; a zarr label pyramid for a slide; a
+cohort of slides on a Dask cluster (``predict_cohort``)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,22 @@ import sys
 from pathlib import Path
 
 from ..inference.tiling import WINDOW_PIXELS  # larger images are segmented in overlapping windows
+from . import predict_cohort
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="segment tiles into palette-PNG class maps, or a slide into a zarr label "
-                       "pyramid")
+    p = sub.add_parser("predict", help="segment tiles into palette-PNG class maps, a slide into a zarr label "
+                       "pyramid, or a cohort of slides on a Dask cluster",
+                       description="One image, a folder of tiles or one slide as before; several slides, a folder of "
+                       "slides, a glob or a CSV (column 'path', optional 'id') run as a cohort on a Dask cluster: "
+                       "<out>/<slide>/labels.zarr + summary.json per slide and <out>/cohort.json; a rerun skips "
+                       "finished slides.")
     p.add_argument("--model", type=Path, help="model version folder (default: the shipped default model)")
-    p.add_argument("input", type=Path, help="an image file, a folder of tiles, or a slide (SVS, NDPI, MRXS, SCN, BIF, "
-                   "Philips/OME/pyramidal TIFF)")
+    p.add_argument("input", type=Path, nargs="+", help="an image file, a folder of tiles, or a slide (SVS, NDPI, MRXS, "
+                   "SCN, BIF, Philips/OME/pyramidal TIFF); or, for a cohort, several slides, a folder of slides, a glob "
+                   "or a CSV")
     p.add_argument("-o", "--out", type=Path, required=True,
-                   help="output PNG (single image), folder, or NAME.zarr (slide)")
+                   help="output PNG (single image), folder, NAME.zarr (slide), or a cohort's output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (never the input images themselves)")
     p.add_argument("--device", help="cpu, cuda, mps or auto")
@@ -32,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "$NAPARI_WSSS_SAM_CHECKPOINT, else the path recorded in the model card)")
     p.add_argument("--sam-model-type", choices=["auto", "vit_b", "vit_l", "vit_h"],
                    help="cam_sam: SAM encoder the checkpoint must hold (default: the card's)")
+    predict_cohort.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -52,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_CHECKPOINT] = str(args.sam_checkpoint)
     if args.sam_model_type:
         os.environ[ENV_MODEL_TYPE] = args.sam_model_type
+    if predict_cohort.wants_cohort(args):
+        return predict_cohort.run_cohort_command(args, model_dir)
+    if len(args.input) > 1:  # pragma: no cover  (wants_cohort takes every list of several)
+        raise ValueError("several inputs are segmented as a cohort of slides only.")
+    args.input = args.input[0]
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
     slide = args.input.is_file() and (is_slide_path(args.input) or has_slide_only_suffix(args.input))
