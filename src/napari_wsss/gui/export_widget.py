@@ -28,8 +28,8 @@ from qtpy.QtWidgets import (
 
 from ..classes import LUAD_HISTOSEG, ClassSchema
 from ..export.training_set import DEFAULT_FORMATS, FILTERS, FORMATS
-from ..store import INDEX_FILE, Project, default_project_root
-from ._layers import image_source, labels_layer_kwargs, layer_meta
+from ..store import INDEX_FILE, Project
+from ._layers import image_source, labels_layer_kwargs, layer_meta, project_root_of
 from ._job_controls import JobControlsMixin
 from ._worker import Job, run_job
 
@@ -156,7 +156,7 @@ class ExportWidget(JobControlsMixin, QWidget):
         src = image_source(layer) if layer is not None else None
         if src is None:
             return
-        root = self._session_root(layer) or default_project_root(src[1])
+        root = self._session_root(layer) or project_root_of(layer)
         self.project_edit.setText(str(root))
         if not self.out_edit.text():
             self.out_edit.setText(str(root.parent / f"{root.stem}-export"))
