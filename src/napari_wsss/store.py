@@ -1,7 +1,8 @@
 """The annotation project on disk: predictions, the user's corrections, which pixels they touched, model versions.
 
 A project lives in a folder beside the data (``<folder>.wsss/`` for a tile folder ``<folder>/``,
-``<stem>.wsss/`` for a slide or single image) and is readable with nothing but ``json`` and PIL::
+``<stem>.wsss/`` for a slide or single image; in the user data folder for the sample data and read-only folders,
+see :func:`default_project_root`) and is readable with nothing but ``json`` and PIL::
 
     project.json           index: format version, source, class schema, one record per item (below)
     project.lock           locked by the process writing (holds its pid), so two processes never overwrite each other's changes
@@ -63,13 +64,13 @@ from .store_records import (
 )
 
 __all__ = ["FORMAT_VERSION", "INDEX_FILE", "PROJECT_SUFFIX", "PROTECTED", "STATUSES", "Item", "Project",
-           "check_key", "default_project_root", "parse_region_key", "region_key"]
+           "beside_project_root", "check_key", "default_project_root", "parse_region_key", "region_key"]
 
 PROJECT_SUFFIX = ".wsss"
 
 
-def default_project_root(source: str | Path) -> Path:
-    """Where the project of ``source`` lives: ``<folder>.wsss`` beside a folder, ``<stem>.wsss`` beside a file."""
+def beside_project_root(source: str | Path) -> Path:
+    """The project folder beside the data: ``<folder>.wsss`` beside a folder, ``<stem>.wsss`` beside a file."""
     source = Path(source).resolve()
     if source.is_dir():
         return source.parent / f"{source.name}{PROJECT_SUFFIX}"
@@ -78,6 +79,24 @@ def default_project_root(source: str | Path) -> Path:
         if name.lower().endswith(suffix):
             return source.parent / f"{name[: -len(suffix)]}{PROJECT_SUFFIX}"
     return source.parent / f"{source.stem}{PROJECT_SUFFIX}"
+
+
+def default_project_root(source: str | Path) -> Path:
+    """Where the project of ``source`` lives: beside the data (:func:`beside_project_root`), unless the data ships
+    with napari-wsss (sample data inside the package or the checkout) or its folder is not writable and no
+    project is there yet; then in the user data folder (``resources.user_data_dir()/projects/<digest>/``, the
+    digest of the data's folder keeping same-named data of different folders apart; the name stays the same)."""
+    import hashlib
+
+    from .resources import is_shipped, user_data_dir
+
+    beside = beside_project_root(source)
+    if (beside / INDEX_FILE).is_file():
+        return beside
+    if not is_shipped(beside.parent) and os.access(beside.parent, os.W_OK):
+        return beside
+    digest = hashlib.sha1(str(beside.parent).encode()).hexdigest()[:12]
+    return user_data_dir() / "projects" / digest / beside.name
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -75,6 +75,19 @@ def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = Non
     return sess
 
 
+def location_note(sess: ProjectSession) -> str | None:
+    """One line when a project is not beside its images (sample data, a read-only folder): where it is kept."""
+    from ..store import beside_project_root
+    from ._layers import PROJECT_ROOT
+
+    src = image_source(sess.image_layer)
+    root = sess.project.root
+    if src is None or layer_meta(sess.image_layer).get(PROJECT_ROOT) or root == beside_project_root(src[1]):
+        return None
+    return (f"{src[1]} is read-only or ships with napari-wsss, so its project (your corrections) is kept in "
+            f"{root}.")
+
+
 def session_for(viewer: Any, image_layer: Any) -> ProjectSession | None:
     """The open session of an image layer, or None (no project is kept until the Review widget opens one)."""
     key = _key(image_layer)

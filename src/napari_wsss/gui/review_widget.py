@@ -185,6 +185,9 @@ class ReviewWidget(QWidget):
         if self._saved not in self.session.on_saved:
             self.session.on_saved.append(self._saved)
         self._show_session()
+        note = _sessions.location_note(self.session)
+        if note:
+            self.message.setText(note)
 
     def _browse_project(self) -> None:
         from qtpy.QtWidgets import QFileDialog
