@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -30,7 +29,7 @@ from ..classes import LUAD_HISTOSEG, ClassSchema
 from ..export.training_set import DEFAULT_FORMATS, FILTERS, FORMATS
 from ..store import INDEX_FILE, Project
 from ._layers import image_source, labels_layer_kwargs, layer_meta, project_root_of
-from ._job_controls import JobControlsMixin
+from ._job_controls import JobControlsMixin, scrolling_layout
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ class ExportWidget(JobControlsMixin, QWidget):
         row.addWidget(self.out_edit)
         row.addWidget(self.out_btn)
         form.addRow("Export to", row)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: docking never grows the window
         layout.addLayout(form)
         layout.addWidget(QLabel("Formats"))
         layout.addLayout(grid)

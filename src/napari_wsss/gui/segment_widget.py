@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -31,7 +30,7 @@ from ._layers import (
     same,
     segmentation_name,
 )
-from ._job_controls import JobControlsMixin, with_button, wrapping_label
+from ._job_controls import JobControlsMixin, scrolling_layout, with_button, wrapping_label
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -154,7 +153,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.segment_btn)
         buttons.addWidget(self.cancel_btn)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: docking never grows the window
         layout.addLayout(form)
         layout.addWidget(self.confidence_check)
         layout.addWidget(self.stain_check)
