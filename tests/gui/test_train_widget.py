@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_wsss.gui.segment_widget import SegmentWidget
 from napari_wsss.gui.train_widget import TrainWidget
 from napari_wsss.models.card import load_card
 from ._plugin import SEGMENT, TRAIN, dock
