@@ -94,3 +94,26 @@ def test_use_another_project_folder_starts_a_new_project_and_keeps_the_old(gland
     assert Project.load(new_root).schema.name == "colon-gland"
     old = Project.load(old_root)
     assert old.schema.name == "LUAD-HistoSeg" and old.item(gland_image.stem).status == "corrected"
+
+
+def test_tag_widget_follows_the_new_classes_and_a_tag_fixes_them(gland_image: Path, qtbot,  # noqa: ANN001
+                                                                make_napari_viewer) -> None:
+    """With Tag docked: the project taking the gland model's classes gives Tag the gland keys; once a tile is
+    tagged, that tag is user work and another model's classes are refused."""
+    from ._plugin import TAG
+
+    folder = gland_image.parent / "glands"
+    folder.mkdir()
+    shutil.move(gland_image, folder / gland_image.name)
+    viewer = make_napari_viewer()
+    open_path(viewer, folder)
+    seg, tag = dock(viewer, SEGMENT), dock(viewer, TAG)
+    assert [b.text() for b in tag.class_buttons][0] == "1: TE"
+    _segment_with(qtbot, seg, "sshr-glas (shipped)")
+    assert seg.last_error is None, seg.last_error
+    assert [b.text() for b in tag.class_buttons] == ["1: gland", "2: non-gland"]
+    tag.toggle("gland")
+    tag.confirm()
+    assert Project.load(tag.session.project.root).tags() == {gland_image.stem: ["gland"]}
+    _segment_with(qtbot, seg, "sshr-default (shipped)")
+    assert "1 item(s) tagged" in str(seg.last_error)
