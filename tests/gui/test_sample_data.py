@@ -25,6 +25,7 @@ def test_sample_tiles_project_lives_in_the_user_data_folder(make_napari_viewer, 
         pytest.skip(f"{beside} exists from an earlier run of the plugin; remove it to run this test")
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "luad_tiles")
+    assert viewer.dims.current_step[0] == 0 and viewer.dims.axis_labels[0] == "tile"  # not the middle tile
     review = dock(viewer, REVIEW)
     root = review.session.project.root
     assert (root / INDEX_FILE).is_file() and data_dir in root.parents and root.name == "test.wsss"

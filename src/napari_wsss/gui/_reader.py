@@ -65,7 +65,7 @@ def read_path(path: str | list[str], schema: ClassSchema = LUAD_HISTOSEG) -> lis
     p = Path(path)
     if p.is_dir():
         layers = read_tile_folder(p, schema)
-        _open_on_first_tile(str(p))
+        open_on_first_tile(str(p))
         return layers
     if is_slide_path(p) or has_slide_only_suffix(p):
         return [read_slide_layer(p)]  # a slide-only suffix that opens as none gets open_slide's one-line error
@@ -73,7 +73,7 @@ def read_path(path: str | list[str], schema: ClassSchema = LUAD_HISTOSEG) -> lis
              "image")]
 
 
-def _open_on_first_tile(folder: str) -> None:
+def open_on_first_tile(folder: str) -> None:
     """Show tile 0 when the stack arrives: napari puts a viewer's first layer on the middle step (tile 1 of 0-3).
 
     A reader returns data, not viewer state, so this waits for the layer in the current viewer (if any), after
