@@ -29,3 +29,25 @@ DEFAULT_MODEL = "sshr-default"
 def default_model_dir() -> Path:
     """The model version the Segment button uses out of the box."""
     return shipped_models_dir() / DEFAULT_MODEL
+
+
+def user_data_dir() -> Path:
+    """Where napari-wsss keeps what it writes for data it may not write beside (projects of sample data or of
+    read-only folders): ``$NAPARI_WSSS_DATA_DIR``, else platformdirs' user data folder (napari depends on it),
+    else ``~/.napari-wsss``."""
+    import os
+
+    env = os.environ.get("NAPARI_WSSS_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    try:
+        import platformdirs
+    except ImportError:
+        return Path.home() / ".napari-wsss"
+    return Path(platformdirs.user_data_dir("napari-wsss", appauthor=False))
+
+
+def is_shipped(path: Path) -> bool:
+    """True for files that come with napari-wsss (the package, its sample data and models): never written to."""
+    path = Path(path).resolve()
+    return any(path.is_relative_to(d.resolve()) for d in (_PKG, sample_data_dir(), shipped_models_dir()))

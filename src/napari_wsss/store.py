@@ -1,7 +1,8 @@
 """The annotation project on disk: predictions, the user's corrections, which pixels they touched, model versions.
 
 A project lives in a folder beside the data (``<folder>.wsss/`` for a tile folder ``<folder>/``,
-``<stem>.wsss/`` for a slide or single image) and is readable with nothing but ``json`` and PIL::
+``<stem>.wsss/`` for a slide or single image; in the user data folder for the sample data and read-only folders,
+see :func:`default_project_root`) and is readable with nothing but ``json`` and PIL::
 
     project.json           index: format version, source, class schema, one record per item (below)
     project.lock           locked by the process writing (holds its pid), so two processes never overwrite each other's changes
@@ -9,7 +10,8 @@ A project lives in a folder beside the data (``<folder>.wsss/`` for a tile folde
     predictions/<key>.png  the model's original output for the item (provenance; diff against masks/)
     touched/<key>.png      1-bit PNG: pixels the user changed (True = touched)
     models/<version>/      model versions made for this project (card.json + weights.pt, models/card.py)
-    history/               a correction replaced by a forced re-prediction is copied here first
+    history/               a correction replaced by a forced re-prediction is copied here first; the machine
+                           predictions of classes the project gave up for a new model's (adopt_schema)
 
 An *item* is a tile (key = file stem) or a slide region (key = ``r{y0}_{x0}_{y1}_{x1}_l{level}``, level-0
 pixel bounds, end-exclusive, the mask stored at ``level``). Item records hold ``key``, ``image`` (tile file) or
@@ -62,13 +64,13 @@ from .store_records import (
 )
 
 __all__ = ["FORMAT_VERSION", "INDEX_FILE", "PROJECT_SUFFIX", "PROTECTED", "STATUSES", "Item", "Project",
-           "check_key", "default_project_root", "parse_region_key", "region_key"]
+           "beside_project_root", "check_key", "default_project_root", "parse_region_key", "region_key"]
 
 PROJECT_SUFFIX = ".wsss"
 
 
-def default_project_root(source: str | Path) -> Path:
-    """Where the project of ``source`` lives: ``<folder>.wsss`` beside a folder, ``<stem>.wsss`` beside a file."""
+def beside_project_root(source: str | Path) -> Path:
+    """The project folder beside the data: ``<folder>.wsss`` beside a folder, ``<stem>.wsss`` beside a file."""
     source = Path(source).resolve()
     if source.is_dir():
         return source.parent / f"{source.name}{PROJECT_SUFFIX}"
@@ -77,6 +79,24 @@ def default_project_root(source: str | Path) -> Path:
         if name.lower().endswith(suffix):
             return source.parent / f"{name[: -len(suffix)]}{PROJECT_SUFFIX}"
     return source.parent / f"{source.stem}{PROJECT_SUFFIX}"
+
+
+def default_project_root(source: str | Path) -> Path:
+    """Where the project of ``source`` lives: beside the data (:func:`beside_project_root`), unless the data ships
+    with napari-wsss (sample data inside the package or the checkout) or its folder is not writable and no
+    project is there yet; then in the user data folder (``resources.user_data_dir()/projects/<digest>/``, the
+    digest of the data's folder keeping same-named data of different folders apart; the name stays the same)."""
+    import hashlib
+
+    from .resources import is_shipped, user_data_dir
+
+    beside = beside_project_root(source)
+    if (beside / INDEX_FILE).is_file():
+        return beside
+    if not is_shipped(beside.parent) and os.access(beside.parent, os.W_OK):
+        return beside
+    digest = hashlib.sha1(str(beside.parent).encode()).hexdigest()[:12]
+    return user_data_dir() / "projects" / digest / beside.name
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -119,11 +139,11 @@ class Project(ProjectModels, ProjectTags):
     """
 
     def __init__(self, root: Path, source: str, schema: ClassSchema, items: dict[str, Item],
-                 created: str | None = None, schema_default: bool = False) -> None:
+                 created: str | None = None, schema_set_by: str = "user") -> None:
         self.root = Path(root)
         self.source = source
         self.schema = schema
-        self.schema_default = schema_default  # nobody chose the classes yet (see adopt_schema)
+        self.schema_set_by = schema_set_by  # user | default | model (see adopt_schema)
         self._items = items  # the records project.json holds; replaced whole, only after a successful write
         self.created = created or now_utc()
         self._batch: _Batch | None = None
@@ -157,7 +177,8 @@ class Project(ProjectModels, ProjectTags):
             return project
         if not create:
             raise FileNotFoundError(f"No annotation project at {root} (no {INDEX_FILE}).")
-        project = cls(root, str(Path(source).resolve()), schema or LUAD_HISTOSEG, {}, schema_default=schema is None)
+        project = cls(root, str(Path(source).resolve()), schema or LUAD_HISTOSEG, {},
+                      schema_set_by="default" if schema is None else "user")
         with project._locked():
             if project._seen is None:  # nobody created it meanwhile
                 project._commit({}, FileUndo())
@@ -168,8 +189,8 @@ class Project(ProjectModels, ProjectTags):
         """Open an existing project folder (``project.json`` inside)."""
         root = Path(root)
         seen = _stamp(root / INDEX_FILE)
-        source, schema, items, created, schema_default = read_index(root)
-        project = cls(root, source, schema, items, created, schema_default)
+        source, schema, items, created, schema_set_by = read_index(root)
+        project = cls(root, source, schema, items, created, schema_set_by)
         project._seen = seen
         return project
 
@@ -200,7 +221,7 @@ class Project(ProjectModels, ProjectTags):
         seen = _stamp(self.root / INDEX_FILE)
         if seen is None or seen == self._seen:
             return
-        self.source, self.schema, self._items, created, self.schema_default = read_index(self.root)
+        self.source, self.schema, self._items, created, self.schema_set_by = read_index(self.root)
         self.created = created or self.created
         self._seen = seen
 
@@ -249,7 +270,7 @@ class Project(ProjectModels, ProjectTags):
         """Write ``items`` as the index, then make them current; if the write fails, undo ``files`` instead."""
         try:
             atomic_write_json(self.root / INDEX_FILE, index_dict(self.source, self.created, self.schema, items,
-                                                                 self.schema_default))
+                                                                 self.schema_set_by))
         except BaseException:
             files.undo()
             raise
@@ -257,33 +278,81 @@ class Project(ProjectModels, ProjectTags):
         self._seen = _stamp(self.root / INDEX_FILE)
         files.forget()
 
+    @property
+    def schema_default(self) -> bool:
+        """Nobody chose the classes yet: the project was opened before any model ran (default LUAD)."""
+        return self.schema_set_by == "default"
+
+    def user_work(self) -> dict[str, int]:
+        """What a person made in the project: items corrected, accepted or painted (``reviewed``), items tagged
+        (``tagged``) and model versions kept in it (``models``). Machine predictions are not user work."""
+        recs = self._records.values()
+        return {"reviewed": sum(it.status in PROTECTED or it.touched_fraction > 0 for it in recs),
+                "tagged": sum(it.tags is not None for it in recs),
+                "models": len(self.model_versions())}
+
+    def schema_refusal(self, schema: ClassSchema, advice: str | None = None) -> str | None:
+        """Why a model of ``schema`` may not write into the project, or None when it may (the classes match, or
+        :meth:`adopt_schema` can take the model's: the classes were not a person's choice and no user work).
+        ``advice`` replaces the closing "what to do" (the viewer says it in its own terms)."""
+        if schema.names == self.schema.names:
+            return None
+        advice = advice or ("Choose a model of the project's classes, or use another project folder for these "
+                            f"images (what is in {self.root} stays there).")
+        if self.schema_set_by == "user":
+            return (f"The project {self.root} was made for the classes {self.schema.names} ({self.schema.name}); a "
+                    f"model of {schema.names} ({schema.name}) cannot write into it. {advice}")
+        work = self.user_work()
+        if any(work.values()):
+            what = ", ".join(f"{n} {k}" for k, n in (("item(s) corrected or accepted", work["reviewed"]),
+                                                     ("item(s) tagged", work["tagged"]),
+                                                     ("model version(s)", work["models"])) if n)
+            return (f"The project {self.root} holds your work on the classes {self.schema.names} "
+                    f"({self.schema.name}): {what}; a model of {schema.names} ({schema.name}) cannot write into it. "
+                    f"{advice}")
+        return None
+
     @_writes
     def adopt_schema(self, schema: ClassSchema) -> bool:
-        """Take ``schema`` while the project holds no mask yet; returns whether the schema changed.
+        """Take the classes of a model about to write into the project; returns whether the classes changed.
 
-        A project opened before any model ran (the Review widget docked first) starts with the default classes;
-        the first model that segments into it decides them. Once a prediction, correction or acceptance is
-        stored the classes are fixed (the guard in ``save_prediction`` then refuses other models).
+        A project opened before any model ran starts with the default classes, and one whose classes a model
+        set holds only machine output: while no person corrected, accepted or tagged anything (and no model
+        version was made in it), the model that segments next decides the classes. Predictions of the old
+        classes are kept aside in ``history/<time>-<schema>/`` (not deleted); the item records stay, emptied.
 
         Raises:
-            ValueError: the project already holds masks of other classes.
+            ValueError: the classes were given when the project was made, or it holds user work
+                (:meth:`schema_refusal` says which, and what to do).
         """
         if schema.names == self.schema.names:
+            if self.schema_set_by == "default":  # the default model wrote first: its classes are now the choice
+                self.schema_set_by = "model"
+                self._commit(dict(self._items), FileUndo())
             return False
-        if not self.schema_default:
-            raise ValueError(f"The project {self.root} was made for the classes {self.schema.names} "
-                             f"({self.schema.name}); a model of {schema.names} cannot write into it. Choose a model "
-                             "of the project's classes, or open the data again with another project folder.")
-        if any(it.mask is not None or it.prediction is not None for it in self._records.values()):
-            raise ValueError(f"The project {self.root} already holds masks of the classes {self.schema.names}; "
-                             f"a model of {schema.names} cannot write into it. Choose a model of the project's "
-                             "classes, or open the data again with another project folder.")
-        old = self.schema
-        self.schema, self.schema_default = schema, False
+        refusal = self.schema_refusal(schema)
+        if refusal:
+            raise ValueError(refusal)
+        old, old_by = self.schema, self.schema_set_by
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        aside = self.root / "history" / f"{stamp}-{old.name}"
+        moved: list[str] = []
+        items = {k: replace(it, mask=None, prediction=None, touched=None, touched_fraction=0.0, model=None,
+                            status="unreviewed", updated=now_utc()) for k, it in self._items.items()}
         try:
-            self._commit(dict(self._items), FileUndo())
+            for kind in ("masks", "predictions", "touched"):  # whole-slide zarr results name their model
+                if (self.root / kind).exists():
+                    aside.mkdir(parents=True, exist_ok=True)
+                    os.replace(self.root / kind, aside / kind)
+                    moved.append(kind)
+            if moved:
+                atomic_write_json(aside / "schema.json", old.to_dict())
+            self.schema, self.schema_set_by = schema, "model"
+            self._commit(items, FileUndo())
         except BaseException:
-            self.schema, self.schema_default = old, True
+            self.schema, self.schema_set_by = old, old_by
+            for kind in moved:  # put the old predictions back where the unchanged index points
+                os.replace(aside / kind, self.root / kind)
             raise
         return True
 

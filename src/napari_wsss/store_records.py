@@ -99,12 +99,18 @@ def _record_dict(it: Item) -> dict[str, Any]:
     return d
 
 
+SCHEMA_SET_BY = ("user", "default", "model")
+
+
 def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, Item],
-               schema_default: bool = False) -> dict[str, Any]:
+               schema_set_by: str = "user") -> dict[str, Any]:
     """The JSON object of ``project.json`` for these records (items in registration order).
 
-    ``schema_default`` marks classes nobody chose (a project opened before any model ran): the first model that
-    writes into the still empty project may replace them (``Project.adopt_schema``)."""
+    ``schema_set_by`` says who chose the classes: ``"user"`` (given when the project was made), ``"default"``
+    (nobody: a project opened before any model ran) or ``"model"`` (the first model that wrote into it). While
+    the project holds no user work, a model of other classes may replace default and model-set classes
+    (``Project.adopt_schema``). Written as ``"schema_default": true`` / ``"schema_set_by": "model"``; absent
+    means ``"user"`` (older files)."""
     d = {
         "format": "napari-wsss annotation project",
         "format_version": FORMAT_VERSION,
@@ -114,13 +120,15 @@ def index_dict(source: str, created: str, schema: ClassSchema, items: dict[str, 
         "schema": schema.to_dict(),
         "items": [_record_dict(it) for it in items.values()],
     }
-    if schema_default:
+    if schema_set_by == "default":
         d["schema_default"] = True
+    elif schema_set_by == "model":
+        d["schema_set_by"] = "model"
     return d
 
 
-def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | None, bool]:
-    """(source, schema, items by key, created, schema_default) of the project folder ``root``, with a clear error
+def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | None, str]:
+    """(source, schema, items by key, created, schema_set_by) of the project folder ``root``, with a clear error
     when damaged."""
     path = root / INDEX_FILE
     try:
@@ -138,4 +146,7 @@ def read_index(root: Path) -> tuple[str, ClassSchema, dict[str, Item], str | Non
                          f"understands ({FORMAT_VERSION}); upgrade napari-wsss.")
     schema = ClassSchema.from_dict(check_object(d.get("schema"), "'schema'", str(path), fix))
     items = {r["key"]: Item.from_dict(r, str(path)) for r in check_list(d, "items", str(path), fix)}
-    return d.get("source", ""), schema, items, d.get("created"), bool(d.get("schema_default", False))
+    set_by = "default" if d.get("schema_default") else d.get("schema_set_by", "user")
+    if set_by not in SCHEMA_SET_BY:
+        raise ValueError(f"{path}: 'schema_set_by' is {set_by!r}; expected one of {SCHEMA_SET_BY}. {fix}")
+    return d.get("source", ""), schema, items, d.get("created"), set_by

@@ -29,8 +29,45 @@ def test_reader_opens_slide_as_multiscale(pyramid_tiff: Path) -> None:
 
 def test_reader_declines_unrelated_paths(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
-    assert get_reader(str(tmp_path)) is None
     assert get_reader(str(tmp_path / "notes.txt")) is None
+    (tmp_path / "labels.zarr").mkdir()  # another reader's folder format: left to it
+    assert get_reader(str(tmp_path / "labels.zarr")) is None
+
+
+@pytest.mark.parametrize("content", ["empty", "notes", "nested"])
+def test_a_folder_without_images_says_so_in_one_line(make_napari_viewer, tmp_path: Path, content: str) -> None:  # noqa: ANN001
+    """File > Open with napari-wsss on a folder holding no images: one line naming it (and the subfolders that
+    do hold images), not napari's "Reader 'napari-wsss' ... refused the file"."""
+    from PIL import Image
+
+    from ._plugin import open_path
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    if content == "notes":
+        (folder / "notes.txt").write_text("x")
+    if content == "nested":
+        (folder / "train").mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "train" / "a.png")
+    viewer = make_napari_viewer()
+    with pytest.raises(ValueError, match=r"No images in .*case: napari-wsss opens a folder of H&E tiles") as e:
+        open_path(viewer, folder)
+    assert "\n" not in str(e.value) and ("subfolder(s) train hold images" in str(e.value)) == (content == "nested")
+    assert len(viewer.layers) == 0
+
+
+def test_a_tile_stack_opens_on_tile_0_with_a_tile_slider(make_napari_viewer, tiny_dataset: Path) -> None:  # noqa: ANN001
+    """The slider under a stack is labelled "tile" (was "-3") and the stack opens on tile 0 (napari puts a first
+    layer on its middle step: Review said "tile 1 of 0-3")."""
+    from ._plugin import REVIEW, dock, open_path
+
+    viewer = make_napari_viewer()
+    layers = open_path(viewer, tiny_dataset / "test")
+    assert len(layers) == 2 and layers[0].data.shape[0] == 3
+    assert viewer.dims.axis_labels[0] == "tile"
+    assert viewer.dims.current_step[0] == 0
+    review = dock(viewer, REVIEW)
+    assert review.position_label.text().startswith("tile 0 of 0–2")
 
 
 def test_glas_layout_opens_with_its_ground_truth(make_napari_viewer, tmp_path) -> None:  # noqa: ANN001

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_wsss.gui.segment_widget import SegmentWidget
 from napari_wsss.gui.train_widget import TrainWidget
 from napari_wsss.models.card import load_card
 from ._plugin import SEGMENT, TRAIN, dock
@@ -166,3 +165,59 @@ def test_real_images_with_masks_to_a_patch_set_then_train_with_its_classes(qtbot
     qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=180_000)
     assert w.last_error is None, w.last_error
     assert load_card(tmp_path / "m").class_schema.foreground_names == ["gland", "non-gland"]
+
+
+def test_an_exported_gland_set_trains_with_its_own_classes(qtbot, make_napari_viewer, tmp_path: Path) -> None:  # noqa: ANN001
+    """Walk-through: training on an exported gland set with the form's default classes (LUAD) failed on its file
+    names. The exported set's manifest names its classes: choosing it as the data chooses them, and says so."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_wsss.classes import GLAS
+    from napari_wsss.events import run_to_end
+    from napari_wsss.export.training_set import export_project
+    from napari_wsss.store import Project
+
+    tiles = tmp_path / "glands"
+    tiles.mkdir()
+    rng = np.random.default_rng(0)
+    project = Project.open(tiles, GLAS)
+    for i in range(6):
+        img = rng.integers(150, 220, (48, 48, 3), dtype=np.uint8)
+        cm = np.full((48, 48), GLAS.index_of("non-gland"), np.uint8)
+        cm[8:24 + i, 8:30] = GLAS.index_of("gland")
+        img[cm == 0] = (150, 60, 140)
+        Image.fromarray(img).save(tiles / f"g{i}.png")
+        project.register([{"key": f"g{i}", "image": f"g{i}.png"}])
+        project.save_correction(f"g{i}", cm, np.ones((48, 48), bool))
+    out = run_to_end(export_project(project.root, tmp_path / "glands-export"))
+    w = dock(make_napari_viewer(), TRAIN)
+    assert w.schema_combo.currentText() == "luad"
+    w.data_edit.setText(str(out))
+    assert w.schema_combo.currentText() == "glas" and "manifest.json" in w.status.text()
+    w.out_edit.setText(str(tmp_path / "m"))
+    w.epochs_spin.setValue(1)
+    w.size_spin.setValue(32)
+    w.batch_spin.setValue(4)
+    w.device_combo.setCurrentText("cpu")
+    w.train()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    assert load_card(tmp_path / "m").class_schema.foreground_names == ["gland", "non-gland"]
+
+
+def test_a_tag_set_or_a_bare_labels_csv_names_its_classes_too(tmp_path: Path) -> None:
+    import json
+
+    from napari_wsss.classes import BCSS_WSSS, GLAS
+    from napari_wsss.gui.train_widget import schema_of_training_folder
+
+    tags = tmp_path / "tags"
+    (tags / "training").mkdir(parents=True)
+    (tags / "schema.json").write_text(json.dumps(BCSS_WSSS.to_dict()))
+    assert schema_of_training_folder(tags / "training") == ("bcss", str(tags / "schema.json"))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "labels.csv").write_text("filename," + ",".join(GLAS.foreground_names) + "\na.png,1,0\n")
+    assert schema_of_training_folder(bare) == ("glas", str(bare / "labels.csv"))
+    assert schema_of_training_folder(tmp_path) is None

@@ -44,6 +44,22 @@ def test_default_location_beside_the_data(tiles: Path, tmp_path: Path) -> None:
     assert default_project_root(tmp_path / "img.png") == tmp_path / "img.wsss"
 
 
+def test_read_only_or_shipped_data_keeps_its_project_in_the_user_data_folder(tiles: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_wsss.resources import sample_data_dir
+
+    monkeypatch.setenv("NAPARI_WSSS_DATA_DIR", str(tmp_path / "data"))
+    sample = default_project_root(sample_data_dir() / "luad_synthetic" / "test")
+    assert sample.name == "test.wsss" and (tmp_path / "data" / "projects") in sample.parents
+    monkeypatch.setattr(store.os, "access", lambda path, mode: False)  # a folder the user cannot write
+    root = default_project_root(tiles)
+    assert root.name == "tiles.wsss" and (tmp_path / "data" / "projects") in root.parents and root != sample
+    monkeypatch.undo()
+    Project.open(tiles)  # a project already beside the data stays there, writable or not
+    monkeypatch.setattr(store.os, "access", lambda path, mode: False)
+    assert default_project_root(tiles) == tiles.parent / "tiles.wsss"
+
+
 def test_region_keys_round_trip() -> None:
     k = region_key(0, 1024, 1024, 2048, 1)
     assert k == "r0_1024_1024_2048_l1" and parse_region_key(k) == (0, 1024, 1024, 2048, 1)

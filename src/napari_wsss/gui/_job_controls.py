@@ -18,6 +18,25 @@ def with_button(field: Any, button: Any) -> Any:
     return row
 
 
+def scrolling_layout(widget: Any) -> Any:
+    """The layout of ``widget``'s content inside a frameless scroll area; returns the content's QVBoxLayout.
+
+    A dock's content then scrolls when the dock is short instead of asking for its full height: stacked docks
+    (Review, Export, Segment) grew napari's window past the screen, and squeezed rows overlapped.
+    """
+    from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+
+    inner = QWidget()
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.NoFrame)
+    scroll.setWidget(inner)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    return QVBoxLayout(inner)
+
+
 def wrapping_label(text: str = "") -> Any:
     """A word-wrapped QLabel that keeps the height its text needs at the dock's width.
 

@@ -109,6 +109,23 @@ def image_source(layer: Any) -> tuple[str, str] | None:
     return None
 
 
+PROJECT_ROOT = "project_root"  # layer metadata: a project folder the user chose instead of the default one
+
+
+def project_root_of(layer: Any) -> Any:
+    """The annotation project folder of an image layer (a ``Path``): the one chosen with Review's 'Use another
+    project folder…', else the default beside the data (``store.default_project_root``); None for arrays."""
+    from pathlib import Path
+
+    from ..store import default_project_root
+
+    src = image_source(layer)
+    if src is None:
+        return None
+    chosen = layer_meta(layer).get(PROJECT_ROOT)
+    return Path(chosen) if chosen else default_project_root(src[1])
+
+
 def is_segmentation_of(layer: Any, image_name: str) -> bool:
     """True for a segmentation Labels layer made (or restored) for the image layer called ``image_name``."""
     m = layer_meta(layer)

@@ -48,6 +48,7 @@ class ProjectSession:
         self._fresh: set[str] = set()
         self.last_save_s = 0.0  # duration of the last flush (shown in the widget, reported by tests)
         self.last_saved_at: float | None = None
+        self.adopted_from: ClassSchema | None = None  # classes whose predictions the last use_model put aside
         self.on_saved: list[Callable[[list[str]], Any]] = []
         self.timer = QTimer()
         self.timer.setInterval(AUTOSAVE_MS)
@@ -86,21 +87,41 @@ class ProjectSession:
         return None
 
     # -- predictions from the Segment widget ---------------------------------------------------------------
-    def use_model(self, card: Any) -> None:
-        """Check a model's classes against the project before it writes; a project without masks yet takes
-        the model's classes (Review docked before the first Segment opened it with the default ones).
+    def check_model(self, card: Any) -> None:
+        """Refuse, in the viewer's words, a model whose classes could not write into this project (before it runs).
 
         Raises:
-            ValueError: the project holds masks of other classes.
+            ValueError: the project's classes were chosen or hold user work, and the model's differ.
         """
-        if self.project.schema_default and self.project.adopt_schema(card.class_schema):
-            self.schema = self.project.schema
-            from ._sessions import SESSION_LISTENERS
-
-            for cb in list(SESSION_LISTENERS):  # Review rebuilds its palette
-                cb(self.viewer)
-        else:
+        advice = (f"In Segment choose a model of the {self.schema.name} classes, or in Review & correct click "
+                  f"'Use another project folder…' to start a new project for this image (your work stays in "
+                  f"{self.project.root}).")
+        refusal = self.project.schema_refusal(card.class_schema, advice)
+        if refusal:
+            raise ValueError(refusal)
+        if card.class_schema.names == self.schema.names:
             self.project.check_model(card)
+
+    def use_model(self, card: Any) -> bool:
+        """Let a model write into the project: one holding no user work takes the model's classes (Review docked
+        before the first Segment opened it with the default ones, or an earlier model of other classes wrote it;
+        those predictions go to ``history/``). Returns whether the classes changed.
+
+        Raises:
+            ValueError: see :meth:`check_model`.
+        """
+        self.check_model(card)
+        old, had = self.schema, self.project.counts()["predicted"]
+        if not self.project.adopt_schema(card.class_schema):
+            return False
+        self.schema = self.project.schema
+        self.adopted_from = old if had else None
+        self.detach()  # the layer on screen holds labels of the old classes: its strokes no longer fit the project
+        from ._sessions import SESSION_LISTENERS
+
+        for cb in list(SESSION_LISTENERS):  # Review rebuilds its palette
+            cb(self.viewer)
+        return True
 
     def store_prediction(self, units: list[Unit], labels: np.ndarray, card: Any) -> tuple[list[str], list[str]]:
         """Save a new prediction for ``units`` (``labels``: the layer-shaped label array about to be shown).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,39 @@ def get_reader(path: str | list[str]) -> Any:
         path = path[0]
     p = Path(path)
     if p.is_dir():
-        from ..data.tiles import find_mask_layout
-
-        has_images = find_mask_layout(p) is not None or (p / "img").is_dir() or any(
-            q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir())
-        return read_path if has_images else None
+        if _has_images(p):
+            return read_path
+        if p.suffix.lower() == ".zarr" or any((p / f).exists() for f in (".zgroup", ".zarray", "zarr.json")):
+            return None  # another reader's folder format (napari's own opens zarr)
+        return partial(_no_images, message=_no_images_message(p))
     if p.suffix.lower() in IMAGE_SUFFIXES or p.name.lower().endswith(SLIDE_SUFFIXES):
         return read_path
     return None
+
+
+def _no_images_message(folder: Path) -> str:
+    """One line for a folder napari-wsss was asked to open that holds no images (and where they may be)."""
+    subs = sorted(q.name for q in folder.iterdir() if q.is_dir() and not q.name.startswith(".")
+                  and (_has_images(q)))
+    where = (f" Its subfolder(s) {', '.join(subs[:5])}{'…' if len(subs) > 5 else ''} hold images: open one of "
+             "those." if subs else "")
+    return (f"No images in {folder}: napari-wsss opens a folder of H&E tiles ({', '.join(sorted(IMAGE_SUFFIXES))}), "
+            f"a folder with img/ + mask/ or images/ + masks/, a slide or an image file.{where}")
+
+
+def _has_images(folder: Path) -> bool:
+    """True when ``folder`` holds tiles directly or in the img/ + mask/ (images/ + masks/) layouts."""
+    from ..data.tiles import find_mask_layout
+
+    try:
+        return find_mask_layout(folder) is not None or (folder / "img").is_dir() or any(
+            q.suffix.lower() in IMAGE_SUFFIXES for q in folder.iterdir())
+    except OSError:
+        return False
+
+
+def _no_images(path: Any, *, message: str, **_: Any) -> list[LayerData]:
+    raise ValueError(message)
 
 
 def read_path(path: str | list[str], schema: ClassSchema = LUAD_HISTOSEG) -> list[LayerData]:
@@ -38,11 +64,39 @@ def read_path(path: str | list[str], schema: ClassSchema = LUAD_HISTOSEG) -> lis
         path = path[0]
     p = Path(path)
     if p.is_dir():
-        return read_tile_folder(p, schema)
+        layers = read_tile_folder(p, schema)
+        open_on_first_tile(str(p))
+        return layers
     if is_slide_path(p) or has_slide_only_suffix(p):
         return [read_slide_layer(p)]  # a slide-only suffix that opens as none gets open_slide's one-line error
     return [(read_rgb(p), {"name": p.stem, "rgb": True, "metadata": {META_KEY: {"kind": "image", "path": str(p)}}},
              "image")]
+
+
+def open_on_first_tile(folder: str) -> None:
+    """Show tile 0 when the stack arrives: napari puts a viewer's first layer on the middle step (tile 1 of 0-3).
+
+    A reader returns data, not viewer state, so this waits for the layer in the current viewer (if any), after
+    napari's own handler (``position="last"``), once.
+    """
+    try:
+        import napari
+    except ImportError:
+        return
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return
+    layers = viewer.layers
+
+    def first_tile(event: Any) -> None:
+        layer = event.value
+        if layer.metadata.get(META_KEY, {}).get("folder") != folder:
+            return
+        layers.events.inserted.disconnect(first_tile)
+        if layer.ndim >= 3:
+            viewer.dims.set_current_step(0, 0)
+
+    layers.events.inserted.connect(first_tile, position="last")
 
 
 def read_slide_layer(path: Path) -> LayerData:
@@ -91,7 +145,8 @@ def read_tile_folder(folder: Path, schema: ClassSchema = LUAD_HISTOSEG) -> list[
     stack, sizes = _lazy_stack(files, read_rgb, 255, rgb=True)
     meta = {META_KEY: {"kind": "tiles", "folder": str(folder), "files": [str(f) for f in files],
                        "sizes": [list(s) for s in sizes]}}
-    layers: list[LayerData] = [(stack, {"name": folder.name, "rgb": True, "metadata": meta}, "image")]
+    axes = {"axis_labels": ("tile", "y", "x")}  # the slider under the stack reads "tile", not "-3"
+    layers: list[LayerData] = [(stack, {"name": folder.name, "rgb": True, "metadata": meta, **axes}, "image")]
     mask_dir = layout[1] if layout else folder / "mask"
     if img_dir != folder and mask_dir.is_dir():
         masks = {m.stem: m for m in list_images(mask_dir)}
@@ -100,7 +155,7 @@ def read_tile_folder(folder: Path, schema: ClassSchema = LUAD_HISTOSEG) -> list[
             schema = _schema_for_masks(mfiles[0], schema)
             labels, _ = _lazy_stack(mfiles, lambda m: schema.to_labels(read_mask(m, schema)), 0, rgb=False)
             kw = labels_layer_kwargs(schema, f"{folder.name} ground truth", meta={"kind": "ground_truth"})
-            layers.append((labels, kw, "labels"))
+            layers.append((labels, {**kw, **axes}, "labels"))
     return layers
 
 

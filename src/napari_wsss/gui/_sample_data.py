@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..resources import sample_data_dir
-from ._reader import read_slide_layer, read_tile_folder
+from ._reader import open_on_first_tile, read_slide_layer, read_tile_folder
 
 
 def _need(path):  # noqa: ANN001, ANN202
@@ -14,7 +14,10 @@ def _need(path):  # noqa: ANN001, ANN202
 
 def sample_tiles() -> list:
     """Synthetic LUAD-style test tiles with their ground-truth masks."""
-    return read_tile_folder(_need(sample_data_dir() / "luad_synthetic" / "test"))
+    folder = _need(sample_data_dir() / "luad_synthetic" / "test")
+    layers = read_tile_folder(folder)
+    open_on_first_tile(str(folder))
+    return layers
 
 
 def sample_slide() -> list:

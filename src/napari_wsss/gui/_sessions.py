@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..classes import ClassSchema
-from ..store import Project, default_project_root
-from ._layers import image_source, is_segmentation_of, layer_meta, same, unwrap
+from ..store import Project
+from ._layers import image_source, is_segmentation_of, layer_meta, project_root_of, same, unwrap
 from ._project_restore import restore_layer
 from ._project_session import ProjectSession
 from ._project_units import slide_units
@@ -25,8 +25,8 @@ SESSION_LISTENERS: list[Callable[[Any], Any]] = []  # called with the viewer whe
 
 
 def _key(image_layer: Any) -> str | None:
-    src = image_source(image_layer)
-    return None if src is None else str(default_project_root(src[1]))
+    root = project_root_of(image_layer)
+    return None if root is None else str(root)
 
 
 def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = None) -> ProjectSession:
@@ -47,7 +47,7 @@ def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = Non
     if sess is not None:  # another window had it (often one already closed): save its work, then take over
         _close(key)
     kind, path = image_source(image_layer)  # type: ignore[misc]
-    project = Project.open(path, schema)
+    project = Project.open(path, schema, root=key)
     sess = ProjectSession(viewer, image_layer, project, kind)
     _SESSIONS[key] = sess
     existing = [ly for ly in viewer.layers if is_segmentation_of(ly, image_layer.name)]
@@ -75,6 +75,19 @@ def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = Non
     return sess
 
 
+def location_note(sess: ProjectSession) -> str | None:
+    """One line when a project is not beside its images (sample data, a read-only folder): where it is kept."""
+    from ..store import beside_project_root
+    from ._layers import PROJECT_ROOT
+
+    src = image_source(sess.image_layer)
+    root = sess.project.root
+    if src is None or layer_meta(sess.image_layer).get(PROJECT_ROOT) or root == beside_project_root(src[1]):
+        return None
+    return (f"{src[1]} is read-only or ships with napari-wsss, so its project (your corrections) is kept in "
+            f"{root}.")
+
+
 def session_for(viewer: Any, image_layer: Any) -> ProjectSession | None:
     """The open session of an image layer, or None (no project is kept until the Review widget opens one)."""
     key = _key(image_layer)
@@ -93,6 +106,42 @@ def close_sessions(viewer: Any, *_: Any) -> None:
         _close(key)
     for cb in list(SESSION_LISTENERS):
         cb(viewer)
+
+
+def close_session_of(viewer: Any, image_layer: Any) -> None:
+    """Save and close the session of one image layer (before it moves to another project folder)."""
+    key = _key(image_layer)
+    if key in _SESSIONS and same(_SESSIONS[key].viewer, viewer):
+        _close(key)
+
+
+def move_project(viewer: Any, image_layer: Any, folder: str | Path) -> tuple[Path, Path]:
+    """Keep an image layer's project in ``folder`` from now on; returns (old, new) project folders.
+
+    A folder holding a project (``project.json``) is used as it is; an empty or new one becomes the project; in
+    any other folder a ``<data>.wsss`` project is made inside. The old project is saved and closed and stays on
+    disk; the image's segmentation layers leave the viewer (they belong to it, and its classes may differ). The
+    next ``open_session`` opens the new folder.
+    """
+    from ..store import INDEX_FILE
+    from ._layers import META_KEY, PROJECT_ROOT
+
+    old = project_root_of(image_layer)
+    if old is None:
+        raise ValueError(f"Layer {image_layer.name!r} was not opened from a file, so it has no project; open it "
+                         "with File > Open (napari-wsss reader).")
+    new = Path(folder).expanduser().resolve()
+    if new.is_file():
+        raise ValueError(f"{new} is a file; choose a folder for the project.")
+    if new.is_dir() and any(new.iterdir()) and not (new / INDEX_FILE).is_file():
+        new = new / old.name
+    if new == old:
+        return old, new
+    for ly in [ly for ly in viewer.layers if is_segmentation_of(ly, image_layer.name)]:
+        viewer.layers.remove(ly)  # its session saves it into the old project, which keeps it
+    close_session_of(viewer, image_layer)
+    unwrap(image_layer).metadata.setdefault(META_KEY, {})[PROJECT_ROOT] = str(new)
+    return old, new
 
 
 def _close(key: str) -> None:

@@ -21,10 +21,10 @@ def slide_output_path(image_layer: Any, version: str, level: int) -> Path:
     A new name for every run (``-2``, ``-3``, ...): an earlier result may hold corrections written back into its
     pyramid, and segmenting again must not delete it (reopening shows the newest complete one).
     """
-    from ..store import default_project_root
+    from ._layers import project_root_of
 
-    src = layer_meta(image_layer).get("path")
-    root = default_project_root(src) if src else Path(tempfile.mkdtemp(prefix="napari-wsss-"))
+    root = project_root_of(image_layer) if layer_meta(image_layer).get("path") else None
+    root = root or Path(tempfile.mkdtemp(prefix="napari-wsss-"))
     out = root / "segmentations" / f"{version}-level{level}.zarr"
     n = 2
     while out.exists():

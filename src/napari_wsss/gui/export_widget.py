@@ -22,15 +22,14 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..classes import LUAD_HISTOSEG, ClassSchema
 from ..export.training_set import DEFAULT_FORMATS, FILTERS, FORMATS
-from ..store import INDEX_FILE, Project, default_project_root
-from ._layers import image_source, labels_layer_kwargs, layer_meta
-from ._job_controls import JobControlsMixin
+from ..store import INDEX_FILE, Project
+from ._layers import image_source, labels_layer_kwargs, layer_meta, project_root_of
+from ._job_controls import JobControlsMixin, scrolling_layout
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ class ExportWidget(JobControlsMixin, QWidget):
         row.addWidget(self.out_edit)
         row.addWidget(self.out_btn)
         form.addRow("Export to", row)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: docking never grows the window
         layout.addLayout(form)
         layout.addWidget(QLabel("Formats"))
         layout.addLayout(grid)
@@ -156,7 +155,7 @@ class ExportWidget(JobControlsMixin, QWidget):
         src = image_source(layer) if layer is not None else None
         if src is None:
             return
-        root = self._session_root(layer) or default_project_root(src[1])
+        root = self._session_root(layer) or project_root_of(layer)
         self.project_edit.setText(str(root))
         if not self.out_edit.text():
             self.out_edit.setText(str(root.parent / f"{root.stem}-export"))

@@ -22,15 +22,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..events import Progress
 from . import _sessions
-from ._job_controls import JobControlsMixin, with_button
+from ._job_controls import JobControlsMixin, scrolling_layout, with_button
 from ._layers import same
 from ._worker import Job, run_job
 
@@ -122,16 +120,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         buttons = QHBoxLayout()
         for b in (self.start_btn, self.pause_btn, self.cancel_btn):
             buttons.addWidget(b)
-        # the content scrolls when the dock is short (three docks stacked): squeezed rows would overlap
-        inner = QWidget()
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
-        scroll.setWidget(inner)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(inner)
+        layout = scrolling_layout(self)  # scrolls when the dock is short (three docks stacked)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
@@ -56,6 +57,9 @@ class ReviewWidget(QWidget):
         self.image_combo = QComboBox()
         self.project_label = QLabel("no project")
         self.project_label.setWordWrap(True)
+        self.project_btn = QPushButton("Use another project folder…")
+        self.project_btn.setToolTip("Keep this image's corrections in another folder (a new project, or one made "
+                                    "before); the current project stays as it is.")
         self.palette_box = QGridLayout()
         self.brush_spin = QSpinBox()
         self.brush_spin.setRange(1, 200)
@@ -75,6 +79,7 @@ class ReviewWidget(QWidget):
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("project", self.project_label)
+        form.addRow("", self.project_btn)
         form.addRow("brush size", self.brush_spin)
         nav = QHBoxLayout()
         nav.addWidget(self.prev_btn)
@@ -96,6 +101,7 @@ class ReviewWidget(QWidget):
         layout.addWidget(self.message)
         layout.addStretch(1)
 
+        self.project_btn.clicked.connect(self._browse_project)
         self.prev_btn.clicked.connect(lambda: self.go(-1))
         self.next_btn.clicked.connect(lambda: self.go(+1))
         self.accept_btn.clicked.connect(lambda: self.set_status("accepted"))
@@ -179,6 +185,33 @@ class ReviewWidget(QWidget):
         if self._saved not in self.session.on_saved:
             self.session.on_saved.append(self._saved)
         self._show_session()
+        note = _sessions.location_note(self.session)
+        if note:
+            self.message.setText(note)
+
+    def _browse_project(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Project folder for this image (empty, or a project)")
+        if folder:
+            self.use_project_folder(folder)
+
+    def use_project_folder(self, folder: str | Path) -> None:
+        """Keep the chosen image's project in ``folder`` from now on ('Use another project folder…'; see
+        ``_sessions.move_project``)."""
+        name = self.image_combo.currentText()
+        try:
+            if not name or name not in self.viewer.layers:
+                raise ValueError("No image to keep a project for: open tiles, an image or a slide with File > Open "
+                                 "first.")
+            old, new = _sessions.move_project(self.viewer, self.viewer.layers[name], folder)
+            self.session = None
+        except (ValueError, OSError) as e:
+            self._error(e)
+            return
+        self._open_current()
+        if self.session is not None:
+            self.message.setText(f"This image's project is now {new}; the earlier one stays in {old}.")
 
     def _show_session(self) -> None:
         s = self.session

@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -31,7 +30,7 @@ from ._layers import (
     same,
     segmentation_name,
 )
-from ._job_controls import JobControlsMixin, with_button, wrapping_label
+from ._job_controls import JobControlsMixin, scrolling_layout, with_button, wrapping_label
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -154,7 +153,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.segment_btn)
         buttons.addWidget(self.cancel_btn)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: docking never grows the window
         layout.addLayout(form)
         layout.addWidget(self.confidence_check)
         layout.addWidget(self.stain_check)
@@ -340,10 +339,10 @@ class SegmentWidget(JobControlsMixin, QWidget):
                 return
             planes, placement = self._planes(layer, SCOPES[self.scope_combo.currentText()])
             session = _sessions.session_for(self.viewer, layer)
-            if session is not None:  # a model with other classes must not write into this project
+            if session is not None:  # a model with other classes must not write into a project with user work
                 from ..models.card import load_card
 
-                session.use_model(load_card(model_dir))
+                session.check_model(load_card(model_dir))
         except (ValueError, KeyError, FileNotFoundError) as e:
             self._show_error(e)
             return
@@ -441,9 +440,14 @@ class SegmentWidget(JobControlsMixin, QWidget):
         units: list = []
         if session is not None:
             units = session.units_for(placement, labels.shape, [k for k, _, _ in planes])
+            session.adopted_from = None
             saved, skipped = session.store_prediction(units, labels, card)
+            if session.adopted_from is not None:
+                note += (f" The project held no work of yours, so it now uses the {schema.name} classes; the "
+                         f"{session.adopted_from.name} predictions were kept aside in "
+                         f"{session.project.root / 'history'}.")
             if skipped:
-                note = (f" Kept {len(skipped)} tile(s) you corrected or accepted ({', '.join(skipped[:3])}"
+                note += (f" Kept {len(skipped)} tile(s) you corrected or accepted ({', '.join(skipped[:3])}"
                         f"{'…' if len(skipped) > 3 else ''}); mark them unreviewed to re-segment them.")
         meta = {"kind": "segmentation", "model": version, "method": card.method, "image": image_layer.name,
                 "placement": {k: v for k, v in placement.items() if k not in ("shape", "rect")}}

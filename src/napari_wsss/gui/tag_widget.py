@@ -11,6 +11,7 @@ holds a model version, "Order by model" proposes the untagged tiles that help mo
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from ..tagging.tiles import TagTile, folder_tiles, slide_tiles
 from . import _sessions
 from ._job_controls import JobControlsMixin
 from ._layers import camera as _camera
-from ._layers import image_source, layer_meta
+from ._layers import image_source, layer_meta, same
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -123,8 +124,25 @@ class TagWidget(JobControlsMixin, QWidget):
         self.cancel_btn.clicked.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
+        listener = partial(_tag_refresh, weakref.ref(self))
+        _sessions.SESSION_LISTENERS.append(listener)
+        self.destroyed.connect(lambda *_: listener in _sessions.SESSION_LISTENERS
+                               and _sessions.SESSION_LISTENERS.remove(listener))
         self._refresh_images()
         self._open_current()
+
+    def _follow_session(self) -> None:
+        """The project changed under the widget: a Segment gave it a model's classes (rebuild the keys), or Review
+        moved the image to another project folder (tag into that one)."""
+        layer = self.image_layer
+        live = _sessions.session_for(self.viewer, layer) if layer is not None else None
+        if self.session is None or live is None:
+            return  # closing: nothing to follow
+        if live is not self.session:
+            self._open_current()
+        elif [b.text().split(": ")[-1] for b in self.class_buttons] != self.schema.foreground_names:
+            self._build_classes()
+            self._sync_buttons()
 
     # -- which image, which tiles ----------------------------------------------------------------------------
     def _image_layers(self) -> list[Any]:
@@ -413,3 +431,13 @@ class TagWidget(JobControlsMixin, QWidget):
 
     def _run_buttons(self) -> list[Any]:
         return [self.rank_btn, self.grid_btn]
+
+
+def _tag_refresh(ref: Any, viewer: Any) -> None:
+    w = ref()
+    if w is None or not same(w.viewer, viewer):
+        return
+    try:
+        w._follow_session()
+    except RuntimeError:  # the Qt side is already deleted
+        pass

@@ -58,20 +58,57 @@ def _patches_job(source: str, out: str, schema: Any, *, should_stop: Any, **opti
     return (yield from make_patches(source, out, schema, should_stop=should_stop, **options))
 
 
-def schema_of_patch_set(folder: str | Path) -> str | None:
-    """The schema a ``napari-wsss patches`` set was made with (its ``split.json``), as a preset name or file."""
+def schema_of_training_folder(folder: str | Path) -> tuple[str, str] | None:
+    """The classes a training folder was made with, as (choice for the classes box, the file that says so).
+
+    Patch sets name them in ``split.json``, exported sets in ``manifest.json``, sets made from tags in
+    ``schema.json``; ``labels.csv``'s header names the classes of a set without them. The choice is a preset's short
+    name, or the path of a schema file; None when the folder says nothing (the box is left as it is).
+    """
+    import csv
     import json
 
-    from ..classes import PRESETS
+    from ..classes import PRESETS, load_schema
 
-    split = Path(folder) / "split.json"
-    if not split.is_file():
+    folder = Path(folder)
+
+    def preset(names: list[str] | None = None, name: str | None = None) -> str | None:
+        for short, schema in PRESETS.items():
+            if name is not None and schema.name == name:
+                return short
+            if names is not None and [n.lower() for n in names] in ([c.lower() for c in schema.foreground_names],
+                                                                  [c.name.lower() for c in schema.classes]):
+                return short
         return None
-    try:
-        name = json.loads(split.read_text())["schema"]["name"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return next((k for k, v in PRESETS.items() if v.name == name), None)
+
+    for where in (folder, folder.parent):  # the set's root, or its training/ subfolder chosen as the data
+        for fname in ("split.json", "manifest.json"):
+            f = where / fname
+            try:
+                d = json.loads(f.read_text())["schema"]
+                name = preset(name=d["name"]) or preset([c["name"] for c in d["classes"]])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if name:
+                return name, str(f)
+        f = where / "schema.json"
+        if f.is_file():
+            try:
+                schema = load_schema(f)
+            except (ValueError, KeyError, OSError):
+                continue
+            return preset(name=schema.name) or str(f), str(f)
+        f = where / "labels.csv"
+        if f.is_file():
+            try:
+                with open(f, newline="") as fh:
+                    header = next(csv.reader(fh))
+            except (OSError, StopIteration, csv.Error):
+                continue
+            name = preset(header[1:])
+            if name:
+                return name, str(f)
+    return None
 
 
 def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
@@ -246,10 +283,12 @@ class TrainWidget(JobControlsMixin, QWidget):
             self.schema_combo.setCurrentText(f)
 
     def _schema_from_data(self, folder: str) -> None:
-        """A patch set names its classes (split.json): choose them, so a GlaS set trains as colon-gland."""
-        name = schema_of_patch_set(folder.strip()) if folder.strip() else None
-        if name is not None:
-            self.schema_combo.setCurrentText(name)
+        """A training folder that names its classes (patch set, exported set, tag set) chooses them, and says so:
+        an exported gland set trained with the default LUAD classes failed on its file names."""
+        found = schema_of_training_folder(folder.strip()) if folder.strip() else None
+        if found is not None:
+            self.schema_combo.setCurrentText(found[0])
+            self.status.setText(f"Classes set to {found[0]}, as {found[1]} says.")
 
     def make_patches(self) -> None:
         """Cut the chosen images with masks into a patch training set beside them, then use it as the data."""
