@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Tests never touch a GPU or the user's settings.
+# Tests never touch a GPU or the user's settings, and keep projects that belong in the user data folder (sample
+# data, read-only folders) out of the real one; child processes (the napari launcher test) inherit this.
 os.environ.setdefault("NAPARI_WSSS_DEVICE", "cpu")
+if "NAPARI_WSSS_DATA_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["NAPARI_WSSS_DATA_DIR"] = tempfile.mkdtemp(prefix="napari-wsss-test-data-")
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_HE = REPO.parent / "shared" / "data" / "real-he"
