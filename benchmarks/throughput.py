@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import REPO, machine, write_section  # noqa: E402
+from _report import machine, write_section  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "napari_wsss_bench"
 

@@ -64,7 +64,6 @@ def test_short_finetune_lists_a_new_version(qtbot, widget: FinetuneWidget, corre
     assert card.config["teacher"] == "tiny-sshr"
     print(f"event-loop gaps during the fine-tune: {stats}")
     # "Use this version" hands it to a Segment widget
-    from napari_wsss.gui.segment_widget import SegmentWidget
 
     seg = dock(widget.viewer, SEGMENT)
     assert widget.use_version() is seg

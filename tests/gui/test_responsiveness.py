@@ -8,7 +8,6 @@ import numpy as np
 from qtpy.QtCore import Qt
 
 from napari_wsss.gui._responsiveness import StallMeter
-from napari_wsss.gui.segment_widget import SegmentWidget
 from ._plugin import SEGMENT, dock, open_path
 
 

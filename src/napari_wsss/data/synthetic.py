@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..atomic import atomic_save, atomic_write_bytes
 from ..classes import LUAD_HISTOSEG
-from .synthetic_render import BG, N_FG, Spec, layout, morphology, random_stain, render_region
+from .synthetic_render import N_FG, Spec, layout, morphology, random_stain, render_region
 from .synthetic_slide import _share, write_slide
 
 __all__ = ["SyntheticTile", "generate_tile", "write_dataset", "write_slide", "tile_spec", "label_from_mask"]

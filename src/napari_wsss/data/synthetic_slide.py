@@ -156,7 +156,7 @@ def write_slide(path: str | os.PathLike, shape: tuple[int, int] = (4096, 4096), 
                 tw.write(_tiles_from(mask0[::f, ::f], tile), shape=shapes[i], dtype=np.uint8, subfiletype=1,
                          resolution=(res[0] / f, res[1] / f), metadata=None, **mopts)
             _share(tmp)
-        del mask0, img_lv
+        mask0 = img_lv = None  # release the memmaps before their folder goes (closures hold the names)
     return path
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from napari_wsss.events import run_to_end
 from napari_wsss.inference.segmenter import load_segmenter
