@@ -6,6 +6,7 @@ progress, the GUI's worker adapter) turn them into output. A ``should_stop`` cal
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,6 +19,23 @@ StopFlag = Callable[[], bool]
 def never_stop() -> bool:
     """Default ``should_stop``: run to the end."""
     return False
+
+
+def pausable(should_stop: StopFlag, paused: Callable[[], bool] | None, poll_s: float = 0.05) -> StopFlag:
+    """A ``should_stop`` that also pauses: while ``paused()`` it waits (polling ``should_stop``), then answers.
+
+    Every core loop polls ``should_stop`` between batches/tiles, so wrapping it gives every trainer a Pause that
+    waits at the next such point, with no change to the loops; a stop request still ends a paused run at once.
+    """
+    if paused is None:
+        return should_stop
+
+    def stop_or_wait() -> bool:
+        while paused() and not should_stop():
+            time.sleep(poll_s)
+        return should_stop()
+
+    return stop_or_wait
 
 
 @dataclass

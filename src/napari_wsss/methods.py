@@ -50,6 +50,7 @@ _register(MethodSpec(
                 "loop from image-level labels. The default method.",
     load=_load_sshr,
     train=_train_sshr,
+    epoch_score=True,
 ))
 
 _register(MethodSpec(

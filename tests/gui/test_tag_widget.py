@@ -88,6 +88,11 @@ def test_slide_grid_tags_regions(qtbot, make_napari_viewer, tmp_path: Path) -> N
     key = tag.tiles[0].key
     assert saved.tags() == {key: ["NEC"]} and saved.item(key).region == list(tag.tiles[0].region)
     assert f"1 / {len(tag.tiles)} tagged" == tag.progress_label.text()
+    assert tag.status.text() == ""  # 128 px divides level 1 (512 px): nothing left at the edges
+    tag.tile_spin.setValue(96)  # 512 = 5 x 96 + 32: the 32 px strips are left out, and the widget says so
+    tag.grid_btn.click()
+    assert "32 px at the right and 32 px at the bottom" in tag.status.text()
+    assert all(t.region[3] <= 2 * 480 and t.region[2] <= 2 * 480 for t in tag.tiles)
 
 
 def test_tag_train_from_tags_segment_offers_it_and_tag_orders_by_it(qtbot, make_napari_viewer,  # noqa: ANN001

@@ -31,6 +31,7 @@ from ._layers import camera as _camera
 from ._layers import image_source, same, status_text
 from ._project_session import ProjectSession
 from ._project_units import slide_units
+from ._review_order import ReviewOrder
 from ._slide_regions import editor_for, start_region_editor
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class ReviewWidget(QWidget):
         self.save_label = QLabel("")
         self.message = QLabel("")
         self.message.setWordWrap(True)
+        self.order_box = ReviewOrder(self)  # "next most useful": unreviewed tiles ordered by the model
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
@@ -98,6 +100,7 @@ class ReviewWidget(QWidget):
         layout.addLayout(status_row)
         layout.addWidget(self.counts_label)
         layout.addWidget(self.save_label)
+        layout.addWidget(self.order_box)
         layout.addWidget(self.message)
         layout.addStretch(1)
 
@@ -219,6 +222,7 @@ class ReviewWidget(QWidget):
         self._build_palette()
         self._sync_layer()
         self._refresh_position()
+        self.order_box.refresh()
 
     # -- palette and brush ---------------------------------------------------------------------------------
     def _build_palette(self) -> None:
@@ -318,6 +322,11 @@ class ReviewWidget(QWidget):
                 return
             self._sync_layer()
             i = 0
+        self.show_unit(i)
+
+    def show_unit(self, i: int) -> None:
+        """Bring unit ``i`` of the session on screen (a stack's plane, or a slide region centred and fitted)."""
+        s = self.session
         if s.kind == "tiles":
             self.viewer.dims.set_current_step(0, s.units[i].index[0])
         elif s.kind == "slide" and s.labels is not None:

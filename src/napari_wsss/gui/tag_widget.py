@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..tagging.tiles import TagTile, folder_tiles, slide_tiles
+from ..tagging.tiles import TagTile, edge_remainder_text, folder_tiles, slide_tiles
 from . import _sessions
 from ._job_controls import JobControlsMixin
 from ._layers import camera as _camera
@@ -192,6 +192,7 @@ class TagWidget(JobControlsMixin, QWidget):
             return
         layer = self.image_layer
         meta = layer_meta(layer)
+        note = ""  # the slide grid's untiled edge strips, said plainly
         try:
             if self.session.kind == "tiles":
                 self.tiles = folder_tiles(meta["folder"], meta["files"])
@@ -200,6 +201,7 @@ class TagWidget(JobControlsMixin, QWidget):
                 ds = [levels[0].shape[0] / lv.shape[0] for lv in levels]
                 level = min(self.level_spin.value(), len(levels) - 1)
                 self.tiles = slide_tiles(levels, ds, self.tile_spin.value(), level)
+                note = edge_remainder_text(*levels[level].shape[:2], self.tile_spin.value())
                 if not self.tiles:
                     raise ValueError(f"No tissue tile of {self.tile_spin.value()} px at level {level}; choose a "
                                      "smaller tile or a finer level.")
@@ -212,6 +214,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self.pos = untagged[0] if untagged else 0
         self._draw_overlay()
         self.show_current()
+        self.status.setText(note)
 
     # -- classes -------------------------------------------------------------------------------------------
     @property

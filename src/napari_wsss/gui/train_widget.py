@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 from ..events import Progress
 from ._job_controls import JobControlsMixin
 from ._layers import same
+from ._train_live import LiveTrainingMixin
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -39,9 +40,11 @@ SOURCE_FOLDER, SOURCE_TAGS = "a labelled data folder", "the open project's tags"
 CAM_METHODS = ("sshr", "multistage", "cam_sam")
 
 
-def _train_job(train_fn: Any, data: str, out: str, *, should_stop: Any, **options: Any) -> Any:
+def _train_job(train_fn: Any, data: str, out: str, *, should_stop: Any, paused: Any = None, **options: Any) -> Any:
     """Worker body: the method's ``train`` returns a generator; napari's worker needs a generator function."""
-    return (yield from train_fn(data, out, should_stop=should_stop, **options))
+    from ..events import pausable
+
+    return (yield from train_fn(data, out, should_stop=pausable(should_stop, paused), **options))
 
 
 def _tags_job(project_root: str, method: str, name: str | None, *, should_stop: Any, **options: Any) -> Any:
@@ -118,7 +121,7 @@ def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
     return row
 
 
-class TrainWidget(JobControlsMixin, QWidget):
+class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
     """Train a registered method on a LUAD-HistoSeg style folder and write a new model version."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -218,6 +221,7 @@ class TrainWidget(JobControlsMixin, QWidget):
         self.corrections_check = QCheckBox("then fine-tune on the project's corrections (pixel supervision)")
         self.train_btn = QPushButton("Train")
         self._init_job_controls()
+        self._init_live()
 
         form = QFormLayout()
         form.addRow("labels from", self.source_combo)
@@ -236,6 +240,7 @@ class TrainWidget(JobControlsMixin, QWidget):
         form.addRow("output", _folder_row(self.out_edit, self.out_btn))
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_btn)
+        buttons.addWidget(self.pause_btn)
         buttons.addWidget(self.cancel_btn)
         layout = QVBoxLayout(self)
         layout.addWidget(self.patch_box)
@@ -244,6 +249,7 @@ class TrainWidget(JobControlsMixin, QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.plot)
         layout.addStretch(1)
 
         self.segmix_check.toggled.connect(self._sync_enabled)
@@ -367,9 +373,10 @@ class TrainWidget(JobControlsMixin, QWidget):
             self._show_error(e)
             return
         self.last_error = None
+        self._reset_live()
         self._set_running(True)
         self.job = run_job(
-            _train_job, spec.train, data, out, command=f"napari Train widget: {spec.name} {options}",
+            _train_job, spec.train, data, out, paused=self.paused, command=f"napari Train widget: {spec.name} {options}",
             on_progress=self._on_progress, on_result=self._on_result, on_error=self._show_error,
             on_cancelled=lambda: self.status.setText("Cancelled; the last epoch checkpoint is kept beside the "
                                                      "output folder (napari-wsss train --resume continues it)."),
@@ -385,7 +392,7 @@ class TrainWidget(JobControlsMixin, QWidget):
             extra = f" loss {p.metrics['loss']:.3f}"
         if "segmix_patch" in p.metrics:
             extra += f", SegMix patch {p.metrics['segmix_patch']:.0f} px ratio {p.metrics['segmix_ratio']:.2f}"
-        return p.desc + extra
+        return p.desc + extra + self._live_point(p)
 
     def _on_result(self, out_dir: Any) -> None:
         self.last_result = Path(out_dir)
@@ -448,9 +455,10 @@ class TrainWidget(JobControlsMixin, QWidget):
             self._show_error(e)
             return
         self.last_error = None
+        self._reset_live()
         self._set_running(True)
         self.job = run_job(
-            _tags_job, root, spec.name, name, with_corrections=self.corrections_check.isChecked(),
+            _tags_job, root, spec.name, name, with_corrections=self.corrections_check.isChecked(), paused=self.paused,
             command=f"napari Train widget: {spec.name} from the tags of {root} {options}",
             on_progress=self._on_progress, on_result=self._on_result, on_error=self._show_error,
             on_cancelled=lambda: self.status.setText("Cancelled; no model version was written (the tagged "

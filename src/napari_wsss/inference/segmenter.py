@@ -54,6 +54,8 @@ class MethodSpec:
     description: str
     load: Callable[[Path, ModelCard, Any], Segmenter]
     train: TrainFn | None = None
+    # its ``train`` takes ``epoch_score=callable(segmenter) -> float`` (a live validation score per epoch)
+    epoch_score: bool = False
 
 
 def load_segmenter(model_dir: str | Path, device: Any = None) -> Segmenter:

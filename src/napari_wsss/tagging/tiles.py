@@ -90,6 +90,19 @@ def slide_tiles(levels: list[Any], downsamples: list[float], tile: int, level: i
     return out
 
 
+def edge_remainder_text(height: int, width: int, tile: int) -> str:
+    """Say plainly which edge strips a grid of ``tile`` px leaves untiled on a ``height`` x ``width`` level ("" when
+    none). They are left out, not tagged as partial tiles, because every trainer batches tiles of one size and a
+    padded or stretched remainder would teach the wrong scale or a false glass border."""
+    right, bottom = width % tile, height % tile
+    parts = [f"{right} px at the right" if right else "", f"{bottom} px at the bottom" if bottom else ""]
+    parts = [x for x in parts if x]
+    if not parts:
+        return ""
+    return (f"Edge strips not tiled: {' and '.join(parts)} (less than one {tile} px tile; trainers need tiles of one "
+            "size). Choose a tile size that divides the level to cover them.")
+
+
 def read_tile(t: TagTile, source: str | Path, slide: Any = None) -> np.ndarray:
     """(H, W, 3) uint8 pixels of a tile: its file (relative to the ``source`` folder) or its slide region."""
     from ..data.tiles import read_rgb

@@ -8,6 +8,11 @@ version's card names. Any registered method then trains on it with its own ``tra
 progress and cancel every trainer has), writing ``models/<version>`` so the Segment widget lists it at once.
 Corrections, where the project has some and ``with_corrections`` is set, then join as pixel supervision through
 the fine-tuning path (IFKD, ``training.ifkd.finetune``), written as a second version ``<version>-ft1``.
+
+While the tags train, corrected (or accepted) tiles of the project, which the tag trainer never sees as pixels,
+score the network after every epoch (``metrics["val_mIoU"]``, for a live plot) when the method's trainer offers
+that (``MethodSpec.epoch_score``). ``paused`` holds the run between batches; a cancel leaves no model version and
+no resume checkpoint in ``models/`` (the tag run cannot be resumed); the written training set stays.
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ import csv
 import json
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_dir
-from ..events import Progress, StopFlag, never_stop
+from ..events import Cancelled, Progress, StopFlag, never_stop, pausable
 from .tiles import read_tile, tile_of_item
 
 TRAINING_SETS = "training_sets"
+MAX_VALIDATION_TILES = 16  # corrected tiles scored after each epoch: bounds the pause between epochs
 
 
 def default_version_name(project: Any, method: str) -> str:
@@ -48,7 +54,6 @@ def write_tag_training_set(project: Any, out: str | Path, keys: list[str] | None
         ValueError: no tagged tile (with what to do).
     """
     from ..data.slide import open_slide
-    from ..events import Cancelled
 
     tags = project.tags()
     if keys is not None:
@@ -101,8 +106,23 @@ def write_tag_training_set(project: Any, out: str | Path, keys: list[str] | None
     return Path(out)
 
 
+def correction_scorer(project: Any, max_tiles: int = MAX_VALIDATION_TILES) -> tuple[Any, int]:
+    """``(score(segmenter) -> mIoU | None, n)``: a scorer on up to ``max_tiles`` corrected/accepted tiles of
+    ``project`` (tiles with an image file; slide regions are not read), or ``(None, 0)`` when there are none."""
+    from ..training.ifkd_data import _read_record, corrected_items
+    from ..training.ifkd_loop import held_out_score
+
+    items = corrected_items(project)[:max_tiles]
+    if not items:
+        return None, 0
+    records = [_read_record(project, it, True) for it in items]
+    n_classes = project.schema.n_classes
+    return (lambda seg: held_out_score(seg, records, n_classes)), len(records)
+
+
 def train_from_tags(project: Any, method: str = "sshr", name: str | None = None, *,
-                    should_stop: StopFlag = never_stop, with_corrections: bool = False,
+                    should_stop: StopFlag = never_stop, paused: Callable[[], bool] | None = None,
+                    validate: bool = True, with_corrections: bool = False,
                     finetune_options: dict[str, Any] | None = None, command: str = "",
                     keys: list[str] | None = None, **options: Any) -> Generator[Progress, None, Path]:
     """Train ``method`` on the project's tags; returns the new version folder (``<project>/models/<name>``).
@@ -111,6 +131,9 @@ def train_from_tags(project: Any, method: str = "sshr", name: str | None = None,
         project: a ``store.Project`` or its folder.
         method: a registered method (``napari-wsss info``); default SSHR.
         name: the version name (default ``<method>-tags<n>``); must be new.
+        paused: while it returns True the run waits between batches (``should_stop`` still ends it).
+        validate: score the network on the project's corrected tiles after every epoch (Progress metrics
+            ``val_mIoU`` and ``epoch``), where there are such tiles and the method's trainer can.
         with_corrections: when the project holds corrected/accepted tiles, fine-tune the new version on them
             (IFKD, pixel supervision) and return that second version (``<name>-ft1``).
         keys: train on these tagged tiles only (benchmarks: a learning curve); default all tagged tiles.
@@ -140,10 +163,23 @@ def train_from_tags(project: Any, method: str = "sshr", name: str | None = None,
         if p.exists():
             raise FileExistsError(f"{p} already exists; choose a new version name (each training run is a new "
                                   "version).")
-    yield from write_tag_training_set(project, data, keys, should_stop)
+    stop = pausable(should_stop, paused)
+    yield from write_tag_training_set(project, data, keys, stop)
     command = command or f"napari-wsss train --project {project.root} --method {method}"
-    result = yield from spec.train(data, out, should_stop=should_stop, labels_csv=data / "labels.csv",
-                                   schema=str(data / "schema.json"), command=command, evaluate=False, **options)
+    if validate and getattr(spec, "epoch_score", False):
+        scorer, n_val = correction_scorer(project)
+        if scorer is not None:
+            options["epoch_score"] = scorer
+            yield Progress(0, None, f"validating every epoch on {n_val} corrected tiles")
+    try:
+        result = yield from spec.train(data, out, should_stop=stop, labels_csv=data / "labels.csv",
+                                       schema=str(data / "schema.json"), command=command, evaluate=False, **options)
+    except Cancelled:
+        # a tag run has no --resume: its epoch checkpoint would only be clutter in models/
+        from ..training.common import checkpoint_path_for
+
+        checkpoint_path_for(out).unlink(missing_ok=True)
+        raise
     if with_corrections:
         from ..training.ifkd_data import corrected_items
 
@@ -151,7 +187,8 @@ def train_from_tags(project: Any, method: str = "sshr", name: str | None = None,
             from ..training.ifkd import finetune
 
             result = yield from finetune(project, result, f"{name}-ft1", options=finetune_options,
-                                         should_stop=should_stop, command=command + " --with-corrections")
+                                         should_stop=should_stop, paused=paused,
+                                         command=command + " --with-corrections")
         else:
             yield Progress(1, 1, "no corrected tiles in the project: trained from the tags only")
     return Path(result)

@@ -37,9 +37,12 @@ class FitResult:
 
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable, step_fn: StepFn, *,
         epochs: int, start_epoch: int = 0, power: float = 0.9, should_stop: StopFlag = never_stop,
-        on_epoch_end: Callable[[int, int, list[float]], None] | None = None, desc: str = "training",
-        ) -> Generator[Progress, None, FitResult]:
+        on_epoch_end: Callable[[int, int, list[float]], dict[str, float] | None] | None = None,
+        desc: str = "training") -> Generator[Progress, None, FitResult]:
     """Train ``epochs`` epochs (from ``start_epoch``), yielding Progress after every batch.
+
+    ``on_epoch_end(epoch, step, losses)`` may return metrics (a validation score): they are yielded as one more
+    Progress with ``metrics["epoch"]`` set, so a live plot gets one point per epoch.
 
     Param groups keep their base rate in ``group["initial_lr"]`` (set here if missing) so per-group
     multipliers (new layers at 10x) survive the schedule.
@@ -80,5 +83,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Iterab
                            {"loss": float(loss.detach()), **metrics, "lr": optimizer.param_groups[0]["lr"]})
         losses.append(running / max(1, seen))
         if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, step, losses)
+            extra = on_epoch_end(epoch + 1, step, losses)
+            if extra:
+                yield Progress(step, total, f"{desc} epoch {epoch + 1}/{epochs} validated",
+                               {**extra, "epoch": float(epoch + 1)})
     return FitResult(epochs, step, time.perf_counter() - t0, losses)

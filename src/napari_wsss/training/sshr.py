@@ -6,8 +6,9 @@ the written model version folder; options are the fields of :class:`SSHRConfig`.
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,13 @@ def cam_step_fn(cfg: SSHRConfig, device: torch.device, mixer: Any = None):
 def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *, method: str,
                   should_stop: StopFlag = never_stop, overwrite: bool = False, resume: bool = False,
                   labels_csv: str | Path | None = None, command: str = "", evaluate: bool = True,
-                  desc: str = "SSHR") -> Generator[Progress, None, Path]:
-    """Train a multi-head CAM net (SSHR with ``cfg.hfrm``; the baseline's stage 1 without) and save it."""
+                  desc: str = "SSHR", epoch_score: Callable[[Any], float | None] | None = None,
+                  ) -> Generator[Progress, None, Path]:
+    """Train a multi-head CAM net (SSHR with ``cfg.hfrm``; the baseline's stage 1 without) and save it.
+
+    ``epoch_score(segmenter)``, when given, scores a copy of the network after every epoch (the tag trainer's
+    live validation on corrected tiles); its value is yielded as ``metrics["val_mIoU"]`` with the epoch.
+    """
     run = common.setup_training(cfg, data_dir, out_dir, overwrite)
     out_dir, dirs, schema, device = run.out_dir, run.dirs, run.schema, run.device
 
@@ -158,12 +164,26 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
                                          mixer)
 
     t0 = time.perf_counter()
+    val_card: list[Any] = []
+    val_history: list[float] = []  # the live validation per epoch, kept in the card
 
-    def on_epoch_end(epoch: int, step: int, losses: list[float]) -> None:
+    def on_epoch_end(epoch: int, step: int, losses: list[float]) -> dict[str, float] | None:
         extra = {"seconds": spent + time.perf_counter() - t0, "losses": losses}
         if mixer is not None:
             extra["segmix"] = mixer.state_dict()
         save_checkpoint(ckpt_path, model, opt, epoch, step, run_config, extra)
+        if epoch_score is None:
+            return None
+        from ..inference.predict import CamSegmenter
+
+        if not val_card:  # once: the card reads the training tiles' stain
+            val_card.append(common.version_card(method, cfg, schema, tile_size, data_dir, out_dir, command))
+        # a copy: the segmenter switches its network to eval and channels-last, which training must not see
+        score = epoch_score(CamSegmenter(copy.deepcopy(model), val_card[0], device))
+        if score is None:
+            return None
+        val_history.append(round(float(score), 4))
+        return {"val_mIoU": float(score)}
 
     result = yield from fit(model, opt, loader, cam_step_fn(cfg, device, mixer), epochs=cfg.epochs,
                             start_epoch=start_epoch, should_stop=should_stop, on_epoch_end=on_epoch_end, desc=desc)
@@ -171,6 +191,8 @@ def train_cam_net(data_dir: str | Path, out_dir: str | Path, cfg: SSHRConfig, *,
     # whether ``threshold`` was picked on validation masks (True below) or is the given / schema default one
     card = common.version_card(method, cfg, schema, tile_size, data_dir, out_dir, command,
                                config={"threshold_calibrated": False}, metrics=metrics)
+    if val_history:
+        card.metrics["epoch_val_mIoU"] = val_history
     if mixer is not None:
         card.metrics["segmix"] = {"patch": mixer.patch, "ratio": mixer.ratio, "history": mixer.history}
     seg = None
@@ -208,7 +230,8 @@ def calibrate_threshold(seg: Any, val_dir: Path, should_stop: StopFlag = never_s
 
 def train_sshr(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFlag = never_stop,
                overwrite: bool = False, resume: bool = False, labels_csv: str | Path | None = None,
-               command: str = "", evaluate: bool = True, **options: Any) -> Generator[Progress, None, Path]:
+               command: str = "", evaluate: bool = True, epoch_score: Callable[[Any], float | None] | None = None,
+               **options: Any) -> Generator[Progress, None, Path]:
     """Train SSHR on a LUAD-HistoSeg style folder and write a model version to ``out_dir``.
 
     Args:
@@ -216,10 +239,11 @@ def train_sshr(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFl
         out_dir: new model version folder (weights.pt + card.json); must not exist unless ``overwrite``.
         should_stop: polled before every batch; when true, raises ``Cancelled`` (the last epoch checkpoint
             ``<out_dir>.ckpt.pt`` remains for ``resume=True``).
+        epoch_score: scores the network after every epoch (see :func:`train_cam_net`).
         options: :class:`SSHRConfig` fields.
     Returns (generator value): ``out_dir``.
     """
     cfg = common.config_from_options(SSHRConfig, options)
     return (yield from train_cam_net(data_dir, out_dir, cfg, method="sshr", should_stop=should_stop,
                                      overwrite=overwrite, resume=resume, labels_csv=labels_csv, command=command,
-                                     evaluate=evaluate, desc="SSHR"))
+                                     evaluate=evaluate, desc="SSHR", epoch_score=epoch_score))

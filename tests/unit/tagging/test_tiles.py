@@ -44,3 +44,12 @@ def test_slide_grid_covers_tissue_only_at_the_chosen_level(tmp_path: Path) -> No
 
 def test_grid_shape_is_near_square() -> None:
     assert grid_shape(400) == (20, 20) and grid_shape(10) == (3, 4) and grid_shape(0) == (1, 1)
+
+
+def test_edge_remainder_is_said_plainly() -> None:
+    from napari_wsss.tagging.tiles import edge_remainder_text
+
+    assert edge_remainder_text(512, 512, 128) == ""
+    text = edge_remainder_text(500, 530, 128)
+    assert "18 px at the right" in text and "116 px at the bottom" in text and "one size" in text
+    assert "bottom" not in edge_remainder_text(512, 530, 128)

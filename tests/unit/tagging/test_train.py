@@ -86,3 +86,54 @@ def test_with_corrections_fine_tunes_the_tag_model_on_them(tile_folder: Path, tm
     assert out == p.models_dir / "tags-ft1" and (p.models_dir / "tags").is_dir()
     card = load_card(out)
     assert card.parent == "tags" and len(card.config["finetune"]["corrections"]) == 2
+
+
+def _correct_two(p: Project, tile_folder: Path) -> None:
+    for t in folder_tiles(tile_folder)[:2]:
+        truth = np.full((64, 64), 4, np.uint8)
+        truth[:32] = 0
+        p.save_prediction(t.key, np.full((64, 64), 4, np.uint8), "none", image=t.image)
+        p.save_correction(t.key, truth, np.ones((64, 64), bool))
+
+
+def test_corrected_tiles_score_every_epoch_live_and_in_the_card(tile_folder: Path, tmp_path: Path) -> None:
+    from napari_wsss.models.card import load_card
+
+    p = _tagged_project(tile_folder, tmp_path, 8)
+    _correct_two(p, tile_folder)
+    seen = []
+    out = run_to_end(train_from_tags(p, "sshr", **{**TINY, "epochs": 2}), seen.append)
+    points = [(q.metrics["epoch"], q.metrics["val_mIoU"]) for q in seen if "val_mIoU" in q.metrics]
+    assert [e for e, _ in points] == [1.0, 2.0] and all(0.0 <= v <= 1.0 for _, v in points)
+    assert load_card(out).metrics["epoch_val_mIoU"] == [round(v, 4) for _, v in points]
+    assert any("2 corrected tiles" in q.desc for q in seen)
+    # without corrections (or validate=False) no validation point appears
+    seen.clear()
+    run_to_end(train_from_tags(p, "sshr", validate=False, **TINY), seen.append)
+    assert not any("val_mIoU" in q.metrics for q in seen)
+
+
+def test_pause_holds_the_run_and_cancel_leaves_no_version(tile_folder: Path, tmp_path: Path) -> None:
+    from napari_wsss.events import Cancelled
+
+    p = _tagged_project(tile_folder, tmp_path, 8)
+    polls = {"n": 0}
+    state = {"paused": False}
+
+    def paused() -> bool:
+        polls["n"] += 1
+        return state["paused"]
+
+    def stop() -> bool:  # the "user" cancels after the pause was polled 20 times
+        return polls["n"] > 20 + state.get("at", 10**9)
+
+    gen = train_from_tags(p, "sshr", paused=paused, should_stop=stop, **{**TINY, "epochs": 3})
+    steps = []
+    with pytest.raises(Cancelled):
+        for q in gen:
+            if "loss" in q.metrics:
+                steps.append(q.step)
+                if len(steps) == 2:  # pause after two batches: the run must wait, then the cancel ends it
+                    state["paused"], state["at"] = True, polls["n"]
+    assert len(steps) == 2 and polls["n"] > 20  # no batch ran while paused
+    assert not p.models_dir.exists() or not any(p.models_dir.iterdir())  # no version, no checkpoint
