@@ -83,3 +83,46 @@ def test_anything_a_command_raises_is_one_line_with_code_2(monkeypatch: pytest.M
     _one_line(capsys, main(["generate", "/nowhere"]), "napari-wsss generate: error:")
     with pytest.raises(type(error)):
         main(["--debug", "generate", "/nowhere"])
+
+
+def test_generate_refuses_a_non_empty_folder_and_replaces_it_whole_with_overwrite(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """generate merged its tiles into whatever the folder held, with exit code 0."""
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "mine.txt").write_text("user data")
+    small = ["--train", "2", "--val", "1", "--test", "1", "--size", "32"]
+    _one_line(capsys, main(["generate", str(out), *small]), "is not empty", "--overwrite")
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    assert main(["generate", str(out), *small, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "test", "training", "val"]
+    assert str(out) in (out / "README.md").read_text() and ".partial" not in (out / "README.md").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_a_path_through_a_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The system's 'File exists' (mkdir of a folder where a file stands) came out as '[Errno 17] File exists'."""
+    from napari_wsss.cli import error_message
+
+    (tmp_path / "f").write_text("x")
+    try:
+        (tmp_path / "f").mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        msg = error_message(e)
+    assert msg.startswith(f"File exists: {tmp_path / 'f'}") and "Errno" not in msg and "choose another" in msg
+    _one_line(capsys, main(["generate", str(tmp_path / "f"), "--train", "1"]), "is a file")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_training_tiles_without_any_label_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """All-zero labels wrote an untrained model without a word."""
+    from PIL import Image
+
+    (tmp_path / "d" / "training").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (32, 32), (200, 100, 150)).save(tmp_path / "d" / "training" / f"t{i}-[0 0 0 0].png")
+    rc = main(["train", "--method", "mil", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m"),
+               "--epochs", "1", "--no-eval"])
+    _one_line(capsys, rc, "None of the 3 training tiles", "carries a class label")
+    assert not (tmp_path / "m").exists()

@@ -189,6 +189,10 @@ def training_tiles(dirs: DataDirs, schema: ClassSchema, labels_csv: str | Path |
     from ..data.tiles import list_training_tiles
 
     tiles = list_training_tiles(dirs.training, schema, labels_csv)
+    if tiles and not any(np.asarray(t.labels).any() for t in tiles):  # nothing to learn: an untrained model
+        raise ValueError(f"None of the {len(tiles)} training tiles in {dirs.training} carries a class label (every "
+                         f"label is 0 for {', '.join(schema.foreground_names)}); name the tiles with their labels, "
+                         "e.g. 'tile-[1 0 0 1].png', or give --labels-csv.")
     tile_size = tile_size_of(tiles[0].path)
     yield Progress(0, None, f"{desc}: reading {len(tiles)} training tiles")
     return tiles, tile_size
