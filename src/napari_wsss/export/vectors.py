@@ -27,80 +27,89 @@ from ..classes import ClassSchema
 
 
 def _ring_area(ring: np.ndarray) -> float:
+    """Signed (shoelace) area of a ring, closed or not: positive when counter-clockwise in its own frame."""
     x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return 0.5 * float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0])
 
 
-def _ring(contour_rc: np.ndarray, origin: tuple[float, float], downsample: float, ccw: bool) -> list[list[float]]:
-    """find_contours (row, col) in padded-mask pixel indices -> closed GeoJSON ring [[x, y], ...] at level 0."""
-    rc = contour_rc - 1.0  # undo the one-pixel padding
-    xy = np.empty_like(rc)
-    xy[:, 0] = origin[1] + (rc[:, 1] + 0.5) * downsample
-    xy[:, 1] = origin[0] + (rc[:, 0] + 0.5) * downsample
-    # RFC 7946: exterior rings counter-clockwise, holes clockwise, in the (x, y) coordinate frame itself
-    if (_ring_area(xy) > 0) != ccw:
-        xy = xy[::-1]
-    if not np.array_equal(xy[0], xy[-1]):
-        xy = np.vstack([xy, xy[:1]])
-    return np.round(xy, 3).tolist()
-
-
-def _outer_contour(binary: np.ndarray) -> np.ndarray | None:
-    from skimage.measure import find_contours
-
-    padded = np.pad(binary.astype(np.float32), 1)
-    contours = find_contours(padded, 0.5)
-    if not contours:
-        return None
-    return max(contours, key=lambda c: abs(_ring_area(c)))  # the component's outline encloses the most area
-
-
-def mask_polygons(binary: np.ndarray, origin: tuple[float, float] = (0, 0), downsample: float = 1.0
-                  ) -> list[list[list[list[float]]]]:
+def mask_polygons(binary: np.ndarray, origin: tuple[float, float] = (0, 0), downsample: float = 1.0,
+                  min_area: int = 0, tolerance: float = 0.0) -> list[list[list[list[float]]]]:
     """Polygons (GeoJSON MultiPolygon coordinates: [polygon][ring][point] = [x, y]) of a boolean mask.
+
+    One contour pass over the whole mask (components 8-connected, holes 4-connected: ``fully_connected="high"``),
+    then each ring is given to its component by the pixel beside it: the cost grows with the boundary's length,
+    not with the number of components times the mask (a per-pixel-noisy tile has thousands).
 
     Args:
         binary: (H, W) bool.
         origin: level-0 (y0, x0) of the mask's top-left corner.
         downsample: level-0 pixels per mask pixel.
+        min_area: components (and holes) of fewer pixels are left out (0: keep every pixel; exact round trip).
+        tolerance: simplify rings to within this many mask pixels (Douglas-Peucker; 0: exact outlines).
     """
-    from skimage.measure import label, regionprops
+    from skimage.measure import approximate_polygon, find_contours, label
 
     binary = np.asarray(binary, dtype=bool)
-    polys = []
-    comps = label(binary, connectivity=2)
-    for rp in regionprops(comps):
-        r0, c0, r1, c1 = rp.bbox
-        comp = comps[r0:r1, c0:c1] == rp.label
-        off = (origin[0] + r0 * downsample, origin[1] + c0 * downsample)
-        outer = _outer_contour(comp)
-        if outer is None:
+    if not binary.any():
+        return []
+    comps = np.pad(label(binary, connectivity=2), 1)
+    holes = np.pad(label(~binary, connectivity=1), 1) if min_area > 1 else None
+    sizes = np.bincount(comps.ravel()) if min_area > 1 else None
+    hole_sizes = np.bincount(holes.ravel()) if holes is not None else None
+    rings: list[tuple[int, bool, np.ndarray]] = []  # (component, is a hole, contour)
+    for c in find_contours(comps > 0, 0.5, fully_connected="high", positive_orientation="high"):
+        r, k = c[0]  # a point on a pixel edge: one coordinate whole, the other half-way
+        a = (int(np.floor(r)), int(np.floor(k)))
+        b = (int(np.ceil(r)), int(np.ceil(k)))
+        lab = max(comps[a], comps[b])  # the foreground pixel beside the edge: the ring's component
+        is_hole = _ring_area(c) < 0  # outlines wind one way around foreground, holes the other
+        if sizes is not None and sizes[lab] < min_area:
             continue
-        rings = [_ring(outer, off, downsample, ccw=True)]
-        # holes: background components (4-connected, the dual of 8-connected foreground) not touching the border
-        holes = label(np.pad(~comp, 1, constant_values=True), connectivity=1)
-        for hp in regionprops(holes):
-            hr0, hc0, hr1, hc1 = hp.bbox
-            if hr0 == 0 or hc0 == 0 or hr1 == holes.shape[0] or hc1 == holes.shape[1]:
-                continue  # the outside
-            hole = holes[hr0:hr1, hc0:hc1] == hp.label
-            hc = _outer_contour(hole)
-            if hc is not None:
-                hoff = (off[0] + (hr0 - 1) * downsample, off[1] + (hc0 - 1) * downsample)
-                rings.append(_ring(hc, hoff, downsample, ccw=False))
-        polys.append(rings)
-    return polys
+        if is_hole and hole_sizes is not None:
+            bg = holes[a] if comps[a] == 0 else holes[b]
+            if hole_sizes[bg] < min_area:
+                continue
+        if tolerance > 0:
+            c = approximate_polygon(c, tolerance)
+            if len(c) < 4:
+                continue
+        rings.append((int(lab), is_hole, c))
+    if not rings:
+        return []
+    # every ring converted in one go (per-ring numpy calls dominated the time for thousands of specks): rows and
+    # columns become level-0 (x, y); swapping the axes flips the winding, so reversing each contour gives
+    # RFC 7946's counter-clockwise outlines and clockwise holes
+    rc = np.concatenate([c[::-1] for _, _, c in rings]) - 1.0  # undo the one-pixel padding
+    xy = np.empty_like(rc)
+    xy[:, 0] = origin[1] + (rc[:, 1] + 0.5) * downsample
+    xy[:, 1] = origin[0] + (rc[:, 0] + 0.5) * downsample
+    flat = np.round(xy, 3).tolist()
+    outer: dict[int, list[list[float]]] = {}
+    inner: dict[int, list[list[list[float]]]] = {}
+    start = 0
+    for lab, is_hole, c in rings:
+        ring = flat[start:start + len(c)]
+        start += len(c)
+        if ring[0] != ring[-1]:
+            ring.append(ring[0])
+        if is_hole:
+            inner.setdefault(lab, []).append(ring)
+        else:
+            outer[lab] = ring
+    return [[outer[lab], *inner.get(lab, [])] for lab in sorted(outer)]
 
 
 def class_map_to_features(class_map: np.ndarray, schema: ClassSchema, origin: tuple[float, float] = (0, 0),
                           downsample: float = 1.0, item: str | None = None,
-                          include_background: bool = False) -> list[dict[str, Any]]:
+                          include_background: bool = False, min_area: int = 0,
+                          tolerance: float = 0.0) -> list[dict[str, Any]]:
     """GeoJSON Features (one MultiPolygon per class present) of a class map (dataset convention, (H, W) uint8).
 
     Args:
         origin: level-0 (y0, x0) of the map's top-left pixel; ``downsample``: level-0 pixels per map pixel.
         item: project item key recorded in ``properties`` (provenance).
         include_background: also vectorise the background class (QuPath users rarely want glass outlined).
+        min_area, tolerance: see :func:`mask_polygons` (defaults: every pixel, exact outlines).
     """
     cm = schema.validate_class_map(class_map, "class map")
     feats = []
@@ -110,7 +119,7 @@ def class_map_to_features(class_map: np.ndarray, schema: ClassSchema, origin: tu
         binary = cm == c.index
         if not binary.any():
             continue
-        polys = mask_polygons(binary, origin, downsample)
+        polys = mask_polygons(binary, origin, downsample, min_area, tolerance)
         if not polys:
             continue
         props: dict[str, Any] = {

@@ -166,3 +166,29 @@ def test_mask_geometry_options_out_of_range(tmp_path, shape, downsample, words: 
     (tmp_path / "a.geojson").write_text(json.dumps([_feature({"type": "Polygon", "coordinates": [SQUARE]})]))
     with pytest.raises(ValueError, match=words):
         read_geojson_class_map(tmp_path / "a.geojson", S, shape=shape, downsample=downsample)
+
+
+def test_per_pixel_noise_round_trips_exactly_and_specks_can_be_left_out() -> None:
+    """A noisy mask has thousands of components; one contour pass keeps every pixel (it took ~4 s per 224-px tile
+    with a contour pass per component; benchmarks/faults.py measures it)."""
+    from napari_wsss.export.vectors import mask_polygons
+
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, S.n_classes, (64, 64)).astype(np.uint8)
+    feats = class_map_to_features(cm, S, include_background=True)
+    assert np.array_equal(features_to_class_map(feats, S, cm.shape), cm)
+    blob = np.zeros((40, 40), bool)
+    blob[5:30, 5:30] = True
+    blob[10:20, 10:20] = False  # a hole of 100 px
+    blob[12, 12] = True  # an island in the hole
+    blob[35, 35] = True  # a one-pixel speck
+    blob[25, 7] = False  # a one-pixel hole
+    exact = mask_polygons(blob)
+    assert len(exact) == 3 and sorted(len(p) for p in exact) == [1, 1, 3]  # the blob has its two holes
+    kept = mask_polygons(blob, min_area=2)
+    assert len(kept) == 1 and len(kept[0]) == 2  # the blob and its large hole
+    simple = mask_polygons(blob, min_area=2, tolerance=1.0)
+    assert sum(len(r) for r in simple[0]) < sum(len(r) for r in kept[0])
+    back = features_to_class_map([{"geometry": {"type": "MultiPolygon", "coordinates": simple},
+                                   "properties": {"class_index": 0}}], S, blob.shape)
+    assert ((back == 0) != blob).sum() <= 2 + 60  # the speck, the small hole and the corners simplification cuts
