@@ -126,3 +126,65 @@ def test_training_tiles_without_any_label_are_refused(tmp_path: Path, capsys: py
                "--epochs", "1", "--no-eval"])
     _one_line(capsys, rc, "None of the 3 training tiles", "carries a class label")
     assert not (tmp_path / "m").exists()
+
+
+def _project_with_a_mask(tmp_path: Path) -> Path:
+    import numpy as np
+
+    from PIL import Image
+
+    (tmp_path / "tiles").mkdir()
+    Image.new("RGB", (8, 8), (200, 100, 150)).save(tmp_path / "tiles" / "t0.png")
+    p = Project.open(tmp_path / "tiles", LUAD_HISTOSEG, root=tmp_path / "p.wsss")
+    p.register([{"key": "t0", "image": "t0.png"}])
+    m = np.zeros((8, 8), np.uint8)
+    p.save_correction("t0", m, np.ones(m.shape, bool))
+    return p.root
+
+
+@pytest.mark.parametrize("field,value", [("key", 3), ("mask", "../../../etc/passwd"), ("mask", 3),
+                                         ("shape", "x"), ("touched_fraction", "x"), ("model", [1]),
+                                         ("region", "x")])
+def test_a_damaged_item_record_names_its_field(tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str,
+                                               value: object) -> None:
+    """These were exported with exit 0 (copied into the manifest) or ended in a TypeError."""
+    root = _project_with_a_mask(tmp_path)
+    index = json.loads((root / "project.json").read_text())
+    index["items"][0][field] = value
+    (root / "project.json").write_text(json.dumps(index))
+    rc = main(["export", "--project", str(root), "--out", str(tmp_path / "set")])
+    _one_line(capsys, rc, "project.json", "key" if field == "key" else field)
+    assert not (tmp_path / "set").exists()
+
+
+@pytest.mark.parametrize("option", [["--set", "lr=-1"], ["--set", "lr=nan"], ["--threads", "-1"],
+                                    ["--set", "momentum=-0.5"]])
+def test_options_out_of_their_range_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                option: list[str]) -> None:
+    rc = main(["train", "--method", "mil", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"),
+               *option])
+    _one_line(capsys, rc, "Option")
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda m: m["tiles"][0].__setitem__("item", "nope"), "does not list"),
+    (lambda m: m["tiles"][0].__setitem__("item_box", [0, 0, 999, 999]), "outside its item"),
+    (lambda m: m["tiles"][0]["files"].__setitem__("mask", 3), "expected a path"),
+    (lambda m: m["items"][0].__setitem__("region", "x"), "region"),
+    (lambda m: m["items"][0].__setitem__("downsample", "x"), "downsample"),
+    (lambda m: m.__setitem__("project", {"root": "/elsewhere"}), "--data"),
+])
+def test_a_damaged_manifest_record_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str],
+                                                                        change, words: str) -> None:  # noqa: ANN001
+    root = _project_with_a_mask(tmp_path)
+    assert main(["export", "--project", str(root), "--out", str(tmp_path / "set")]) == 0
+    capsys.readouterr()
+    m = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    change(m)
+    (tmp_path / "set" / "manifest.json").write_text(json.dumps(m))
+    rc = main(["import", str(tmp_path / "set"), "--project", str(tmp_path / "new.wsss"), "--no-verify"])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if "error:" in ln]  # after progress lines, when reading had begun
+    assert rc == 2 and len(errors) == 1 and words in errors[0] and "Traceback" not in err, err
+    assert not (tmp_path / "new.wsss").exists()

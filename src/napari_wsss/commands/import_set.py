@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from . import print_progress
 
     src: Path = args.source
+    if args.data is not None and not args.data.exists():
+        raise FileNotFoundError(f"--data {args.data} does not exist; give the tile folder or slide the project "
+                                "annotates.")
     if src.is_dir():
         from ..export.imports import import_set
 

@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_CHECKPOINT] = str(args.sam_checkpoint)
     if args.sam_model_type:
         os.environ[ENV_MODEL_TYPE] = args.sam_model_type
+    if args.batch_size < 1 or args.level < 0:
+        raise ValueError(f"--batch-size {args.batch_size} / --level {args.level}: expected a batch of at least 1 "
+                         "and a pyramid level of 0 or more (0 = full resolution).")
     if not args.input.exists():
         raise FileNotFoundError(f"{args.input} does not exist; give an image file, a folder of tiles or a slide.")
     slide = args.input.is_file() and is_slide_path(args.input)
