@@ -60,7 +60,8 @@ def make_pairs(d: Path) -> Path:
         for i in range(3):
             (t / "pairs" / "images").mkdir(parents=True, exist_ok=True)
             (t / "pairs" / "masks").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(t / "pairs" / "images" / f"a{i}.png")
+            rgb = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(rgb).save(t / "pairs" / "images" / f"a{i}.png")
             Image.fromarray(rng.integers(0, 4, (64, 64)).astype(np.uint8)).save(t / "pairs" / "masks" / f"a{i}.png")
         return t / "pairs"
     return _from_template("pairs", d, build)

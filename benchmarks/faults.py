@@ -379,7 +379,7 @@ def vector_timing() -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-k", default="", help="only cases whose name contains this")
-    ap.add_argument("--kills", type=int, default=3, help="random kill moments per command and route")
+    ap.add_argument("--kills", type=int, default=2, help="random kill moments per command and route")
     ap.add_argument("--part", choices=["all", "inputs", "kills", "writers"], default="all")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()

@@ -60,10 +60,11 @@ def check_records(m: dict[str, Any], source: Path) -> None:
     shapes = {rec["key"]: rec["shape"] for rec in m.get("items", [])}
     levels = {rec["key"]: rec.get("level") for rec in m.get("items", [])}
     for n, t in enumerate(m.get("tiles", [])):
-        mask = (t.get("files") or {}).get("mask")
-        if not mask:
-            continue
-        if not isinstance(mask, str):
+        files = t.get("files") or {}
+        if "mask" not in files:
+            continue  # a tile exported without a mask (labels only)
+        mask = files["mask"]
+        if not isinstance(mask, str) or not mask:
             raise ValueError(f"{source}: tile {n} has mask {mask!r}; expected a path inside the set. {fix}")
         if t.get("item") not in shapes:
             raise ValueError(f"{source}: tile {n} belongs to item {t.get('item')!r}, which the manifest does not "
