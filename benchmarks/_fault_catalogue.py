@@ -410,32 +410,24 @@ def catalogue() -> dict[str, Setup]:
                        ("schema .json classes not a list", '{"name": "x", "classes": 3}')]:
         c[f"import: {name}"] = _schema_file(text, ".json")
     c["import: schema .toml broken"] = _schema_file("name = [", ".toml")
-    c["train: labels csv empty"] = lambda d: (make_data(d), (d / "l.csv").write_text(""),
-                                              [*base_args("train", d), "--labels-csv", str(d / "l.csv")])[2]
-    c["train: labels csv unknown class"] = lambda d: (make_data(d), (d / "l.csv").write_text("a.png,Stroma\n"),
-                                                      [*base_args("train", d), "--labels-csv", str(d / "l.csv")])[2]
-    c["train: a training tile truncated"] = lambda d: (make_data(d), _truncate(next(
-        (d / "data" / "training").glob("*.png"))), base_args("train", d))[2]
-    c["train: training folder empty"] = lambda d: (make_data(d), [p.unlink() for p in
-                                                                 (d / "data" / "training").glob("*.png")],
-                                                   base_args("train", d))[2]
-    c["train: all labels zero"] = lambda d: (make_data(d), [p.rename(p.with_name(f"z{i}-[0 0 0 0].png")) for i, p in
-                                                           enumerate((d / "data" / "training").glob("*.png"))],
-                                             base_args("train", d))[2]
-    c["train: out exists"] = lambda d: (make_data(d), (d / "m").mkdir(), (d / "m" / "keep").write_text("x"),
-                                        base_args("train", d))[3]
+    c["train: labels csv empty"] = then("train", lambda d: (d / "l.csv").write_text(""), "--labels-csv", "l.csv")
+    c["train: labels csv unknown class"] = then("train", lambda d: (d / "l.csv").write_text("a.png,Stroma\n"),
+                                                "--labels-csv", "l.csv")
+    c["train: a training tile truncated"] = then("train", lambda d: _truncate(next(
+        (d / "data" / "training").glob("*.png"))))
+    c["train: training folder empty"] = then("train", lambda d: [p.unlink() for p in
+                                                                 (d / "data" / "training").glob("*.png")])
+    c["train: all labels zero"] = then("train", lambda d: [p.rename(p.with_name(f"z{i}-[0 0 0 0].png")) for i, p in
+                                                           enumerate((d / "data" / "training").glob("*.png"))])
+    c["train: out exists"] = then("train", lambda d: ((d / "m").mkdir(), (d / "m" / "keep").write_text("x")))
     c["train: data missing"] = lambda d: ["train", "--method", "mil", "--data", str(d / "x"), "--out", str(d / "m"),
                                           "--epochs", "1"]
-    c["evaluate: a test mask truncated"] = lambda d: (make_data(d), _truncate(next(
-        (d / "data" / "test" / "mask").glob("*.png"))), base_args("evaluate", d))[2]
-    c["evaluate: --json onto a folder"] = lambda d: (make_data(d), (d / "j").mkdir(),
-                                                     [*base_args("evaluate", d), "--json", str(d / "j")])[2]
-    c["patches: out exists"] = lambda d: (make_pairs(d), (d / "o").mkdir(), (d / "o" / "k").write_text("x"),
-                                          base_args("patches", d))[3]
-    c["patches: a mask truncated"] = lambda d: (make_pairs(d), _truncate(d / "pairs" / "masks" / "a1.png"),
-                                                base_args("patches", d))[2]
-    c["patches: data without masks"] = lambda d: (make_pairs(d), shutil.rmtree(d / "pairs" / "masks"),
-                                                  base_args("patches", d))[2]
+    c["evaluate: a test mask truncated"] = then("evaluate", lambda d: _truncate(next(
+        (d / "data" / "test" / "mask").glob("*.png"))))
+    c["evaluate: --json onto a folder"] = then("evaluate", lambda d: (d / "j").mkdir(), "--json", "j")
+    c["patches: out exists"] = then("patches", lambda d: ((d / "o").mkdir(), (d / "o" / "k").write_text("x")))
+    c["patches: a mask truncated"] = then("patches", lambda d: _truncate(d / "pairs" / "masks" / "a1.png"))
+    c["patches: data without masks"] = then("patches", lambda d: shutil.rmtree(d / "pairs" / "masks"))
     c["remap: out exists"] = lambda d: ((d / "m").mkdir(parents=True), (d / "m" / "keep").write_text("x"),
                                         base_args("remap", d))[2]
     c["generate: onto a file"] = lambda d: (d.mkdir(parents=True), (d / "f").write_text("x"),
@@ -445,6 +437,15 @@ def catalogue() -> dict[str, Setup]:
     c["generate: slide onto an existing file"] = lambda d: (d.mkdir(parents=True), (d / "s.tif").write_text("x"),
                                                             ["generate", str(d / "s.tif"), "--slide", "64x64"])[2]
     return c
+
+
+def then(command: str, change: Callable[[Path], object], *opts: str) -> Setup:
+    """``command``'s good inputs, then ``change`` applied to them; ``opts`` name files relative to the case."""
+    def setup(d: Path) -> list[str]:
+        args = base_args(command, d)
+        change(d)
+        return [*args, *(str(d / o) if "." in o or o == "j" else o for o in opts)]
+    return setup
 
 
 def _finetune_taken(d: Path) -> list[str]:

@@ -85,6 +85,9 @@ def check_outputs(src: Path, out: Path, slide: bool, overwrite: bool) -> None:
         targets = [out / f"{f.stem}.png" for f in list_images(src)]
     elif slide:
         zout = out if out.suffix == ".zarr" else out / f"{src.stem}.zarr"
+        if zout.exists() and not zout.is_dir():
+            raise FileExistsError(f"{zout} is a file, not an earlier result; give another -o NAME.zarr (the file is "
+                                  "never replaced, even with --overwrite).")
         if zout.exists() and not overwrite:
             raise FileExistsError(f"{zout} already exists (an earlier result?); pass --overwrite to replace it, "
                                   "or give another -o NAME.zarr.")
