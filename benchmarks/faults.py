@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's code, in process too
 from _fault_catalogue import MODEL, TEMPLATES, catalogue, make_project, tiles_dir  # noqa: E402
 from _report import REPO, machine, write_section  # noqa: E402
 

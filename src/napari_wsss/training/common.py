@@ -129,7 +129,8 @@ AT_LEAST_ZERO = ("num_threads", "switch_every", "patience", "max_teacher_tiles",
                  "segmix_patch", "segmix_patience", "segmix_window", "weight_decay", "momentum", "glass_min_size",
                  "image_loss_weight", "dice_weight", "ce_weight", "correction_weight", "seed")
 POSITIVE = ("lr", "segmix_min_patch")
-SHARES = ("held_out_fraction", "segmix_ratio", "segmix_max_ratio", "segmix_prob", "cam_norm_quantile")
+SHARES = ("held_out_fraction",)  # [0, 1): holding out every tile leaves nothing to train on
+UNIT = ("segmix_ratio", "segmix_max_ratio", "segmix_prob", "cam_norm_quantile")  # [0, 1]
 
 
 def _in_range(name: str, value: Any) -> Any:
@@ -147,6 +148,8 @@ def _in_range(name: str, value: Any) -> Any:
         raise ValueError(f"Option {name}={value}: expected a number above 0.")
     if name in SHARES and not 0 <= value < 1:
         raise ValueError(f"Option {name}={value}: expected a share from 0 up to (not including) 1, e.g. 0.2.")
+    if name in UNIT and not 0 <= value <= 1:
+        raise ValueError(f"Option {name}={value}: expected a number from 0 to 1.")
     return value
 
 
