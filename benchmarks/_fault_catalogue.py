@@ -425,6 +425,8 @@ def catalogue() -> dict[str, Setup]:
     c["evaluate: a test mask truncated"] = then("evaluate", lambda d: _truncate(next(
         (d / "data" / "test" / "mask").glob("*.png"))))
     c["evaluate: --json onto a folder"] = then("evaluate", lambda d: (d / "j").mkdir(), "--json", "j")
+    c["evaluate: --json onto an existing file"] = then("evaluate", lambda d: (d / "s.json").write_text("{}"),
+                                                       "--json", "s.json")
     c["patches: out exists"] = then("patches", lambda d: ((d / "o").mkdir(), (d / "o" / "k").write_text("x")))
     c["patches: a mask truncated"] = then("patches", lambda d: _truncate(d / "pairs" / "masks" / "a1.png"))
     c["patches: data without masks"] = then("patches", lambda d: shutil.rmtree(d / "pairs" / "masks"))
