@@ -70,15 +70,21 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     The last step checks again: a ``target`` filled by someone else meanwhile (two exports to one new folder) is
     refused, not replaced. An overwrite swaps the two folders in one step where the system can (Linux); elsewhere
     it renames twice, and a kill between the renames is repaired by the next call on ``target`` (the old copy is
-    put back). Folders that killed runs left beside ``target`` are removed then too.
+    put back). Folders that killed runs left beside ``target`` are removed then too. An existing empty folder
+    is taken over: the new one gets its permissions (a shared folder stays shared); a symbolic link to a folder
+    is followed (the folder it names is written, the link stays).
 
     Raises:
         FileExistsError: if ``target`` exists and is not empty and ``overwrite`` is False, or was filled while
             the new folder was built.
     """
     target = Path(target)
+    if target.is_symlink():
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(target)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} is a file, not a folder; choose a new folder (nothing was written).")
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(
             f"{target} already exists and is not empty; choose a new folder or pass overwrite=True (--overwrite)."
@@ -86,6 +92,8 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     tmp = partial_dir(target)
     try:
         yield tmp
+        if target.is_dir():
+            shutil.copymode(target, tmp)  # the user's folder keeps its permissions (group, setgid)
         if overwrite and target.exists():
             replace_dir(tmp, target)
         else:

@@ -73,12 +73,15 @@ def error_message(e: BaseException) -> str:
     if isinstance(e, MemoryError):
         return ("not enough memory for this input; use a smaller batch or region, or a slide (read lazily) "
                 "instead of one huge image.")
-    if isinstance(e, OSError) and e.strerror and not isinstance(e, (FileNotFoundError, FileExistsError)):
+    if isinstance(e, OSError) and e.strerror:  # raised by the system (ours carry a sentence, no strerror)
         name = getattr(e, "filename2", None) or e.filename  # a rename's target, not its temporary source
         where = f": {name}" if name else ""
         hint = {PermissionError: " (check the folder's permissions or choose another output)",
                 IsADirectoryError: " (a file was expected there, not a folder)",
-                NotADirectoryError: " (a folder was expected there, not a file)"}.get(type(e), "")
+                NotADirectoryError: " (a folder was expected there, not a file)",
+                FileExistsError: " (something already stands there, e.g. a file where a folder is needed; choose "
+                                 "another output path)",
+                FileNotFoundError: " (check the path)"}.get(type(e), "")
         return f"{e.strerror}{where}{hint}"
     if isinstance(e, UNEXPECTED) and not isinstance(e, KeyError):
         return (f"{type(e).__name__}: {e}. An input (a file of the wrong shape, an option out of range) is probably "

@@ -79,12 +79,40 @@ class Item:
             raise ValueError(f"{source}: an item record has no 'key' ({d!r}); the index is damaged.")
         known = set(cls.__dataclass_fields__)
         item = cls(**{k: v for k, v in d.items() if k in known})
+        if not isinstance(item.key, str):
+            raise ValueError(f"{source}: an item has key {item.key!r}; expected a tile name. The index is damaged.")
+        check_key(item.key)
         if item.status not in STATUSES:
             raise ValueError(f"{source}: item {item.key!r} has status {item.status!r}; expected one of {STATUSES}.")
+        item.check_fields(source)
         if item.tags is not None and (not isinstance(item.tags, list)
                                       or not all(isinstance(t, str) for t in item.tags)):
             raise ValueError(f"{source}: item {item.key!r} has tags {item.tags!r}; expected a list of class names.")
         return item
+
+    def check_fields(self, source: str) -> None:
+        """A ValueError naming the field when one has the wrong type (code reading it would fail far from here,
+        or an export would copy the damage into a manifest)."""
+        def bad(field: str, expected: str) -> ValueError:
+            return ValueError(f"{source}: item {self.key!r} has {field} {getattr(self, field)!r:.60}; expected "
+                              f"{expected}. The index is damaged; fix that field or re-open the data in the viewer.")
+
+        for f in ("image", "model", "updated"):
+            if getattr(self, f) is not None and not isinstance(getattr(self, f), str):
+                raise bad(f, "text")
+        for f, kind in (("mask", "masks"), ("prediction", "predictions"), ("touched", "touched")):
+            v = getattr(self, f)
+            if v is not None and v != f"{kind}/{self.key}.png":  # files are named by key; anything else is damage
+                raise bad(f, f"null or '{kind}/{self.key}.png'")
+        ints = lambda v, n: (isinstance(v, list) and len(v) in n  # noqa: E731
+                             and all(isinstance(x, int) and not isinstance(x, bool) for x in v))
+        if self.shape is not None and not (ints(self.shape, (2,)) and min(self.shape) >= 1):
+            raise bad("shape", "null or [H, W]")
+        if self.region is not None and not ints(self.region, (4, 5)):
+            raise bad("region", "null or [y0, x0, y1, x1(, level)]")
+        tf = self.touched_fraction
+        if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 <= tf <= 1:
+            raise bad("touched_fraction", "a share from 0 to 1")
 
 
 _TAG_FIELDS = ("tags", "tagged_by", "tagged")

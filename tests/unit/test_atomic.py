@@ -116,3 +116,26 @@ def test_partial_folders_of_killed_runs_are_cleaned_not_those_of_live_ones(tmp_p
     with atomic_dir(tmp_path / "out") as d:
         (d / "f").write_text("1")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".notes.partial", live.name, "out"])
+
+
+def test_an_existing_empty_folder_is_filled_keeping_its_permissions(tmp_path: Path) -> None:
+    """A shared (group-writable, setgid) empty folder the user made stays shared once the export lands in it."""
+    (tmp_path / "out").mkdir()
+    os.chmod(tmp_path / "out", 0o2770)
+    with atomic_dir(tmp_path / "out") as d:
+        (d / "f").write_text("1")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o2770
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["f"]
+
+
+def test_a_link_to_a_folder_is_followed_and_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with atomic_dir(tmp_path / "link") as d:
+        (d / "f").write_text("1")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "f").read_text() == "1"
+    (tmp_path / "file").write_text("user data")
+    with pytest.raises(FileExistsError, match="is a file"):
+        with atomic_dir(tmp_path / "file", overwrite=True):
+            pass
+    assert (tmp_path / "file").read_text() == "user data"

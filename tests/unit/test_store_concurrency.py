@@ -56,10 +56,11 @@ def _writer(root: str, keys: list[str]) -> None:
         p.set_status(k, "accepted")
 
 
-def test_two_processes_lose_no_update(tmp_path: Path) -> None:
+@pytest.mark.parametrize("n", [2, 4])
+def test_processes_lose_no_update(tmp_path: Path, n: int) -> None:
     root = _project(tmp_path, 24)
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(root), [f"t{i}" for i in range(j, 24, 2)])) for j in range(2)]
+    procs = [ctx.Process(target=_writer, args=(str(root), [f"t{i}" for i in range(j, 24, n)])) for j in range(n)]
     for p in procs:
         p.start()
     for p in procs:

@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stain-reference", type=Path,
                    help="with --stain-normalise: fit the reference on this image instead of the card's")
     p.add_argument("--json", type=Path, help="also write the metrics as JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--save-to-card", action="store_true", help="store the metrics in the model's card")
     p.set_defaults(func=run)
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json is not None and args.json.is_dir():  # say so now, not after evaluating every image
         raise ValueError(f"--json {args.json} is a folder; give a file name, e.g. {args.json / 'scores.json'}.")
+    if args.json is not None and args.json.exists() and not args.overwrite:
+        raise FileExistsError(f"--json {args.json} already exists; give another file name or pass --overwrite.")
     folder = args.data
     if find_mask_layout(folder) is None and find_mask_layout(folder / "test") is not None:
         folder = folder / "test"

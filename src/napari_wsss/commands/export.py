@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", type=int, default=None, help="slide pyramid level of the tiles (default: as reviewed)")
     p.add_argument("--label-style", choices=["luad", "bcss"], default="luad",
                    help="training/ names: luad '-[1 0 0 1]' or bcss '-[1001]'")
+    p.add_argument("--min-area", type=int, default=0, metavar="PX",
+                   help="GeoJSON: leave out specks (and holes) of fewer pixels (default 0: every pixel)")
+    p.add_argument("--simplify", type=float, default=0.0, metavar="PX",
+                   help="GeoJSON: simplify outlines to within this many pixels (default 0: exact)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=run)
 
@@ -36,9 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from ..export.training_set import export_project
     from . import print_progress
 
+    if args.min_area < 0 or not 0 <= args.simplify < float("inf"):
+        raise ValueError(f"--min-area {args.min_area} / --simplify {args.simplify}: expected pixels >= 0 (0 keeps "
+                         "every pixel / the exact outline).")
     try:
         out = run_to_end(export_project(args.project, args.out, args.formats, args.filter, args.tile_size,
-                                        args.overlap, args.level, args.overwrite, args.label_style), print_progress)
+                                        args.overlap, args.level, args.overwrite, args.label_style,
+                                        geojson_min_area=args.min_area, geojson_tolerance=args.simplify),
+                         print_progress)
     except OSError as e:
         if isinstance(e, (FileExistsError, FileNotFoundError)):
             raise  # the CLI prints these

@@ -61,6 +61,20 @@ def resolve_version(base: str, project) -> Path:
     raise FileNotFoundError(f"No model version {base!r} (a folder with card.json); available: {names or 'none'}.")
 
 
+def check_out_name(name: str | None, project) -> None:  # noqa: ANN001
+    """Refuse an ``--out`` that is not a plain version name, or names a version the project already holds:
+    fine-tuned versions are kept side by side and never replaced (a model a card or export names stays)."""
+    if name is None:
+        return
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"--out {name!r} is not a version name; give a plain name such as my-model-ft1 (it is "
+                         f"written to {project.models_dir}).")
+    taken = project.models_dir / name
+    if taken.exists():
+        raise FileExistsError(f"{taken} already exists: fine-tuned versions are never replaced. Give another "
+                              "--out name, or leave --out out for the next free <base>-ft<n>.")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..events import run_to_end
     from ..training.ifkd import finetune
@@ -69,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     project = resolve_project(args.project)
     base = resolve_version(args.base, project)
+    check_out_name(args.out, project)
     options = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "held_out_fraction", "switch_every",
                                              "patience", "seed", "device", "num_threads", "student", "student_init")
                if getattr(args, k) is not None}

@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from . import print_progress
 
     src: Path = args.source
+    if args.data is not None and not args.data.exists():
+        raise FileNotFoundError(f"--data {args.data} does not exist; give the tile folder or slide the project "
+                                "annotates.")
     if src.is_dir():
         from ..export.imports import import_set
 
@@ -53,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
     schema = get_schema(args.schema)
     origin = tuple(args.origin) if args.origin else ((0, 0) if args.shape else None)
+    notes: list[str] = []
     cm, origin = read_geojson_class_map(src, schema, tuple(args.shape) if args.shape else None, origin,
-                                        args.downsample)
+                                        args.downsample, notes=notes)
+    for note in notes:
+        print(f"napari-wsss import: warning: {note}", file=sys.stderr)
     write_class_map(args.out, cm, schema)
     print(f"{args.out} ({cm.shape[0]} x {cm.shape[1]} px, top-left at level-0 y={origin[0]}, x={origin[1]})")
     return 0

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV_CHECKPOINT] = str(args.sam_checkpoint)
     if args.sam_model_type:
         os.environ[ENV_MODEL_TYPE] = args.sam_model_type
+    if args.batch_size < 1 or args.level < 0:
+        raise ValueError(f"--batch-size {args.batch_size} / --level {args.level}: expected a batch of at least 1 "
+                         "and a pyramid level of 0 or more (0 = full resolution).")
     if predict_cohort.wants_cohort(args):
         return predict_cohort.run_cohort_command(args, model_dir)
     if len(args.input) > 1:  # pragma: no cover  (wants_cohort takes every list of several)
@@ -96,6 +99,9 @@ def check_outputs(src: Path, out: Path, slide: bool, overwrite: bool) -> None:
         targets = [out / f"{f.stem}.png" for f in list_images(src)]
     elif slide:
         zout = out if out.suffix == ".zarr" else out / f"{src.stem}.zarr"
+        if zout.exists() and not zout.is_dir():
+            raise FileExistsError(f"{zout} is a file, not an earlier result; give another -o NAME.zarr (the file is "
+                                  "never replaced, even with --overwrite).")
         if zout.exists() and not overwrite:
             raise FileExistsError(f"{zout} already exists (an earlier result?); pass --overwrite to replace it, "
                                   "or give another -o NAME.zarr.")

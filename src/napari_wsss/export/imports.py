@@ -51,13 +51,32 @@ def check_records(m: dict[str, Any], source: Path) -> None:
         if not _whole_numbers(shape, 2) or min(shape) < 1:
             raise ValueError(f"{source}: item {key!r} has shape {shape!r}; expected [H, W], two positive whole "
                              f"numbers. {fix}")
+        region, ds = rec.get("region"), rec.get("downsample", 1.0)
+        if region is not None and not (_whole_numbers(region, 4) or _whole_numbers(region, 5)):
+            raise ValueError(f"{source}: item {key!r} has region {region!r}; expected null or [y0, x0, y1, x1"
+                             f"(, level)] in whole level-0 pixels. {fix}")
+        if ds is not None and (not isinstance(ds, (int, float)) or isinstance(ds, bool) or not 0 < ds < 1e6):
+            raise ValueError(f"{source}: item {key!r} has downsample {ds!r}; expected a positive number. {fix}")
+    shapes = {rec["key"]: rec["shape"] for rec in m.get("items", [])}
+    levels = {rec["key"]: rec.get("level") for rec in m.get("items", [])}
     for n, t in enumerate(m.get("tiles", [])):
-        if not (t.get("files") or {}).get("mask"):
-            continue
+        files = t.get("files") or {}
+        if "mask" not in files:
+            continue  # a tile exported without a mask (labels only)
+        mask = files["mask"]
+        if not isinstance(mask, str) or not mask:
+            raise ValueError(f"{source}: tile {n} has mask {mask!r}; expected a path inside the set. {fix}")
+        if t.get("item") not in shapes:
+            raise ValueError(f"{source}: tile {n} belongs to item {t.get('item')!r}, which the manifest does not "
+                             f"list. {fix}")
         box = t.get("item_box")
         if not _whole_numbers(box, 4) or min(box) < 0 or box[2] <= box[0] or box[3] <= box[1]:
             raise ValueError(f"{source}: tile {n} (item {t.get('item')!r}) has item_box {box!r}; expected "
                              f"[y0, x0, y1, x1] with 0 <= y0 < y1 and 0 <= x0 < x1. {fix}")
+        h, w = shapes[t["item"]]
+        if t.get("item_box_level", levels[t["item"]]) == levels[t["item"]] and (box[2] > h or box[3] > w):
+            raise ValueError(f"{source}: tile {n} has item_box {box!r}, outside its item {t['item']!r} of "
+                             f"{h} x {w} px. {fix}")
 
 
 def _whole_numbers(value: Any, n: int) -> bool:
@@ -159,7 +178,11 @@ def import_set(set_dir: str | Path, project_dir: str | Path | None = None, *, so
                          f"from the set (e.g. {conflicts[:3]}); nothing was imported. Pass overwrite=True "
                          "(--overwrite) to replace them.")
     if project is None:
-        project = Project.open(source or m["project"]["source"], schema, root=root)
+        data = source or (m.get("project") or {}).get("source")
+        if not isinstance(data, (str, Path)) or not str(data):
+            raise ValueError(f"{set_dir / 'manifest.json'} names no data the new project annotates; pass --data "
+                             "(the tile folder or slide). Nothing was imported.")
+        project = Project.open(data, schema, root=root)
     for n, (rec, cm) in enumerate(pending):
         yield Progress(n, len(pending), f"importing {rec['key']}")
         image = None

@@ -137,6 +137,8 @@ def export_project(
     label_style: str = "luad",
     label_min_fraction: float = 0.0,
     should_stop: StopFlag = never_stop,
+    geojson_min_area: int = 0,
+    geojson_tolerance: float = 0.0,
 ) -> Generator[Progress, None, Path]:
     """Export the masks of a project as a training set (layout in the module docstring).
 
@@ -149,6 +151,8 @@ def export_project(
         level: pyramid level of slide tiles (None: the level each region was reviewed at).
         label_style: ``luad`` (``-[1 0 0 1]``) or ``bcss`` (``-[1001]``) names in ``training/``.
         label_min_fraction: a class is in a tile's image-level label when it covers more than this fraction.
+        geojson_min_area, geojson_tolerance: GeoJSON outlines leave out specks of fewer pixels and are simplified
+            to within this many pixels (defaults: every pixel, exact; see ``vectors.mask_polygons``).
 
     Yields Progress per item; returns the path of the finished set.
 
@@ -181,7 +185,8 @@ def export_project(
     try:
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             yield from _export_into(tmp, project, items, formats, filter, tile_size, overlap, level,
-                                             label_style, label_min_fraction, should_stop)
+                                             label_style, label_min_fraction, should_stop,
+                                             (geojson_min_area, geojson_tolerance))
     except OSError as e:
         if isinstance(e, (FileExistsError, FileNotFoundError)):
             raise
@@ -194,7 +199,8 @@ def export_project(
 
 def _export_into(tmp: Path, project: Project, items: list[Item], formats: tuple[str, ...], filter: str,
                  tile_size: int, overlap: int, level: int | None, label_style: str, label_min_fraction: float,
-                 should_stop: StopFlag) -> Generator[Progress, None, None]:
+                 should_stop: StopFlag, vector_options: tuple[int, float] = (0, 0.0)
+                 ) -> Generator[Progress, None, None]:
     from .. import __version__
     from .vectors import class_map_to_features, write_geojson
 
@@ -234,7 +240,8 @@ def _export_into(tmp: Path, project: Project, items: list[Item], formats: tuple[
                 Image.fromarray(touched).save(p, format="PNG")
             if "geojson" in formats:
                 src = default_project_root(project.source).stem if it.region else it.key
-                features.setdefault(src, []).extend(class_map_to_features(mask, schema, (oy, ox), ids, item=it.key))
+                features.setdefault(src, []).extend(class_map_to_features(
+                    mask, schema, (oy, ox), ids, item=it.key, min_area=vector_options[0], tolerance=vector_options[1]))
             if it.region is not None and ({"ome-zarr", "pyramidal-tiff"} & set(formats)):
                 slide_blocks.append((it, mask, ilevel, ids))
             if not want_images:

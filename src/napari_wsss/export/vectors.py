@@ -27,80 +27,89 @@ from ..classes import ClassSchema
 
 
 def _ring_area(ring: np.ndarray) -> float:
+    """Signed (shoelace) area of a ring, closed or not: positive when counter-clockwise in its own frame."""
     x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return 0.5 * float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0])
 
 
-def _ring(contour_rc: np.ndarray, origin: tuple[float, float], downsample: float, ccw: bool) -> list[list[float]]:
-    """find_contours (row, col) in padded-mask pixel indices -> closed GeoJSON ring [[x, y], ...] at level 0."""
-    rc = contour_rc - 1.0  # undo the one-pixel padding
-    xy = np.empty_like(rc)
-    xy[:, 0] = origin[1] + (rc[:, 1] + 0.5) * downsample
-    xy[:, 1] = origin[0] + (rc[:, 0] + 0.5) * downsample
-    # RFC 7946: exterior rings counter-clockwise, holes clockwise, in the (x, y) coordinate frame itself
-    if (_ring_area(xy) > 0) != ccw:
-        xy = xy[::-1]
-    if not np.array_equal(xy[0], xy[-1]):
-        xy = np.vstack([xy, xy[:1]])
-    return np.round(xy, 3).tolist()
-
-
-def _outer_contour(binary: np.ndarray) -> np.ndarray | None:
-    from skimage.measure import find_contours
-
-    padded = np.pad(binary.astype(np.float32), 1)
-    contours = find_contours(padded, 0.5)
-    if not contours:
-        return None
-    return max(contours, key=lambda c: abs(_ring_area(c)))  # the component's outline encloses the most area
-
-
-def mask_polygons(binary: np.ndarray, origin: tuple[float, float] = (0, 0), downsample: float = 1.0
-                  ) -> list[list[list[list[float]]]]:
+def mask_polygons(binary: np.ndarray, origin: tuple[float, float] = (0, 0), downsample: float = 1.0,
+                  min_area: int = 0, tolerance: float = 0.0) -> list[list[list[list[float]]]]:
     """Polygons (GeoJSON MultiPolygon coordinates: [polygon][ring][point] = [x, y]) of a boolean mask.
+
+    One contour pass over the whole mask (components 8-connected, holes 4-connected: ``fully_connected="high"``),
+    then each ring is given to its component by the pixel beside it: the cost grows with the boundary's length,
+    not with the number of components times the mask (a per-pixel-noisy tile has thousands).
 
     Args:
         binary: (H, W) bool.
         origin: level-0 (y0, x0) of the mask's top-left corner.
         downsample: level-0 pixels per mask pixel.
+        min_area: components (and holes) of fewer pixels are left out (0: keep every pixel; exact round trip).
+        tolerance: simplify rings to within this many mask pixels (Douglas-Peucker; 0: exact outlines).
     """
-    from skimage.measure import label, regionprops
+    from skimage.measure import approximate_polygon, find_contours, label
 
     binary = np.asarray(binary, dtype=bool)
-    polys = []
-    comps = label(binary, connectivity=2)
-    for rp in regionprops(comps):
-        r0, c0, r1, c1 = rp.bbox
-        comp = comps[r0:r1, c0:c1] == rp.label
-        off = (origin[0] + r0 * downsample, origin[1] + c0 * downsample)
-        outer = _outer_contour(comp)
-        if outer is None:
+    if not binary.any():
+        return []
+    comps = np.pad(label(binary, connectivity=2), 1)
+    holes = np.pad(label(~binary, connectivity=1), 1) if min_area > 1 else None
+    sizes = np.bincount(comps.ravel()) if min_area > 1 else None
+    hole_sizes = np.bincount(holes.ravel()) if holes is not None else None
+    rings: list[tuple[int, bool, np.ndarray]] = []  # (component, is a hole, contour)
+    for c in find_contours(comps > 0, 0.5, fully_connected="high", positive_orientation="high"):
+        r, k = c[0]  # a point on a pixel edge: one coordinate whole, the other half-way
+        a = (int(np.floor(r)), int(np.floor(k)))
+        b = (int(np.ceil(r)), int(np.ceil(k)))
+        lab = max(comps[a], comps[b])  # the foreground pixel beside the edge: the ring's component
+        is_hole = _ring_area(c) < 0  # outlines wind one way around foreground, holes the other
+        if sizes is not None and sizes[lab] < min_area:
             continue
-        rings = [_ring(outer, off, downsample, ccw=True)]
-        # holes: background components (4-connected, the dual of 8-connected foreground) not touching the border
-        holes = label(np.pad(~comp, 1, constant_values=True), connectivity=1)
-        for hp in regionprops(holes):
-            hr0, hc0, hr1, hc1 = hp.bbox
-            if hr0 == 0 or hc0 == 0 or hr1 == holes.shape[0] or hc1 == holes.shape[1]:
-                continue  # the outside
-            hole = holes[hr0:hr1, hc0:hc1] == hp.label
-            hc = _outer_contour(hole)
-            if hc is not None:
-                hoff = (off[0] + (hr0 - 1) * downsample, off[1] + (hc0 - 1) * downsample)
-                rings.append(_ring(hc, hoff, downsample, ccw=False))
-        polys.append(rings)
-    return polys
+        if is_hole and hole_sizes is not None:
+            bg = holes[a] if comps[a] == 0 else holes[b]
+            if hole_sizes[bg] < min_area:
+                continue
+        if tolerance > 0:
+            c = approximate_polygon(c, tolerance)
+            if len(c) < 4:
+                continue
+        rings.append((int(lab), is_hole, c))
+    if not rings:
+        return []
+    # every ring converted in one go (per-ring numpy calls dominated the time for thousands of specks): rows and
+    # columns become level-0 (x, y); swapping the axes flips the winding, so reversing each contour gives
+    # RFC 7946's counter-clockwise outlines and clockwise holes
+    rc = np.concatenate([c[::-1] for _, _, c in rings]) - 1.0  # undo the one-pixel padding
+    xy = np.empty_like(rc)
+    xy[:, 0] = origin[1] + (rc[:, 1] + 0.5) * downsample
+    xy[:, 1] = origin[0] + (rc[:, 0] + 0.5) * downsample
+    flat = np.round(xy, 3).tolist()
+    outer: dict[int, list[list[float]]] = {}
+    inner: dict[int, list[list[list[float]]]] = {}
+    start = 0
+    for lab, is_hole, c in rings:
+        ring = flat[start:start + len(c)]
+        start += len(c)
+        if ring[0] != ring[-1]:
+            ring.append(ring[0])
+        if is_hole:
+            inner.setdefault(lab, []).append(ring)
+        else:
+            outer[lab] = ring
+    return [[outer[lab], *inner.get(lab, [])] for lab in sorted(outer)]
 
 
 def class_map_to_features(class_map: np.ndarray, schema: ClassSchema, origin: tuple[float, float] = (0, 0),
                           downsample: float = 1.0, item: str | None = None,
-                          include_background: bool = False) -> list[dict[str, Any]]:
+                          include_background: bool = False, min_area: int = 0,
+                          tolerance: float = 0.0) -> list[dict[str, Any]]:
     """GeoJSON Features (one MultiPolygon per class present) of a class map (dataset convention, (H, W) uint8).
 
     Args:
         origin: level-0 (y0, x0) of the map's top-left pixel; ``downsample``: level-0 pixels per map pixel.
         item: project item key recorded in ``properties`` (provenance).
         include_background: also vectorise the background class (QuPath users rarely want glass outlined).
+        min_area, tolerance: see :func:`mask_polygons` (defaults: every pixel, exact outlines).
     """
     cm = schema.validate_class_map(class_map, "class map")
     feats = []
@@ -110,7 +119,7 @@ def class_map_to_features(class_map: np.ndarray, schema: ClassSchema, origin: tu
         binary = cm == c.index
         if not binary.any():
             continue
-        polys = mask_polygons(binary, origin, downsample)
+        polys = mask_polygons(binary, origin, downsample, min_area, tolerance)
         if not polys:
             continue
         props: dict[str, Any] = {
@@ -155,6 +164,9 @@ def read_geojson(path: str | Path) -> list[dict[str, Any]]:
                          "File > Export objects as GeoJSON.") from e
     if isinstance(d, dict) and d.get("type") == "FeatureCollection":
         feats = d.get("features", [])
+        if not isinstance(feats, list):
+            raise ValueError(f"{path}: 'features' should be a list of Features, got {type(feats).__name__} "
+                             f"({str(feats)[:40]!r}); the file is damaged or not GeoJSON.")
     elif isinstance(d, dict) and d.get("type") == "Feature":
         feats = [d]
     elif isinstance(d, list):
@@ -162,7 +174,55 @@ def read_geojson(path: str | Path) -> list[dict[str, Any]]:
     else:
         raise ValueError(f"{path}: expected a GeoJSON FeatureCollection, a Feature or a list of Features; got "
                          f"{type(d).__name__} {str(d)[:80]!r}.")
-    return [f for f in feats if isinstance(f, dict) and f.get("geometry")]
+    for n, f in enumerate(feats):
+        if not isinstance(f, dict):
+            raise ValueError(f"{path}: feature {n} should be an object ({{...}}), got {type(f).__name__} "
+                             f"({str(f)[:40]!r}); the file is damaged or not GeoJSON.")
+        if f.get("geometry"):
+            check_geometry(f["geometry"], f"{path}: feature {n}")
+    return [f for f in feats if f.get("geometry")]
+
+
+_AREA_TYPES = ("Polygon", "MultiPolygon", "GeometryCollection")
+
+
+def check_geometry(geometry: Any, where: str) -> None:
+    """A ValueError naming ``where`` when a polygon's coordinates are not rings of >= 3 finite (x, y) points
+    (NaN, text, one- or two-point rings would rasterise to nothing or fail deep inside numpy)."""
+    if not isinstance(geometry, dict):
+        raise ValueError(f"{where}: 'geometry' should be an object, got {type(geometry).__name__}.")
+    t = geometry.get("type")
+    if t == "GeometryCollection":
+        parts = geometry.get("geometries", [])
+        if not isinstance(parts, list):
+            raise ValueError(f"{where}: 'geometries' should be a list.")
+        for g in parts:
+            check_geometry(g, where)
+        return
+    if t not in ("Polygon", "MultiPolygon"):
+        return  # points and lines: no area, counted by the caller
+    coords = geometry.get("coordinates")
+    polys = coords if t == "MultiPolygon" else [coords]
+    if not isinstance(polys, list) or not polys:
+        raise ValueError(f"{where}: a {t} needs a list of coordinates, got {str(coords)[:40]!r}.")
+    for poly in polys:
+        if not isinstance(poly, list) or not poly:
+            raise ValueError(f"{where}: a {t} needs a list of rings, got {str(poly)[:40]!r}.")
+        for ring in poly:
+            try:
+                xy = np.asarray(ring, dtype=float)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: a polygon ring should be a list of [x, y] numbers, got "
+                                 f"{str(ring)[:60]!r}.") from None
+            if xy.ndim != 2 or xy.shape[1] < 2:
+                raise ValueError(f"{where}: a polygon ring should be a list of [x, y] points, got "
+                                 f"{str(ring)[:60]!r}.")
+            if not np.isfinite(xy[:, :2]).all():
+                raise ValueError(f"{where}: a polygon has a coordinate that is not a finite number (NaN or "
+                                 "infinity); fix or delete that annotation and export again.")
+            if len(np.unique(xy[:, :2], axis=0)) < 3:
+                raise ValueError(f"{where}: a polygon ring has {len(np.unique(xy[:, :2], axis=0))} distinct "
+                                 "point(s); a polygon needs at least 3 (a point or a line covers no area).")
 
 
 def feature_class(feature: dict[str, Any], schema: ClassSchema) -> int | None:
@@ -204,7 +264,7 @@ def features_bbox(features: Iterable[dict[str, Any]]) -> tuple[int, int, int, in
 
 def features_to_class_map(features: Iterable[dict[str, Any]], schema: ClassSchema, shape: tuple[int, int],
                           origin: tuple[float, float] = (0, 0), downsample: float = 1.0,
-                          unknown: str = "skip") -> np.ndarray:
+                          unknown: str = "skip", missed: list[int] | None = None) -> np.ndarray:
     """Rasterise class polygons into an (H, W) uint8 class map (background where no polygon is).
 
     Later features paint over earlier ones where they overlap (QuPath allows overlapping annotations).
@@ -212,6 +272,8 @@ def features_to_class_map(features: Iterable[dict[str, Any]], schema: ClassSchem
     Args:
         shape: (H, W) of the map; ``origin``/``downsample`` place it in level-0 coordinates (see module doc).
         unknown: ``"skip"`` features whose class is not in the schema (or unclassified), or ``"error"``.
+        missed: when given, the index (in ``features``) of each polygon that fills no pixel of the map
+            (outside it, or thinner than a pixel) is appended: the caller tells the user.
 
     Raises:
         ValueError: with ``unknown="error"``, naming the unknown class and the schema's classes.
@@ -224,7 +286,7 @@ def features_to_class_map(features: Iterable[dict[str, Any]], schema: ClassSchem
     check_whole_size(h, w, "The mask to rasterise (--shape)", "give the shape of one region (with --origin), or "
                      "a --downsample that makes the mask smaller.")
     out = np.full((h, w), schema.background_index, np.uint8)
-    for f in features:
+    for n, f in enumerate(features):
         idx = feature_class(f, schema)
         if idx is None:
             if unknown == "error":
@@ -243,23 +305,41 @@ def features_to_class_map(features: Iterable[dict[str, Any]], schema: ClassSchem
                 rows = (xy[:, 1] - origin[0]) / downsample - 0.5
                 rr, cc = draw_polygon(rows, cols, shape=(h, w))
                 region[rr, cc] = k == 0  # exterior fills, holes clear
+            if missed is not None and not region.any():
+                missed.append(n)
             out[region] = idx
     return out
 
 
 def read_geojson_class_map(path: str | Path, schema: ClassSchema, shape: tuple[int, int] | None = None,
-                           origin: tuple[float, float] | None = None, downsample: float = 1.0
-                           ) -> tuple[np.ndarray, tuple[int, int]]:
+                           origin: tuple[float, float] | None = None, downsample: float = 1.0,
+                           notes: list[str] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Rasterise a GeoJSON file. Without ``shape``, the map covers the polygons' bounding box.
+
+    Args:
+        notes: when given, one sentence is appended for what was left out (points or lines, polygons outside
+            the map), for the caller to show as a warning.
 
     Returns:
         (class map, level-0 origin (y0, x0) of its top-left pixel).
 
     Raises:
-        ValueError: the file holds no polygons of the schema's classes.
+        ValueError: the file holds no polygons of the schema's classes, or none of them falls inside the map.
     """
+    if not downsample > 0 or not np.isfinite(downsample):
+        raise ValueError(f"--downsample {downsample}: expected a positive number of level-0 pixels per mask pixel.")
+    if shape is not None and (int(shape[0]) < 1 or int(shape[1]) < 1):
+        raise ValueError(f"--shape {shape[0]} {shape[1]}: the mask needs at least 1 x 1 pixels.")
     feats = read_geojson(path)
-    usable = [f for f in feats if feature_class(f, schema) is not None]
+    classed = [f for f in feats if feature_class(f, schema) is not None]
+    usable = [f for f in classed if _polygons_of(f["geometry"])]
+    if classed and not usable:
+        kinds = sorted({str(f["geometry"].get("type")) for f in classed})
+        raise ValueError(f"{path}: its {len(classed)} annotation(s) of the {schema.name} classes are "
+                         f"{'/'.join(kinds)} geometries, which cover no area; draw areas (polygons) and export "
+                         "again.")
+    if len(usable) < len(classed) and notes is not None:
+        notes.append(f"{len(classed) - len(usable)} annotation(s) are points or lines (no area) and were left out.")
     if not usable:
         names = sorted({str((f.get("properties") or {}).get("classification", {}).get("name", "?"))
                         if isinstance((f.get("properties") or {}).get("classification"), dict) else "?"
@@ -271,4 +351,19 @@ def read_geojson_class_map(path: str | Path, schema: ClassSchema, shape: tuple[i
         origin = (y0, x0) if origin is None else origin
         shape = (int(np.ceil((y1 - origin[0]) / downsample)), int(np.ceil((x1 - origin[1]) / downsample)))
     origin = origin or (0, 0)
-    return features_to_class_map(usable, schema, shape, origin, downsample), (int(origin[0]), int(origin[1]))
+    missed: list[int] = []
+    cm = features_to_class_map(usable, schema, shape, origin, downsample, missed=missed)
+    n_polys = sum(len(_polygons_of(f["geometry"])) for f in usable)
+    if missed:
+        y0, x0 = origin
+        where = (f"the mask covers level-0 x {x0}..{x0 + shape[1] * downsample:g}, "
+                 f"y {y0}..{y0 + shape[0] * downsample:g} ({shape[0]} x {shape[1]} px at downsample {downsample:g})")
+        if len(missed) == n_polys:
+            bb = features_bbox(usable)
+            raise ValueError(f"{path}: none of its {n_polys} polygon(s) fills a pixel of the mask: {where}, the "
+                             f"polygons lie at x {bb[1]}..{bb[3]}, y {bb[0]}..{bb[2]}. Check --shape, --origin and "
+                             "--downsample (or leave --shape out to cover the polygons).")
+        if notes is not None:
+            notes.append(f"{len(missed)} of {n_polys} polygon(s) fill no pixel of the mask (outside it or thinner "
+                         f"than a pixel) and were left out; {where}.")
+    return cm, (int(origin[0]), int(origin[1]))

@@ -146,6 +146,10 @@ def load_card(model_dir: str | Path) -> ModelCard:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); the model card is damaged.") from e
     card = ModelCard.from_dict(d, source=str(path))
+    size = card.input_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{path}: 'input_size' should be a whole number of pixels >= 1, got {size!r:.40}; the "
+                         "model card is damaged.")
     card.name = card.name or model_dir.name
     return card
 
@@ -160,7 +164,9 @@ def load_weights(model_dir: str | Path, map_location: Any = "cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt files
-        raise ValueError(f"{path}: cannot read the weights ({type(e).__name__}: {e}); the file is damaged.") from e
+        first = (str(e).strip().splitlines() or [""])[0][:200]  # torch's refusals run to several lines
+        raise ValueError(f"{path}: cannot read the weights ({type(e).__name__}: {first}); the file is damaged, or "
+                         "holds more than tensors (refused: no code in a weights file is run).") from e
 
 
 def model_summary(card: ModelCard) -> str:

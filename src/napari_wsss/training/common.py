@@ -4,6 +4,7 @@ option parsing, the SGD set-up, and the card, evaluation and save that end a run
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import os
 import random
@@ -115,15 +116,41 @@ def check_option(name: str, value: Any, tp: Any) -> Any:
     for kind in kinds:
         ok = _as_kind(value, kind)
         if ok is not _NO:
-            if name in AT_LEAST_ONE and isinstance(ok, int) and ok < 1:
-                raise ValueError(f"Option {name}={ok}: expected at least 1 (e.g. --{name.replace('_', '-')} 10).")
-            return ok
+            return _in_range(name, ok)
     expected = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
     raise ValueError(f"Option {name}={value!r}: expected {expected}, got {type(value).__name__} "
                      f"(e.g. --set {name}=<a {expected}>; see `napari-wsss train --help`).")
 
 
 _NO = object()
+# Options where a negative number (or a NaN) would be taken silently: a thread count of -1 became 1, a negative
+# patience never stopped, a held-out share of 2 held out every tile.
+AT_LEAST_ZERO = ("num_threads", "switch_every", "patience", "max_teacher_tiles", "min_epoch_crops", "crop_size",
+                 "segmix_patch", "segmix_patience", "segmix_window", "weight_decay", "momentum", "glass_min_size",
+                 "image_loss_weight", "dice_weight", "ce_weight", "correction_weight", "seed")
+POSITIVE = ("lr", "segmix_min_patch")
+SHARES = ("held_out_fraction",)  # [0, 1): holding out every tile leaves nothing to train on
+UNIT = ("segmix_ratio", "segmix_max_ratio", "segmix_prob", "cam_norm_quantile")  # [0, 1]
+
+
+def _in_range(name: str, value: Any) -> Any:
+    """``value`` when it is in the range the option ``name`` can take, else a ValueError saying which."""
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"Option {name}={value}: expected a finite number.")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value
+    if name in AT_LEAST_ONE and value < 1:
+        raise ValueError(f"Option {name}={value}: expected at least 1 (e.g. {flag} 10).")
+    if name in AT_LEAST_ZERO and value < 0:
+        raise ValueError(f"Option {name}={value}: expected 0 or more.")
+    if name in POSITIVE and value <= 0:
+        raise ValueError(f"Option {name}={value}: expected a number above 0.")
+    if name in SHARES and not 0 <= value < 1:
+        raise ValueError(f"Option {name}={value}: expected a share from 0 up to (not including) 1, e.g. 0.2.")
+    if name in UNIT and not 0 <= value <= 1:
+        raise ValueError(f"Option {name}={value}: expected a number from 0 to 1.")
+    return value
 
 
 def _is_union(tp: Any) -> bool:
@@ -189,6 +216,10 @@ def training_tiles(dirs: DataDirs, schema: ClassSchema, labels_csv: str | Path |
     from ..data.tiles import list_training_tiles
 
     tiles = list_training_tiles(dirs.training, schema, labels_csv)
+    if tiles and not any(np.asarray(t.labels).any() for t in tiles):  # nothing to learn: an untrained model
+        raise ValueError(f"None of the {len(tiles)} training tiles in {dirs.training} carries a class label (every "
+                         f"label is 0 for {', '.join(schema.foreground_names)}); name the tiles with their labels, "
+                         "e.g. 'tile-[1 0 0 1].png', or give --labels-csv.")
     tile_size = tile_size_of(tiles[0].path)
     yield Progress(0, None, f"{desc}: reading {len(tiles)} training tiles")
     return tiles, tile_size

@@ -79,3 +79,14 @@ def test_import_refuses_malformed_records_naming_them(tile_project, tmp_path, ca
     for w in words:
         assert w in err, err
     assert not (tmp_path / "copy.wsss").exists()
+
+
+def test_import_geojson_warns_about_polygons_left_out(tmp_path, capsys) -> None:
+    te = {"classification": {"name": "TE"}}
+    feats = [{"type": "Feature", "properties": te, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+             for ring in ([[0, 0], [8, 0], [8, 8], [0, 0]], [[90, 90], [99, 90], [99, 99], [90, 90]])]
+    (tmp_path / "a.geojson").write_text(json.dumps(feats))
+    rc = main(["import", str(tmp_path / "a.geojson"), "--out", str(tmp_path / "m.png"), "--shape", "16", "16"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: 1 of 2 polygon(s) fill no pixel" in err
+    assert (read_mask(tmp_path / "m.png", S) == S.index_of("TE")).any()

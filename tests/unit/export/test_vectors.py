@@ -103,3 +103,92 @@ def test_a_mask_too_large_to_hold_is_refused_before_allocating() -> None:
     """`import --shape 100000 100000` allocated 10 GB before; now it says what to do instead."""
     with pytest.raises(ValueError, match="100000 x 100000.*too large"):
         features_to_class_map([], S, (100000, 100000))
+
+
+def _feature(geometry: dict) -> dict:
+    return {"type": "Feature", "geometry": geometry, "properties": {"classification": {"name": "TE"}}}
+
+
+SQUARE = [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]
+
+
+@pytest.mark.parametrize("geometry,words", [
+    ({"type": "Polygon", "coordinates": [[[0, 0], [float("nan"), 0], [10, 10], [0, 0]]]}, "not a finite number"),
+    ({"type": "Polygon", "coordinates": [[[0, 0]]]}, "1 distinct point"),
+    ({"type": "Polygon", "coordinates": [[[0, 0], [5, 5], [0, 0]]]}, "2 distinct point"),
+    ({"type": "Polygon", "coordinates": [[["a", "b"], [1, 2], [3, 4]]]}, r"\[x, y\] numbers"),
+    ({"type": "MultiPolygon", "coordinates": "x"}, "needs a list"),
+])
+def test_malformed_polygons_are_named_not_rasterised_to_nothing(tmp_path, geometry: dict, words: str) -> None:
+    """NaN, one- and two-point rings used to end in 'cannot write empty image' or a numpy error."""
+    (tmp_path / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(geometry)]}))
+    with pytest.raises(ValueError, match=f"a.geojson: feature 0: .*{words}"):
+        read_geojson_class_map(tmp_path / "a.geojson", S)
+
+
+def test_features_that_are_not_a_list_or_not_objects_name_the_file(tmp_path) -> None:
+    (tmp_path / "a.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": "x"}))
+    with pytest.raises(ValueError, match="'features' should be a list"):
+        read_geojson(tmp_path / "a.geojson")
+    (tmp_path / "a.geojson").write_text(json.dumps([_feature({"type": "Polygon", "coordinates": [SQUARE]}), 3]))
+    with pytest.raises(ValueError, match="feature 1 should be an object"):
+        read_geojson(tmp_path / "a.geojson")
+
+
+def test_points_only_are_refused_and_points_among_polygons_noted(tmp_path) -> None:
+    point = _feature({"type": "Point", "coordinates": [1, 2]})
+    (tmp_path / "p.geojson").write_text(json.dumps([point]))
+    with pytest.raises(ValueError, match="Point geometries, which cover no area"):
+        read_geojson_class_map(tmp_path / "p.geojson", S)
+    (tmp_path / "m.geojson").write_text(json.dumps([point, _feature({"type": "Polygon", "coordinates": [SQUARE]})]))
+    notes: list[str] = []
+    cm, _ = read_geojson_class_map(tmp_path / "m.geojson", S, notes=notes)
+    assert (cm == S.index_of("TE")).sum() == 100
+    assert len(notes) == 1 and "points or lines" in notes[0]
+
+
+def test_polygons_outside_the_mask_are_refused_or_noted(tmp_path) -> None:
+    """--shape that misses every polygon gave an empty mask with exit 0."""
+    far = _feature({"type": "Polygon", "coordinates": [[[x + 100, y + 100] for x, y in SQUARE]]})
+    (tmp_path / "far.geojson").write_text(json.dumps([far]))
+    with pytest.raises(ValueError, match="none of its 1 polygon.*x 100..110"):
+        read_geojson_class_map(tmp_path / "far.geojson", S, shape=(32, 32), origin=(0, 0))
+    (tmp_path / "two.geojson").write_text(json.dumps([far, _feature({"type": "Polygon", "coordinates": [SQUARE]})]))
+    notes: list[str] = []
+    cm, _ = read_geojson_class_map(tmp_path / "two.geojson", S, shape=(32, 32), origin=(0, 0), notes=notes)
+    assert (cm == S.index_of("TE")).sum() == 100
+    assert len(notes) == 1 and notes[0].startswith("1 of 2 polygon(s) fill no pixel")
+
+
+@pytest.mark.parametrize("shape,downsample,words", [((0, 5), 1.0, "at least 1 x 1"), (None, 0.0, "positive"),
+                                                     (None, float("nan"), "positive")])
+def test_mask_geometry_options_out_of_range(tmp_path, shape, downsample, words: str) -> None:
+    (tmp_path / "a.geojson").write_text(json.dumps([_feature({"type": "Polygon", "coordinates": [SQUARE]})]))
+    with pytest.raises(ValueError, match=words):
+        read_geojson_class_map(tmp_path / "a.geojson", S, shape=shape, downsample=downsample)
+
+
+def test_per_pixel_noise_round_trips_exactly_and_specks_can_be_left_out() -> None:
+    """A noisy mask has thousands of components; one contour pass keeps every pixel (it took ~4 s per 224-px tile
+    with a contour pass per component; benchmarks/faults.py measures it)."""
+    from napari_wsss.export.vectors import mask_polygons
+
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, S.n_classes, (64, 64)).astype(np.uint8)
+    feats = class_map_to_features(cm, S, include_background=True)
+    assert np.array_equal(features_to_class_map(feats, S, cm.shape), cm)
+    blob = np.zeros((40, 40), bool)
+    blob[5:30, 5:30] = True
+    blob[10:20, 10:20] = False  # a hole of 100 px
+    blob[12, 12] = True  # an island in the hole
+    blob[35, 35] = True  # a one-pixel speck
+    blob[25, 7] = False  # a one-pixel hole
+    exact = mask_polygons(blob)
+    assert len(exact) == 3 and sorted(len(p) for p in exact) == [1, 1, 3]  # the blob has its two holes
+    kept = mask_polygons(blob, min_area=2)
+    assert len(kept) == 1 and len(kept[0]) == 2  # the blob and its large hole
+    simple = mask_polygons(blob, min_area=2, tolerance=1.0)
+    assert sum(len(r) for r in simple[0]) < sum(len(r) for r in kept[0])
+    back = features_to_class_map([{"geometry": {"type": "MultiPolygon", "coordinates": simple},
+                                   "properties": {"class_index": 0}}], S, blob.shape)
+    assert ((back == 0) != blob).sum() <= 2 + 60  # the speck, the small hole and the corners simplification cuts

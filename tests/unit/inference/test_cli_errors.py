@@ -72,3 +72,14 @@ def test_predict_skips_a_bad_image_among_good_ones_and_says_so(tiny_dataset, tmp
     err = capsys.readouterr().err
     assert rc == 2 and f"{good[0]}x.png" in err and "skipped" in err and "Traceback" not in err
     assert sorted(p.stem for p in out.iterdir()) == good
+
+
+def test_json_onto_an_existing_file_needs_overwrite(tmp_path, capsys, tiny_dataset):
+    """`evaluate --json` replaced any file of that name without a word."""
+    from napari_wsss.resources import default_model_dir
+
+    (tmp_path / "s.json").write_text("mine")
+    args = ["evaluate", "--model", str(default_model_dir()), "--data", str(tiny_dataset / "test"), "--json",
+            str(tmp_path / "s.json")]
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "s.json").read_text() == "mine"
