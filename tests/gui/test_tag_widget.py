@@ -137,3 +137,57 @@ def test_tag_train_from_tags_segment_offers_it_and_tag_orders_by_it(qtbot, make_
     tagged = set(Project.load(tiles.parent / "case.wsss").tags())
     assert len(tag.order) == 8 and not {tag.tiles[i].key for i in tag.order[:2]} & tagged  # untagged first
     assert tag.current.key not in tagged and "ordered by the model" in tag.status.text()
+
+
+def test_untagged_slide_to_trained_model_to_segmentation(qtbot, make_napari_viewer, tmp_path: Path) -> None:  # noqa: ANN001
+    """Issue 18's whole path on a slide, without leaving napari: tag a tissue grid by keys (the truth the
+    generated slide's class map gives), train from the tags in the Train widget, segment the slide with the new
+    version in the Segment widget."""
+    import tifffile
+
+    from napari_wsss.data.synthetic_slide import write_slide
+    from napari_wsss.gui.train_widget import SOURCE_TAGS
+
+    from ._plugin import SEGMENT, TRAIN
+
+    path = write_slide(tmp_path / "s.tif", shape=(1024, 1024), seed=4, tile=256, levels=3)
+    truth = tifffile.imread(path.with_name("s_mask.tif"))
+    viewer = make_napari_viewer()
+    open_path(viewer, path)
+    tag = dock(viewer, TAG)
+    tag.tile_spin.setValue(64)
+    tag.level_spin.setValue(1)
+    tag.grid_btn.click()
+    n = min(12, len(tag.tiles))
+    assert n >= 8
+    for _ in range(n):
+        y0, x0, y1, x1, _lv = tag.current.region  # level-0 box of the tile
+        present = [c for c in np.unique(truth[y0:y1, x0:x1]) if c < 4]
+        for c in present:
+            _press(viewer, str(int(c) + 1))
+        _press(viewer, "Enter")
+    assert tag.progress_label.text().startswith(f"{n} / ")
+    seg = dock(viewer, SEGMENT)
+    train = dock(viewer, TRAIN)
+    train.source_combo.setCurrentText(SOURCE_TAGS)
+    assert f"({n} tagged)" in train.project_combo.currentText()
+    train.backbone_combo.setCurrentText("small_cnn")
+    train.epochs_spin.setValue(1)
+    train.size_spin.setValue(64)
+    train.batch_spin.setValue(4)
+    train.device_combo.setCurrentText("cpu")
+    train.out_edit.setText("slide-tags")
+    train.train_btn.click()
+    qtbot.waitUntil(lambda: train.job is not None and not train.job.running, timeout=180_000)
+    assert train.last_error is None, train.last_error
+    version = tmp_path / "s.wsss" / "models" / "slide-tags"
+    assert (version / "card.json").is_file()
+    assert seg.version_combo.currentText().startswith("slide-tags")
+    seg.scope_combo.setCurrentText("whole image (coarsest level that fits)")
+    seg.segment()
+    qtbot.waitUntil(lambda: seg.job is not None and not seg.job.running, timeout=180_000)
+    assert seg.last_error is None, seg.last_error
+    layer = seg.last_result_layer
+    assert layer is not None and "slide-tags" in str(layer.metadata.get("napari_wsss", {}).get("model", layer.name))
+    labels = np.asarray(layer.data[-1] if layer.multiscale else layer.data)
+    assert labels.size and labels.max() < 5  # the LUAD classes (+ glass) of the tags' schema
