@@ -17,3 +17,21 @@ def test_docking_three_widgets_keeps_the_window_within_its_size(make_napari_view
     qtbot.wait(300)
     assert window.height() <= 800, f"the window grew to {window.height()} px"
     assert window.width() <= 1100, f"the window grew to {window.width()} px wide"
+
+
+def test_docked_forms_are_shown_at_their_full_width(make_napari_viewer, qtbot) -> None:  # noqa: ANN001
+    """The scroll areas scroll up and down only: the README screenshot had Segment's model row and classes line
+    cut off at the right behind a horizontal scroll bar."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    for name in (SEGMENT, EXPORT):
+        widget = dock(viewer, name)
+        qtbot.wait(300)
+        scroll = widget.findChild(QScrollArea)
+        assert scroll is not None
+        assert not scroll.horizontalScrollBar().isVisible()
+        inner = scroll.widget()
+        assert inner.width() >= inner.minimumSizeHint().width(), f"{name}: the form is squeezed below its width"
+        assert scroll.viewport().width() >= inner.minimumSizeHint().width()

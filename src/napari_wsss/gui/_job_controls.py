@@ -24,10 +24,33 @@ def scrolling_layout(widget: Any) -> Any:
     A dock's content then scrolls when the dock is short instead of asking for its full height: stacked docks
     (Review, Export, Segment) grew napari's window past the screen, and squeezed rows overlapped.
     """
+    from qtpy.QtCore import QEvent, QSize, Qt
     from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
+    class _VerticalScroll(QScrollArea):
+        """Scrolls up and down only: asks for the content's full width (a dock narrower than its form cut the
+        model row and the classes line off at the right behind a horizontal scroll bar) but little height."""
+
+        def _extra(self) -> int:
+            return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+        def minimumSizeHint(self) -> Any:  # noqa: N802  (Qt's name)
+            inner_hint = self.widget().minimumSizeHint()
+            return QSize(inner_hint.width() + self._extra(), min(inner_hint.height(), 120))
+
+        def sizeHint(self) -> Any:  # noqa: N802
+            hint = self.widget().sizeHint()
+            return QSize(hint.width() + self._extra(), hint.height())
+
+        def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802
+            # the form's width grows after docking (model names, the classes line): tell the dock
+            if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+                self.updateGeometry()
+            return super().eventFilter(obj, event)
+
     inner = QWidget()
-    scroll = QScrollArea()
+    scroll = _VerticalScroll()
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QScrollArea.NoFrame)
     scroll.setWidget(inner)
