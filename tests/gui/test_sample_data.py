@@ -19,10 +19,25 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "user-data"
 
 
-def test_sample_tiles_project_lives_in_the_user_data_folder(make_napari_viewer, data_dir: Path) -> None:  # noqa: ANN001
-    beside = sample_data_dir() / "luad_synthetic" / "test.wsss"
-    if beside.exists():
-        pytest.skip(f"{beside} exists from an earlier run of the plugin; remove it to run this test")
+@pytest.fixture
+def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of the shipped sample tiles standing in for the package's sample data, so no project an
+    earlier run left beside the real one decides the outcome."""
+    import shutil
+
+    from napari_wsss import resources
+    from napari_wsss.gui import _sample_data
+
+    copy = tmp_path / "sample_data"
+    shutil.copytree(sample_data_dir() / "luad_synthetic" / "test", copy / "luad_synthetic" / "test")
+    monkeypatch.setattr(resources, "sample_data_dir", lambda: copy)
+    monkeypatch.setattr(_sample_data, "sample_data_dir", lambda: copy)
+    return copy
+
+
+def test_sample_tiles_project_lives_in_the_user_data_folder(make_napari_viewer, data_dir: Path,  # noqa: ANN001
+                                                            shipped: Path) -> None:
+    beside = shipped / "luad_synthetic" / "test.wsss"
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "luad_tiles")
     assert viewer.dims.current_step[0] == 0 and viewer.dims.axis_labels[0] == "tile"  # not the middle tile
