@@ -117,3 +117,57 @@ def test_tag_widget_follows_the_new_classes_and_a_tag_fixes_them(gland_image: Pa
     assert Project.load(tag.session.project.root).tags() == {gland_image.stem: ["gland"]}
     _segment_with(qtbot, seg, "sshr-default (shipped)")
     assert "1 item(s) tagged" in str(seg.last_error)
+
+
+def _slide(tmp_path: Path) -> Path:
+    from tests._slides import write_svs
+
+    img = np.random.default_rng(3).integers(60, 220, (320, 448, 3), dtype=np.uint8)
+    return write_svs(tmp_path / "case.svs", img, n_levels=2, mpp=0.5, mag=20)
+
+
+def test_whole_slide_result_gives_a_new_slide_project_its_classes(qtbot, make_napari_viewer,  # noqa: ANN001
+                                                                  tmp_path: Path) -> None:
+    """Walk-through on a real SVS: 'whole slide, full resolution' with sshr-glas left the slide's new project on the
+    default LUAD classes: Review's palette offered TE/NEC/LYM/TAS and the region layer drew non-gland as necrosis."""
+    viewer = make_napari_viewer()
+    open_path(viewer, _slide(tmp_path))
+    seg, review = dock(viewer, SEGMENT), dock(viewer, REVIEW)
+    seg.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
+    _segment_with(qtbot, seg, "sshr-glas (shipped)")
+    assert seg.last_error is None, seg.last_error
+    qtbot.waitUntil(lambda: review.labels_layer is not None and not review.labels_layer.multiscale, timeout=10_000)
+    assert review.session.project.schema.name == "colon-gland"
+    assert [b.text() for b in review.palette_buttons] == ["1: gland", "2: non-gland", "3: glass"]
+    region = review.labels_layer
+    assert np.allclose(region.get_color(2)[:3], np.array([65, 105, 225]) / 255, atol=0.01)  # non-gland's blue
+    region.paint((5, 5), 2, refresh=True)
+    review.session.flush()
+    project = Project.load(review.session.project.root)  # what a restart reads
+    key = review.session.units[0].key
+    assert project.schema.name == "colon-gland" and project.item(key).status == "corrected"
+    assert project.load_mask(key)[5, 5] == 1  # non-gland's class index, not LUAD's NEC
+
+
+def test_whole_slide_of_other_classes_is_refused_before_it_runs(qtbot, make_napari_viewer,  # noqa: ANN001
+                                                                tmp_path: Path) -> None:
+    """A slide project holding LUAD corrections: a gland model's whole-slide run is refused at once, writing nothing
+    (it used to run for minutes into a zarr whose regions the project could not take)."""
+    from napari_wsss.classes import LUAD_HISTOSEG
+
+    path = _slide(tmp_path)
+    viewer = make_napari_viewer()
+    open_path(viewer, path)
+    seg, review = dock(viewer, SEGMENT), dock(viewer, REVIEW)
+    project = review.session.project
+    project.adopt_schema(LUAD_HISTOSEG)
+    project.register([{"key": "r0_0_64_64_l0", "region": [0, 0, 64, 64, 0]}])
+    project.save_correction("r0_0_64_64_l0", np.zeros((64, 64), np.uint8), np.ones((64, 64), bool))
+    seg.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
+    seg.version_combo.setCurrentIndex(seg.version_combo.findText("sshr-glas (shipped)"))
+    qtbot.mouseClick(seg.segment_btn, Qt.LeftButton)
+    if seg.job is not None:  # before the fix it ran: let it finish so the test fails on the message, not a hang
+        qtbot.waitUntil(lambda: not seg.job.running, timeout=240_000)
+    assert "holds your work" in str(seg.last_error)
+    assert not (project.root / "segmentations").exists()
+    assert Project.load(project.root).item("r0_0_64_64_l0").status == "corrected"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,16 @@ class SlideRegionEditor:
             pass
 
 
+def result_schema(zarr_path: str | Path) -> Any:
+    """The classes (``ClassSchema``) a whole-slide result's zarr was written with; None for one without them."""
+    import zarr
+
+    from ..classes import ClassSchema
+
+    attrs = dict(zarr.open_group(str(zarr_path), mode="r").attrs)
+    return ClassSchema.from_dict(attrs["schema"]) if "schema" in attrs else None
+
+
 def editor_for(session: Any) -> SlideRegionEditor | None:
     return getattr(session, "region_editor", None)
 
@@ -123,6 +134,11 @@ def start_region_editor(session: Any, slide_layer: Any) -> SlideRegionEditor | N
     old = editor_for(session)
     if old is not None and old.zarr_path == Path(meta["zarr"]):
         return old
+    schema = result_schema(meta["zarr"])
+    if schema is not None:  # the project takes the result's classes, or refuses them before anything is shown
+        # (walk-through: a gland result on a new slide project left Review's palette on the default LUAD classes
+        # and the region layer drew non-gland as necrosis)
+        session.use_model(SimpleNamespace(class_schema=schema, name=meta.get("model") or "model"))
     editor = SlideRegionEditor(session, slide_layer, meta["zarr"], meta.get("model") or "model")
     session.region_editor = editor
     if editor.regions:

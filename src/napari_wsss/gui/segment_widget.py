@@ -366,6 +366,9 @@ class SegmentWidget(JobControlsMixin, QWidget):
         if not layer.multiscale:
             raise ValueError(f"Layer {layer.name!r} is not a slide pyramid; use 'whole image' or 'all tiles'.")
         card = load_card(model_dir)
+        session = _sessions.session_for(self.viewer, layer)
+        if session is not None:  # refused before a minutes-long run, not when its result is about to be shown
+            session.check_model(card)
         out = slide_output_path(layer, card.name or model_dir.name, level)
         live = LiveSlideLayer(self.viewer, layer, out, card, level)
         self.last_error = None
