@@ -304,3 +304,41 @@ def test_reopened_project_starts_on_a_model_of_its_classes(make_napari_viewer, t
     w = docked[SEGMENT]
     assert w.version_combo.currentText() == "sshr-glas (shipped)"
     assert "gland" in w.model_info.text()
+
+
+@pytest.mark.parametrize("scope", ["whole image (coarsest level that fits)", "visible field of view"])
+def test_coarse_level_result_lines_up_with_the_slide(qtbot, make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                     tiny_model: Path, monkeypatch, scope: str) -> None:
+    """Walk-through on the real TCGA SVS (4443 x 3567, level 1 2221 x 1783): a result segmented at level 1 came
+    back a column short (2220 wide), scaled by the y factor for both axes, half a level-1 pixel up-left of the
+    image as napari draws that level; the field of view also lost the last visible row and column. Here a slide
+    whose level 1 halves x unevenly (403 -> 202) checks every label pixel edge against the image's."""
+    from napari_wsss.gui import segment_widget
+
+    from tests._slides import write_svs
+
+    img = np.random.default_rng(4).integers(60, 220, (300, 403, 3), dtype=np.uint8)
+    p = write_svs(tmp_path / "odd.svs", img, n_levels=3, mpp=0.5, mag=20)
+    monkeypatch.setattr(segment_widget, "MAX_PIXELS", 160 * 210)  # level 0 too large: segmented at level 1
+    viewer = make_napari_viewer(show=True)
+    _open(viewer, p)
+    image = viewer.layers[-1]
+    viewer.reset_view()
+    w = dock(viewer, SEGMENT)
+    w.add_model_version(tiny_model)
+    w.scope_combo.setCurrentText(scope)
+    qtbot.wait(200)  # the canvas draws: the layer's visible corner pixels are known
+    w.segment()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    labels = w.last_result_layer
+    level1 = image.data[1].shape[:2]
+    assert labels.data.shape == level1 == (150, 202)
+    f = np.asarray(image.downsample_factors[1])  # napari's own (y, x) factors for level 1
+    for j in [(0, 0), level1]:  # the first pixel's top-left edge and the last one's bottom-right edge
+        label_edge = np.asarray(labels.data_to_world(np.asarray(j, float) - 0.5))
+        image_edge = np.asarray(image.data_to_world(np.asarray(j, float) * f - 0.5))  # in level-0 data
+        assert np.allclose(label_edge, image_edge, atol=1e-6), (j, label_edge, image_edge)
+    for y, x in [(0, 0), (149, 201), (75, 100)]:  # each label pixel's centre is its level-1 pixel's centre
+        centre = np.asarray(labels.data_to_world((y, x)))
+        assert np.allclose(centre, image.data_to_world(np.array([y, x]) * f + (f - 1) / 2), atol=1e-6)

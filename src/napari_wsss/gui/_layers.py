@@ -132,12 +132,32 @@ def is_segmentation_of(layer: Any, image_name: str) -> bool:
     return m.get("kind") == "segmentation" and m.get("image") == image_name
 
 
+def level_factors(levels: Any, level: int) -> tuple[float, float]:
+    """(y, x) level-0 pixels per pixel of pyramid ``level``, per axis as napari draws the level.
+
+    Scanners halve odd sizes down or up, so the two axes differ (a 4443 x 3567 slide's level 1 is 2221 x 1783:
+    2.00045 and 2.00056); one factor for both put a result of that level a pixel or two off at the far edge.
+    """
+    h0, w0 = levels[0].shape[:2]
+    h, w = levels[level].shape[:2]
+    return h0 / h, w0 / w
+
+
+def placement_factors(placement: dict[str, Any]) -> tuple[float, float]:
+    """(y, x) downsample of a slide placement: a ``[y, x]`` pair, or one number for both (older layers/records)."""
+    ds = placement["downsample"]
+    return (float(ds[0]), float(ds[1])) if isinstance(ds, (list, tuple, np.ndarray)) else (float(ds), float(ds))
+
+
 def result_geometry(image_layer: Any, placement: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(scale, translate) that put a segmentation result with ``placement`` on top of ``image_layer``."""
     scale, translate = np.asarray(image_layer.scale, float), np.asarray(image_layer.translate, float)
     if placement.get("kind") == "slide":
-        s2 = scale[-2:] * placement["downsample"]
-        t2 = translate[-2:] + np.asarray(placement["origin"], float) * scale[-2:]
+        f = np.asarray(placement_factors(placement))
+        s2 = scale[-2:] * f
+        # napari centres a pyramid level's pixel j at level-0 coordinate j * f + (f - 1) / 2 (its first pixel
+        # spans the level-0 pixels 0..f-1): without that half-step a coarse result sat (f - 1) / 2 px up-left
+        t2 = translate[-2:] + (np.asarray(placement["origin"], float) + (f - 1) / 2) * scale[-2:]
         return s2, t2
     return scale, translate
 

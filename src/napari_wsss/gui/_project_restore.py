@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._layers import labels_layer_kwargs, result_geometry, segmentation_name
+from ._layers import labels_layer_kwargs, level_factors, result_geometry, segmentation_name
 from ._project_units import Unit
 
 if TYPE_CHECKING:
@@ -56,20 +56,19 @@ def _restore_slide(session: ProjectSession, items: list[Any]) -> tuple[Any, dict
     items = [it for it in items if it.region and it.region[4] == level]
     y0, x0 = min(it.region[0] for it in items), min(it.region[1] for it in items)
     y1, x1 = max(it.region[2] for it in items), max(it.region[3] for it in items)
-    levels = session.image_layer.data
-    ds = levels[0].shape[0] / levels[level].shape[0]
-    if ((y1 - y0) / ds) * ((x1 - x0) / ds) > MAX_RESTORE_PIXELS:
+    dy, dx = level_factors(session.image_layer.data, level)
+    if ((y1 - y0) / dy) * ((x1 - x0) / dx) > MAX_RESTORE_PIXELS:
         items, (y0, x0, y1, x1) = [latest], latest.region[:4]
-    h, w = int(round((y1 - y0) / ds)), int(round((x1 - x0) / ds))
+    h, w = int(round((y1 - y0) / dy)), int(round((x1 - x0) / dx))
     data = np.zeros((h, w), np.uint8)
     units = []
     for it in items:
-        ya, xa = int(round((it.region[0] - y0) / ds)), int(round((it.region[1] - x0) / ds))
+        ya, xa = int(round((it.region[0] - y0) / dy)), int(round((it.region[1] - x0) / dx))
         mask = session.project.load_mask(it.key)
         if mask is None:
             continue
         mh, mw = min(mask.shape[0], h - ya), min(mask.shape[1], w - xa)
         data[ya:ya + mh, xa:xa + mw] = session.schema.to_labels(mask[:mh, :mw])
         units.append(Unit(it.key, (slice(ya, ya + mh), slice(xa, xa + mw)), region=it.region))
-    placement = {"kind": "slide", "level": level, "downsample": ds, "origin": (y0, x0)}
+    placement = {"kind": "slide", "level": level, "downsample": [dy, dx], "origin": (y0, x0)}
     return data, placement, units

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..store import region_key
-from ._layers import SLIDE_GRID, layer_meta
+from ._layers import SLIDE_GRID, layer_meta, placement_factors
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,10 @@ def static_units(image_layer: Any, kind: str) -> list[Unit]:
 
 def slide_units(placement: dict[str, Any], shape: tuple[int, int]) -> list[Unit]:
     """Grid regions (``SLIDE_GRID`` level-0 px) covered by a slide result of ``shape`` at ``placement``."""
-    ds, level = float(placement["downsample"]), int(placement["level"])
+    (dy, dx), level = placement_factors(placement), int(placement["level"])
     oy, ox = (float(v) for v in placement["origin"])
 
-    def cuts(origin: float, n: int) -> list[int]:
+    def cuts(origin: float, n: int, ds: float) -> list[int]:
         # cell boundaries in result pixels, aligned to the level-0 grid
         vals, k = {0, int(n)}, int(origin // SLIDE_GRID) + 1
         while k * SLIDE_GRID < origin + n * ds:
@@ -78,12 +78,12 @@ def slide_units(placement: dict[str, Any], shape: tuple[int, int]) -> list[Unit]
             k += 1
         return sorted(v for v in vals if 0 <= v <= n)
 
-    ys, xs = cuts(oy, shape[0]), cuts(ox, shape[1])
+    ys, xs = cuts(oy, shape[0], dy), cuts(ox, shape[1], dx)
     units = []
     for ya, yb in zip(ys, ys[1:]):
         for xa, xb in zip(xs, xs[1:]):
-            r = [int(round(oy + ya * ds)), int(round(ox + xa * ds)), int(round(oy + yb * ds)),
-                 int(round(ox + xb * ds)), level]
+            r = [int(round(oy + ya * dy)), int(round(ox + xa * dx)), int(round(oy + yb * dy)),
+                 int(round(ox + xb * dx)), level]
             units.append(Unit(region_key(*r), (slice(ya, yb), slice(xa, xb)), region=r))
     return units
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from ._layers import (
     drawn_rectangle,
     labels_layer_kwargs,
     layer_meta,
+    level_factors,
     result_geometry,
     rgb_plane,
     same,
@@ -300,10 +302,12 @@ class SegmentWidget(JobControlsMixin, QWidget):
     def _slide_planes(self, layer: Any, scope: str) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
         levels = layer.data
         h0, w0 = levels[0].shape[:2]
+        eps = 1e-6  # float noise: 3567 / (3567 / 1783) must stay 1783
         if scope == "view":
-            lvl = layer.data_level
-            ds = h0 / levels[lvl].shape[0]
-            (y0, x0), (y1, x1) = (np.asarray(layer.corner_pixels)[:, :2] * ds).astype(int)
+            fy, fx = level_factors(levels, layer.data_level)
+            (cy0, cx0), (cy1, cx1) = np.asarray(layer.corner_pixels)[:, :2]  # the last visible pixel, inclusive
+            y0, x0 = int(cy0 * fy + eps), int(cx0 * fx + eps)
+            y1, x1 = math.ceil((cy1 + 1) * fy - eps), math.ceil((cx1 + 1) * fx - eps)
         elif scope == "rect":
             y0, x0, y1, x1 = drawn_rectangle(self.viewer, layer)
         else:
@@ -311,18 +315,23 @@ class SegmentWidget(JobControlsMixin, QWidget):
         y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h0, y1), min(w0, x1)
         if y1 <= y0 or x1 <= x0:
             raise ValueError("The visible field of view does not overlap the slide; pan to tissue first.")
-        for level, arr in enumerate(levels):
-            ds = h0 / arr.shape[0]
-            if ((y1 - y0) / ds) * ((x1 - x0) / ds) <= MAX_PIXELS:
+        for level in range(len(levels)):
+            fy, fx = level_factors(levels, level)
+            if ((y1 - y0) / fy) * ((x1 - x0) / fx) <= MAX_PIXELS:
                 break
         else:
             raise ValueError(
-                f"The region ({y1 - y0} x {x1 - x0} level-0 pixels) is too large even at the coarsest level; "
-                "zoom in and segment the visible field of view."
+                f"The region ({y1 - y0} x {x1 - x0} level-0 pixels) is too large to segment in one go even at the "
+                "coarsest level; choose the region 'whole slide, full resolution' (tiled, any size), or zoom in and "
+                "segment the visible field of view."
             )
-        ly0, lx0, ly1, lx1 = (int(v / ds) for v in (y0, x0, y1, x1))
+        lh, lw = levels[level].shape[:2]
+        # whole level pixels covering the region (the last partial one included: it is drawn on screen too)
+        ly0, lx0 = int(y0 / fy + eps), int(x0 / fx + eps)
+        ly1, lx1 = min(lh, math.ceil(y1 / fy - eps)), min(lw, math.ceil(x1 / fx - eps))
         plane = levels[level][ly0:ly1, lx0:lx1]
-        return [((), plane)], {"kind": "slide", "level": level, "downsample": ds, "origin": (ly0 * ds, lx0 * ds)}
+        return [((), plane)], {"kind": "slide", "level": level, "downsample": [fy, fx],
+                               "origin": (ly0 * fy, lx0 * fx)}
 
     def segment(self) -> None:
         """Start segmenting (the Segment button)."""
