@@ -350,3 +350,37 @@ def test_review_docked_first_then_a_model_of_other_classes(qtbot, make_napari_vi
     project.save_correction(key, project.load_mask(key), np.ones_like(project.load_mask(key), bool))
     with pytest.raises(ValueError, match="holds your work"):
         project.adopt_schema(LUAD_HISTOSEG)
+
+
+def test_a_second_version_retires_the_first_result_layer(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
+                                                         tiny_model: Path, tmp_path: Path) -> None:
+    """Walk-through on real GlaS tiles: after "Use this version" the first model's layer stayed visible and
+    paintable under the new one (colours blended); a stroke painted on it was never saved. It is now hidden and
+    read-only; segmenting with its version again brings it back, tracked."""
+    import json
+
+    other = Path(shutil.copytree(tiny_model, tmp_path / "tiny-sshr-b"))
+    card = json.loads((other / "card.json").read_text())
+    card["name"] = other.name
+    (other / "card.json").write_text(json.dumps(card))
+    viewer = make_napari_viewer()
+    seg, review = _widgets(viewer, tiles, tiny_model)
+    _segment(qtbot, seg)
+    first = review.labels_layer
+    seg.add_model_version(other)
+    _segment(qtbot, seg)
+    second = review.labels_layer
+    assert second is not first and second.name.endswith("[tiny-sshr-b]")
+    assert not first.visible and not first.editable and first.mode == "pan_zoom"
+    assert second.visible and second.editable
+    first.mode = "paint"  # napari refuses painting a layer that is not editable
+    assert first.mode == "pan_zoom"
+    seg.version_combo.setCurrentIndex(seg.version_combo.findText("tiny-sshr"))
+    _segment(qtbot, seg)
+    assert review.labels_layer is first and first.visible and first.editable
+    assert not second.visible and not second.editable
+    viewer.dims.set_current_step(0, 1)
+    first.paint((1, 5, 5), NEC + 1, refresh=True)
+    review.session.flush()
+    key = review.session.units[1].key
+    assert Project.load(review.session.project.root).item(key).status == "corrected"

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..classes import ClassSchema
 from ..store import Project
-from ._layers import camera, unwrap
+from ._layers import META_KEY, camera, unwrap
 from ._project_units import Unit, slice_bbox, slide_units, static_units, units_in
 
 AUTOSAVE_MS = 2000
@@ -116,7 +116,7 @@ class ProjectSession:
             return False
         self.schema = self.project.schema
         self.adopted_from = old if had else None
-        self.detach()  # the layer on screen holds labels of the old classes: its strokes no longer fit the project
+        self.detach(retire=True)  # the layer on screen holds the old classes' labels: they no longer fit
         from ._sessions import SESSION_LISTENERS
 
         for cb in list(SESSION_LISTENERS):  # Review rebuilds its palette
@@ -156,7 +156,9 @@ class ProjectSession:
         layer = unwrap(layer)
         if self.labels is not None and self.labels is not layer:
             self.flush()
-            self.detach()
+            self.detach(retire=True)
+        if layer.metadata.get(META_KEY, {}).pop("retired", False):  # retired earlier (see detach), tracked again
+            layer.editable, layer.visible = True, True
         # re-attaching the same layer follows a new prediction (already flushed): no flush, or the new
         # prediction would be mistaken for a correction
         self._check_all = False
@@ -183,13 +185,24 @@ class ProjectSession:
         self.labels = layer
         self.timer.start()
 
-    def detach(self) -> None:
+    def detach(self, retire: bool = False) -> None:
+        """Stop tracking the layer. ``retire``: another result replaces it, so hide it and make it read-only.
+
+        Strokes on a layer nobody tracks are never saved: after a second model's result (or "Use this version")
+        the first result stayed visible and paintable under the new one, blending its colours into it, and a
+        correction painted there was silently lost (walk-through on real GlaS tiles).
+        """
         if self.labels is None:
             return
-        self.labels.events.paint.disconnect(self._on_paint)
-        self.labels.events.data.disconnect(self._on_data)
+        old = self.labels
+        old.events.paint.disconnect(self._on_paint)
+        old.events.data.disconnect(self._on_data)
         self.labels = None
         self._stop_timer()
+        if retire and old in self.viewer.layers:
+            old.visible = False
+            old.editable = False
+            old.metadata.setdefault(META_KEY, {})["retired"] = True
 
     def _stop_timer(self) -> None:
         try:
