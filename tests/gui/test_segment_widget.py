@@ -236,6 +236,7 @@ def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: Segme
     text = widget.status.text()
     assert "WARNING: stained unlike tiny-sshr's training data (the image: R +" in text
     assert "fine-tune" in text and "\n" not in text
+    assert "R residual colour (neither H nor E)" in text and "tick 'stain-normalise'" in text  # what R is; the box to try
 
 
 def test_stain_normalise_checkbox(qtbot, widget: SegmentWidget, monkeypatch) -> None:  # noqa: ANN001

@@ -100,7 +100,8 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
     return seg.card, results, _stain_warning(seg.card, planes)
 
 
-GUI_ADVICE = "correct a few tiles (Review & correct) and fine-tune the model (Fine-tune)"
+GUI_ADVICE = ("tick 'stain-normalise' and segment again, or correct a few tiles (Review & correct) and fine-tune the "
+              "model (Fine-tune)")
 
 
 def _stain_warning(card: Any, planes: list[tuple[Any, Any]]) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 CHANNELS = ("H", "E", "R")  # haematoxylin, eosin, residual
+CHANNEL_NAMES = {"H": "haematoxylin", "E": "eosin", "R": "residual colour (neither H nor E)"}
 TISSUE_GREY = 200  # grey level above which a pixel is glass (the threshold of data.tiles.is_background)
 MIN_TISSUE_PIXELS = 1024  # fewer tissue pixels than this: no statistics (a tile of glass says nothing)
 STATS_VERSION = 1
@@ -184,5 +185,8 @@ def out_of_depth_message(flagged: Sequence[tuple[str, str]], n_images: int, mode
     """One line for ``flagged`` [(image name, reason)] out of ``n_images``: what is wrong and what to do."""
     name, reason = flagged[0]
     which = f"{len(flagged)} of {n_images} images, first {name}" if n_images > 1 else name
-    return (f"WARNING: stained unlike {model}'s training data ({which}: {reason}); the segmentation may be "
-            f"unreliable: {advice}.")
+    # the letters and "spreads" say nothing to a pathologist on their own ("the image: R +6.6 spreads" in the
+    # walk-through on a real TCGA slide): name the channels the reason uses and what a spread is
+    legend = ", ".join(f"{c} {CHANNEL_NAMES[c]}" for c in CHANNELS if f"{c} " in reason)
+    return (f"WARNING: stained unlike {model}'s training data ({which}: {reason}; {legend}; a spread is how much "
+            f"the training images' stain varies); the segmentation may be unreliable: {advice}.")

@@ -159,6 +159,8 @@ def test_warning_is_one_line_naming_images_and_advice() -> None:
     msg = stain.out_of_depth_message([("a.png", "H +4.0 spreads"), ("b.png", "E -3.5 spreads")], 5, "m1")
     assert msg.startswith("WARNING:") and "\n" not in msg
     assert "m1" in msg and "2 of 5 images, first a.png: H +4.0 spreads" in msg and "fine-tune" in msg
+    assert "H haematoxylin;" in msg and "eosin" not in msg  # the channels of the first reason are named
+    assert "a spread is how much the training images' stain varies" in msg
 
 
 def test_glas_statistics_are_finite_and_differ_from_generated_tiles(generated_stats: dict) -> None:
