@@ -57,3 +57,23 @@ def test_order_by_model_visits_the_tile_the_model_gets_most_wrong_first(qtbot, m
     box.next_btn.click()
     assert review.current_index() == [u.key for u in units].index(box.order[1]) != 5
     np.testing.assert_equal(sorted(box.order), sorted(u.key for i, u in enumerate(units) if i != 2))
+
+
+def test_model_choice_follows_the_classes_the_project_takes(qtbot, make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                           tiny_dataset: Path) -> None:
+    """Walk-through on real GlaS tiles: Review docked first offered the demo LUAD model to order by; after sshr-glas
+    segmented the folder (the project took the gland classes) it still showed the demo model, of other classes."""
+    tiles = Path(shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "case"))
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    review = dock(viewer, REVIEW)
+    combo = review.order_box.model_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["sshr-default (shipped)"]
+    seg = dock(viewer, SEGMENT)
+    seg.version_combo.setCurrentIndex(seg.version_combo.findText("sshr-glas (shipped)"))
+    seg.scope_combo.setCurrentText("all tiles in the stack")
+    qtbot.mouseClick(seg.segment_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: seg.job is not None and not seg.job.running, timeout=60_000)
+    assert seg.last_error is None, seg.last_error
+    assert review.session.project.schema.name == "colon-gland"
+    assert [combo.itemText(i) for i in range(combo.count())] == ["sshr-glas (shipped)"]

@@ -418,5 +418,6 @@ def _review_refresh(ref: Any, viewer: Any) -> None:
         w._build_palette()  # the project may have taken the first model's classes
         w._sync_layer()
         w._refresh_position()
+        w.order_box.refresh()  # ... and only models of those classes can order its tiles
     except RuntimeError:  # the Qt side is already deleted
         pass
