@@ -35,3 +35,23 @@ def test_docked_forms_are_shown_at_their_full_width(make_napari_viewer, qtbot) -
         inner = scroll.widget()
         assert inner.width() >= inner.minimumSizeHint().width(), f"{name}: the form is squeezed below its width"
         assert scroll.viewport().width() >= inner.minimumSizeHint().width()
+
+
+def _shows(button) -> bool:  # noqa: ANN001
+    return button.visibleRegion().boundingRect().height() >= button.height() - 2
+
+
+def test_docking_more_widgets_keeps_the_earlier_ones_main_buttons_on_screen(make_napari_viewer, qtbot,  # noqa: ANN001
+                                                                             tmp_path) -> None:
+    """Walk-through: Segment, then Review & correct and Fine-tune from the Plugins menu left Segment 120 px high, its
+    Segment button scrolled out of sight (napari pushes earlier docks to their minimum)."""
+    from ._plugin import FINETUNE
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1280, 1000)
+    qtbot.waitUntil(lambda: window.height() == 1000, timeout=3000)
+    seg, review, ft = (dock(viewer, n) for n in (SEGMENT, REVIEW, FINETUNE))
+    qtbot.waitUntil(lambda: _shows(seg.segment_btn) and _shows(review.accept_btn) and _shows(ft.start_btn),
+                    timeout=3000)
+    assert window.height() <= 1000

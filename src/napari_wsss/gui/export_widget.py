@@ -82,6 +82,7 @@ class ExportWidget(JobControlsMixin, QWidget):
         self.out_btn = QPushButton("Folder…")
         self.overwrite_box = QCheckBox("replace a non-empty folder")
         self.export_btn = QPushButton("Export")
+        self.primary_row = self.export_btn  # kept on screen when docks stack (_dock_room)
         self._init_job_controls()
         self.import_geojson_btn = QPushButton("Import GeoJSON…")
         self.import_set_btn = QPushButton("Import exported set…")
@@ -129,6 +130,12 @@ class ExportWidget(JobControlsMixin, QWidget):
         self._refresh_images()
 
     # -- which project -----------------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._dock_room import make_room_when_shown
+
+        make_room_when_shown(self)
+
     def _image_layers(self) -> list[Any]:
         from napari.layers import Image
 

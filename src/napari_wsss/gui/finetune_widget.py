@@ -104,6 +104,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             "(learns most from corrections: docs/benchmarks.md); own network: the base model's method and "
             "post-processing are kept")
         self.start_btn = QPushButton("Fine-tune")
+        self.primary_row = self.start_btn  # kept on screen when docks stack (_dock_room)
         self.pause_btn = QPushButton("Pause")
         self.pause_btn.setCheckable(True)
         self._init_job_controls()
@@ -143,6 +144,12 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         self._refresh_projects()
 
     # -- choices -------------------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._dock_room import make_room_when_shown
+
+        make_room_when_shown(self)
+
     def project_root(self) -> Path | None:
         data = self.project_combo.currentData()
         return Path(data) if data else None

@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -31,6 +30,7 @@ from ._layers import camera as _camera
 from ._layers import image_source, same, status_text
 from ._project_session import ProjectSession
 from ._project_units import slide_units
+from ._job_controls import scrolling_layout
 from ._review_order import ReviewOrder
 from ._slide_regions import editor_for, start_region_editor
 
@@ -70,6 +70,7 @@ class ReviewWidget(QWidget):
         self.position_label = QLabel("")
         self.status_label = QLabel("")
         self.accept_btn = QPushButton("Accept")
+        self.primary_row = self.accept_btn  # kept on screen when docks stack (_dock_room)
         self.accept_next_btn = QPushButton("Accept && next")
         self.unreview_btn = QPushButton("Mark unreviewed")
         self.counts_label = QLabel("")
@@ -91,7 +92,7 @@ class ReviewWidget(QWidget):
         status_row.addWidget(self.accept_btn)
         status_row.addWidget(self.accept_next_btn)
         status_row.addWidget(self.unreview_btn)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: Segment above keeps its button
         layout.addLayout(form)
         layout.addWidget(QLabel("class (keys 1-9 on the segmentation layer)"))
         layout.addLayout(self.palette_box)
@@ -129,9 +130,11 @@ class ReviewWidget(QWidget):
     # -- which image -------------------------------------------------------------------------------------
     def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
         super().showEvent(event)
+        from ._dock_room import make_room_when_shown
         from ._view import fit_view_when_shown
 
         fit_view_when_shown(self, self.viewer)
+        make_room_when_shown(self)
 
     def _image_layers(self) -> list[Any]:
         from napari.layers import Image

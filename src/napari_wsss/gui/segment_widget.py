@@ -144,6 +144,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.confidence_check = QCheckBox("show confidence")
         self.stain_check = QCheckBox("stain-normalise (Macenko, to the model's training stain)")
         self.segment_btn = QPushButton("Segment")
+        self.primary_row = self.segment_btn  # kept on screen when docks stack (_dock_room)
         self._init_job_controls()
 
         form = QFormLayout()
@@ -415,9 +416,11 @@ class SegmentWidget(JobControlsMixin, QWidget):
 
     def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
         super().showEvent(event)
+        from ._dock_room import make_room_when_shown
         from ._view import fit_view_when_shown
 
         fit_view_when_shown(self, self.viewer)
+        make_room_when_shown(self)
 
     def _run_buttons(self) -> list[Any]:
         return [self.segment_btn]
