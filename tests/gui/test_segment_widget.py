@@ -343,3 +343,28 @@ def test_coarse_level_result_lines_up_with_the_slide(qtbot, make_napari_viewer, 
     for y, x in [(0, 0), (149, 201), (75, 100)]:  # each label pixel's centre is its level-1 pixel's centre
         centre = np.asarray(labels.data_to_world((y, x)))
         assert np.allclose(centre, image.data_to_world(np.array([y, x]) * f + (f - 1) / 2), atol=1e-6)
+
+
+def test_stain_warning_names_the_tile_file(qtbot, make_napari_viewer, tiny_dataset: Path, tiny_model: Path,  # noqa: ANN001
+                                           tmp_path: Path) -> None:
+    """Walk-through on real TCGA nuclei tiles: the warning said "first tile 3", a slider index the user had to count
+    to; it names the file too."""
+    import shutil
+
+    from PIL import Image
+
+    from napari_wsss.ops.stain import hed_to_rgb, rgb_to_hed
+
+    folder = Path(shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "lab"))
+    files = sorted(folder.glob("*.png"))
+    tile = np.asarray(Image.open(files[1]).convert("RGB"))
+    Image.fromarray(hed_to_rgb(rgb_to_hed(tile, clip=False) * np.float32([1, 1, 4]))).save(files[1])
+    viewer = make_napari_viewer()
+    _open(viewer, folder)
+    w = dock(viewer, SEGMENT)
+    w.add_model_version(tiny_model)
+    w.scope_combo.setCurrentText("all tiles in the stack")
+    qtbot.mouseClick(w.segment_btn, Qt.LeftButton)
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    assert f"1 of 3 images, first tile 1 ({files[1].name}): R +" in w.status.text(), w.status.text()

@@ -69,7 +69,7 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
 
 
 def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any,
-                 stain_normalise: bool = False) -> Generator[Progress, None, tuple[Any, list, str | None]]:
+                 stain_normalise: bool = False, names: dict[Any, str] | None = None) -> Generator[Progress, None, tuple[Any, list, str | None]]:
     """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)],
     a stain warning or None)."""
     from ..inference.segmenter import load_segmenter
@@ -97,14 +97,22 @@ def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *,
             yield Progress(i * 100 + int(100 * (p.fraction or 0)), len(planes) * 100,
                            f"segmenting {i + 1}/{len(planes)}")
         results.append((plane_key, pred.class_map[0], pred.probs[0].max(0)))
-    return seg.card, results, _stain_warning(seg.card, planes)
+    return seg.card, results, _stain_warning(seg.card, planes, names)
+
+
+def _plane_names(layer: Any, planes: list[tuple[Any, Any]]) -> dict[Any, str]:
+    """How the stain warning names a stack's planes: "tile 3 (04.tif)", as the slider and the file list know them
+    (a bare "tile 3" sent the user counting tiles in the walk-through on real TCGA nuclei tiles)."""
+    files = layer_meta(layer).get("files") or []
+    return {k: f"tile {k[0]} ({Path(files[k[0]]).name})" for k, _ in planes
+            if isinstance(k, tuple) and len(k) == 1 and 0 <= k[0] < len(files)}
 
 
 GUI_ADVICE = ("tick 'stain-normalise' and segment again, or correct a few tiles (Review & correct) and fine-tune the "
               "model (Fine-tune)")
 
 
-def _stain_warning(card: Any, planes: list[tuple[Any, Any]]) -> str | None:
+def _stain_warning(card: Any, planes: list[tuple[Any, Any]], names: dict[Any, str] | None = None) -> str | None:
     """The one-line warning when planes are stained unlike the model's training data (None: alike, or the card
     holds no stain statistics)."""
     from ..ops.stain import out_of_depth, out_of_depth_message
@@ -112,8 +120,9 @@ def _stain_warning(card: Any, planes: list[tuple[Any, Any]]) -> str | None:
     stats = card.stain.get("stats")
     if not stats:
         return None
-    flagged = [("tile " + ",".join(map(str, key)) if key != () else "the image", r) for key, plane in planes
-               if (r := out_of_depth(np.asarray(plane)[..., :3], stats))]
+    names = names or {}
+    flagged = [(names.get(key) or ("tile " + ",".join(map(str, key)) if key != () else "the image"), r)
+               for key, plane in planes if (r := out_of_depth(np.asarray(plane)[..., :3], stats))]
     return out_of_depth_message(flagged, len(planes), card.name or "the model", GUI_ADVICE) if flagged else None
 
 
@@ -361,7 +370,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self._set_running(True)
         self.job = run_job(
             _segment_job, Path(model_dir), self.device_combo.currentText(), planes,
-            stain_normalise=self.stain_check.isChecked(),
+            stain_normalise=self.stain_check.isChecked(), names=_plane_names(layer, planes),
             on_progress=self._on_progress,
             on_result=lambda res: self._on_result(layer, placement, res),
             on_error=self._show_error,
