@@ -288,6 +288,8 @@ def test_whole_slide_full_resolution_corrected_at_level_0(qtbot, make_napari_vie
     key1 = review.session.units[0].key
     review.accept_btn.click()
     review.session.flush()
+    n = len(editor.regions)  # counted over every tissue region, not only the two visited ("2 / 2 reviewed")
+    assert review.counts_label.text() == f"2 / {n} reviewed (1 corrected, 1 accepted)", review.counts_label.text()
 
     p = Project.open(pyramid_tiff)
     assert p.item(key0).status == "corrected" and p.item(key0).region[4] == 0

@@ -95,6 +95,20 @@ class SlideRegionEditor:
             cb(s.viewer)
         return self.layer
 
+    def counts(self) -> dict[str, int]:
+        """Review counts over this result's tissue regions (``Project.counts`` keys), visited or not.
+
+        The project holds a region once it was shown, so its own counts read "2 / 2 reviewed" after two of nine
+        regions (walk-through on the real CMU-1 SVS): done, it seemed, with seven regions never looked at.
+        """
+        from ..store import region_key
+
+        project = self.session.project
+        status = [project.item(k).status if k in project else "unreviewed"
+                  for k in (region_key(*r, 0) for r in self.regions)]
+        c = {st: status.count(st) for st in ("unreviewed", "corrected", "accepted")}
+        return {"total": len(status), **c, "reviewed": c["corrected"] + c["accepted"]}
+
     def _write_back(self, keys: list[str]) -> None:
         """The session saved these items: copy the region on screen into the pyramid (all levels)."""
         if self.index is None or self.layer is None:

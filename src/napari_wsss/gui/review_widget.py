@@ -390,7 +390,9 @@ class ReviewWidget(QWidget):
                 self.position_label.setText(f"{what} {i + 1} / {len(s.units)}: {key}")
             status = s.project.item(key).status if key in s.project else "unreviewed"
             self.status_label.setText(f"status: {status}")
-        self.counts_label.setText(status_text(s.project.counts()))
+        editor = editor_for(s)
+        counts = editor.counts() if editor is not None and editor.regions else s.project.counts()
+        self.counts_label.setText(status_text(counts))
 
     def _error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
