@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from ._layers import (
     segmentation_name,
 )
 from ._job_controls import JobControlsMixin, scrolling_layout, with_button, wrapping_label
+from ._segment_job import SEGMENTERS, plane_names, segment_job
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
@@ -47,9 +47,6 @@ SCOPES = {
     "whole slide, full resolution (tiled, saved as zarr)": "slide",
 }
 MAX_PIXELS = 2048 * 2048  # largest plane segmented in one go from the viewer before issue-8 tiling to zarr
-
-_SEGMENTERS: dict[tuple[str, str], Any] = {}
-
 
 def list_model_versions() -> list[tuple[str, Path, str]]:
     """(label, folder, method) of model versions: shipped ones first."""
@@ -66,64 +63,6 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
                 continue
             out.append((f"{d.name} (shipped)", d, card.method))
     return out
-
-
-def _segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any,
-                 stain_normalise: bool = False, names: dict[Any, str] | None = None) -> Generator[Progress, None, tuple[Any, list, str | None]]:
-    """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)],
-    a stain warning or None)."""
-    from ..inference.segmenter import load_segmenter
-    from ..inference.tiling import segment_image
-
-    key = (str(model_dir), device)
-    if key not in _SEGMENTERS:
-        yield Progress(0, None, f"loading model {Path(model_dir).name}")
-        _SEGMENTERS[key] = load_segmenter(model_dir, device)
-    seg = _SEGMENTERS[key]
-    if stain_normalise:  # whole planes, before any windowing (Macenko needs the tissue's full stain range)
-        from ..inference.stain_normalise import with_stain_normalisation
-
-        norm = with_stain_normalisation(seg).normaliser
-        planes = [(k, norm(np.asarray(p))) for k, p in planes]
-    results = []
-    for i, (plane_key, plane) in enumerate(planes):
-        gen = segment_image(seg, plane, should_stop=should_stop)
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                pred = stop.value
-                break
-            yield Progress(i * 100 + int(100 * (p.fraction or 0)), len(planes) * 100,
-                           f"segmenting {i + 1}/{len(planes)}")
-        results.append((plane_key, pred.class_map[0], pred.probs[0].max(0)))
-    return seg.card, results, _stain_warning(seg.card, planes, names)
-
-
-def _plane_names(layer: Any, planes: list[tuple[Any, Any]]) -> dict[Any, str]:
-    """How the stain warning names a stack's planes: "tile 3 (04.tif)", as the slider and the file list know them
-    (a bare "tile 3" sent the user counting tiles in the walk-through on real TCGA nuclei tiles)."""
-    files = layer_meta(layer).get("files") or []
-    return {k: f"tile {k[0]} ({Path(files[k[0]]).name})" for k, _ in planes
-            if isinstance(k, tuple) and len(k) == 1 and 0 <= k[0] < len(files)}
-
-
-GUI_ADVICE = ("tick 'stain-normalise' and segment again, or correct a few tiles (Review & correct) and fine-tune the "
-              "model (Fine-tune)")
-
-
-def _stain_warning(card: Any, planes: list[tuple[Any, Any]], names: dict[Any, str] | None = None) -> str | None:
-    """The one-line warning when planes are stained unlike the model's training data (None: alike, or the card
-    holds no stain statistics)."""
-    from ..ops.stain import out_of_depth, out_of_depth_message
-
-    stats = card.stain.get("stats")
-    if not stats:
-        return None
-    names = names or {}
-    flagged = [(names.get(key) or ("tile " + ",".join(map(str, key)) if key != () else "the image"), r)
-               for key, plane in planes if (r := out_of_depth(np.asarray(plane)[..., :3], stats))]
-    return out_of_depth_message(flagged, len(planes), card.name or "the model", GUI_ADVICE) if flagged else None
 
 
 class SegmentWidget(JobControlsMixin, QWidget):
@@ -369,8 +308,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.last_error = None
         self._set_running(True)
         self.job = run_job(
-            _segment_job, Path(model_dir), self.device_combo.currentText(), planes,
-            stain_normalise=self.stain_check.isChecked(), names=_plane_names(layer, planes),
+            segment_job, Path(model_dir), self.device_combo.currentText(), planes,
+            stain_normalise=self.stain_check.isChecked(), names=plane_names(layer, planes),
             on_progress=self._on_progress,
             on_result=lambda res: self._on_result(layer, placement, res),
             on_error=self._show_error,
@@ -419,7 +358,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         meta = layer_meta(layer)
         source = {k: meta.get(k) for k in ("path", "backend", "vendor", "mpp", "objective")}
         self.job = run_job(slide_job, model_dir, self.device_combo.currentText(), list(layer.data), out, level,
-                           _SEGMENTERS, mpp=meta.get("mpp"), objective=meta.get("objective"), source=source,
+                           SEGMENTERS, mpp=meta.get("mpp"), objective=meta.get("objective"), source=source,
                            on_progress=progress, on_result=done, on_error=self._show_error,
                            on_cancelled=cancelled, on_finished=lambda: self._set_running(False))
 
