@@ -117,60 +117,95 @@ def train_methods(args: argparse.Namespace, data: Path, work: Path, val: tuple) 
     return rows
 
 
-def hitl(args: argparse.Namespace, data: Path, work: Path, base: Path, val: tuple, with_unreviewed: bool = False
-         ) -> list[dict]:
-    """k whole real training images corrected to their masks -> IFKD fine-tune -> score the held-out images."""
+def _draw_order(data: Path, draw: int) -> list[str]:
+    """The training images in the order a draw corrects them (nested: k = 5 are the first 5 of k = 10)."""
+    split = json.loads((data / "split.json").read_text())
+    train_names = sorted((k for k, v in split["images"].items() if v["split"] == "train"),
+                         key=lambda n: int(n.split("_")[-1]) if n.split("_")[-1].isdigit() else n)
+    rng = np.random.default_rng(draw)
+    return [train_names[i] for i in rng.permutation(len(train_names))]
+
+
+def _hitl_one(job: dict) -> dict:
+    """One fine-tune of a human-in-the-loop curve (its own process: one thread, its own project folder)."""
+    import torch
+
     from napari_wsss.data.tiles import read_mask, read_rgb
     from napari_wsss.inference.segmenter import load_segmenter
     from napari_wsss.models.card import load_card
     from napari_wsss.store import Project
     from napari_wsss.training.ifkd import finetune
 
-    split = json.loads((data / "split.json").read_text())
-    train_names = sorted((k for k, v in split["images"].items() if v["split"] == "train"),
-                         key=lambda n: int(n.split("_")[-1]) if n.split("_")[-1].isdigit() else n)
-    rng = np.random.default_rng(args.seed)
-    order = [train_names[i] for i in rng.permutation(len(train_names))]
+    torch.set_num_threads(job["threads"])
+    k, base, glas = job["k"], Path(job["base"]), Path(job["glas"])
+    order = _draw_order(Path(job["data"]), job["draw"])
+    folder = Path(job["folder"])
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder.parent / f"{folder.name}.wsss", ignore_errors=True)
+    folder.mkdir(parents=True)
+    in_project = order if job["with_unreviewed"] else order[:k]  # the rest unreviewed: the teacher's tiles
+    for n in in_project:
+        shutil.copy(glas / "images" / f"{n}.png", folder / f"{n}.png")
+    project = Project.open(folder, SCHEMA)
+    project.register([{"key": n, "image": f"{n}.png"} for n in in_project])
+    seg, card = load_segmenter(base, "cpu"), load_card(base)
+    for n in order[:k]:
+        pred = seg.predict(read_rgb(folder / f"{n}.png")[None]).class_map[0]
+        project.save_prediction(n, pred, card)
+        truth = read_mask(glas / "masks" / f"{n}.png", SCHEMA)
+        project.save_correction(n, truth, truth != pred)
+        project.set_status(n, "accepted")
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = run_to_end(finetune(project, base, options={"num_threads": job["threads"], "device": "cpu",
+                                                      **job["options"]}))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    val = load_val(Path(job["data"]))
+    s = score_model(out, val[1], val[2])
+    print(f"k={k} draw {job['draw']}{' (+unreviewed)' if job['with_unreviewed'] else ''}: "
+          f"val mIoU {s['mIoU']:.4f}, {wall:.0f} s", flush=True)
+    return {"k": k, "draw": job["draw"], **s, "seconds": wall, "cpu_seconds": cpu, "corrected": order[:k],
+            "held_out": load_card(out).metrics.get("held_out")}
+
+
+def hitl(args: argparse.Namespace, data: Path, work: Path, base: Path, val: tuple, with_unreviewed: bool = False
+         ) -> list[dict]:
+    """k whole real training images corrected to their masks -> IFKD fine-tune -> score the held-out images.
+
+    Each k is run for ``args.draws`` draws of which images are corrected (the gain depends a lot on which), in
+    ``args.jobs`` processes; a row is the mean over the draws, with each draw's change beside it.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
     base_scores = score_model(base, val[1], val[2])
-    rows = [{"k": 0, **base_scores, "seconds": 0.0, "cpu_seconds": 0.0}]
-    seg = load_segmenter(base, "cpu")
-    card = load_card(base)
+    jobs = [{"k": k, "draw": d, "base": str(base), "glas": str(GLAS), "data": str(data), "threads": args.threads,
+             "options": args.ft_options, "with_unreviewed": with_unreviewed,
+             "folder": str(work / f"hitl-k{k}-d{d}{'-unrev' if with_unreviewed else ''}")}
+            for k in args.ks if k > 0 for d in range(args.draws)]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            runs = list(pool.map(_hitl_one, jobs))
+    else:
+        runs = [_hitl_one(j) for j in jobs]
+    rows = [{"k": 0, **base_scores, "seconds": 0.0, "cpu_seconds": 0.0, "changes": [], "runs": []}]
     for k in [k for k in args.ks if k > 0]:
-        folder = work / f"hitl-k{k}{'-unrev' if with_unreviewed else ''}"
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(folder.parent / f"{folder.name}.wsss", ignore_errors=True)
-        folder.mkdir()
-        in_project = order if with_unreviewed else order[:k]  # the rest unreviewed: the teacher's tiles
-        for n in in_project:
-            shutil.copy(GLAS / "images" / f"{n}.png", folder / f"{n}.png")
-        project = Project.open(folder, SCHEMA)
-        project.register([{"key": n, "image": f"{n}.png"} for n in in_project])
-        for n in order[:k]:
-            img = read_rgb(folder / f"{n}.png")
-            pred = seg.predict(img[None]).class_map[0]
-            project.save_prediction(n, pred, card)
-            truth = read_mask(GLAS / "masks" / f"{n}.png", SCHEMA)
-            project.save_correction(n, truth, truth != pred)
-            project.set_status(n, "accepted")
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = run_to_end(finetune(project, base, options={"num_threads": args.threads, "device": "cpu",
-                                                          **args.ft_options}), log)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        s = score_model(out, val[1], val[2])
-        rows.append({"k": k, **s, "seconds": wall, "cpu_seconds": cpu,
-                     "held_out": load_card(out).metrics.get("held_out")})
-        print(f"k={k}: val mIoU {s['mIoU']:.4f} (base {base_scores['mIoU']:.4f}), {wall:.0f} s", flush=True)
+        mine = [r for r in runs if r["k"] == k]
+        mean = lambda key, sub=None: float(np.mean([r[key] if sub is None else r[key][sub] for r in mine]))  # noqa: E731
+        rows.append({"k": k, "mIoU": mean("mIoU"), "IoU": {c: mean("IoU", c) for c in ("gland", "non-gland")},
+                     "seconds": mean("seconds"), "cpu_seconds": mean("cpu_seconds"),
+                     "changes": [r["mIoU"] - base_scores["mIoU"] for r in mine], "runs": mine})
     return rows
 
 
 def hitl_table(rows: list[dict]) -> list[str]:
-    """Markdown rows of a human-in-the-loop curve (change against its k = 0 row)."""
+    """Markdown rows of a human-in-the-loop curve (means over draws; change against its k = 0 row)."""
     f = lambda v: f"{v:.3f}"  # noqa: E731
     base = rows[0]["mIoU"]
-    return ["| corrected images k | gland IoU | non-gland IoU | mIoU | change | fine-tune wall | CPU time |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+    return ["| corrected images k | gland IoU | non-gland IoU | mIoU | change (mean) | change per draw | "
+            "fine-tune wall | CPU time |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
             *(f"| {r['k']} | {f(r['IoU']['gland'])} | {f(r['IoU']['non-gland'])} | {f(r['mIoU'])} | "
-              f"{r['mIoU'] - base:+.3f} | {r['seconds']:.0f} s | {r['cpu_seconds']:.0f} s |" for r in rows)]
+              f"{r['mIoU'] - base:+.3f} | {' / '.join(f'{c:+.3f}' for c in r.get('changes', [])) or '-'} | "
+              f"{r['seconds']:.0f} s | {r['cpu_seconds']:.0f} s |" for r in rows)]
 
 
 def luad_demo_row(val: tuple) -> dict | None:
@@ -272,7 +307,11 @@ def report(res: dict, args: argparse.Namespace) -> str:
             continue
         lines += ["", f"Human in the loop on real tissue, base: {res['hitl_base']}. k whole real training images "
                   f"corrected to their masks and accepted ({where}), IFKD fine-tune with default settings, the "
-                  "held-out images scored (none of them corrected):", "", *hitl_table(rows)]
+                  f"held-out images scored (none of them corrected); {args.draws} draws of which images are corrected "
+                  "(draw d: seed d; nested in k), each row their mean:", "", *hitl_table(rows)]
+    if res.get("methods_from"):
+        lines += ["", "The method rows are taken from an earlier run of the same code (`--methods-from`), not retrained "
+                  "by this command."]
     lines += ["", res.get("notes", "")]
     return "\n".join(lines)
 
@@ -289,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", type=Path, help="human-in-the-loop base (default models/sshr-glas)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=int, default=3,
+                   help="draws of which k images are corrected (seeds 0..N-1); each row is their mean")
+    p.add_argument("--jobs", type=int, default=1, help="fine-tunes run at once (processes of --threads each)")
+    p.add_argument("--methods-from", type=Path, metavar="RESULTS_JSON",
+                   help="take the method rows from an earlier run's results.json instead of training them again")
     p.add_argument("--work", type=Path)
     p.add_argument("--notes", default="", help="text appended under the tables")
     p.add_argument("--set", dest="ft_set", action="append", default=[], metavar="KEY=VALUE",
@@ -335,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         card.config.update(cam_norm_quantile=0.0, fill_holes=[], tta_flips=False)
         save_card(raw, card)
         res["shipped_raw"] = score_model(raw, val[1], val[2])
-    res["methods"] = train_methods(args, data, work, val)
+    if args.methods_from:
+        res["methods"] = json.loads(args.methods_from.read_text())["methods"]
+        res["methods_from"] = str(args.methods_from)
+    else:
+        res["methods"] = train_methods(args, data, work, val)
     base = args.base or (shipped if (shipped / "card.json").is_file() else None)
     if base is None and res["methods"]:
         base = Path(res["methods"][0]["model"])

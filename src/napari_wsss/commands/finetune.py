@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "copy: the base's own network (keeps its method)")
     p.add_argument("--student-init", choices=("base", "backbone"),
                    help="base (default): start from the base's backbone; backbone: the backbone's initial weights")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="after the held-out check, train the version again on every correction (default for the "
+                        "dense student; twice the time)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     base = resolve_version(args.base, project)
     check_out_name(args.out, project)
     options = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "held_out_fraction", "switch_every",
-                                             "patience", "seed", "device", "num_threads", "student", "student_init")
+                                             "patience", "seed", "device", "num_threads", "student", "student_init",
+                                             "refit")
                if getattr(args, k) is not None}
     options.update(parse_set(args.set))
     command = "napari-wsss " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -139,7 +139,9 @@ def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     ft = card.config["finetune"]
     assert ft["student"] == "dense" and ft["student_started_from"] == "base version's backbone, new head"
     used = {c["key"]: c for c in ft["corrections"]}
-    assert len(used) == 4 and sum(c["held_out"] for c in used.values()) == 1
+    # the default (dense) checks on one held-out tile, then trains the version on all four
+    assert ft["refit"] is True and len(used) == 4 and not any(c["held_out"] for c in used.values())
+    assert sum(c["held_out_in_check"] for c in used.values()) == 1
     assert all(c["touched_pixels"] == 64 * 32 for c in used.values() if c["status"] == "corrected")
     assert ft["n_teacher_tiles"] == 4
     held = card.metrics["held_out"]
@@ -218,3 +220,28 @@ def test_finetune_a_mil_version_and_cli(tmp_path, tiny_dataset):
     assert card.method == "ifkd" and card.parent == "mil" and card.metrics["held_out"]["n_tiles"] == 1
     assert card.config["teacher"] == "mil"
     assert "napari-wsss finetune" in card.command
+
+
+def test_refit_checks_on_held_out_tiles_then_learns_from_every_correction(tmp_path, tiny_sshr):
+    """With ``refit`` the held-out verdict comes from a first fit; the version itself is trained on all the
+    corrections (none wasted at small k), and its card says which tile the check held out."""
+    project = make_project(tmp_path)
+    progress = []
+    out = run_to_end(finetune(project, tiny_sshr, options=FAST), progress.append)  # refit: the dense default
+    card = load_card(out)
+    ft = card.config["finetune"]
+    used = {c["key"]: c for c in ft["corrections"]}
+    assert ft["refit"] is True and len(used) == 4
+    assert not any(c["held_out"] for c in used.values())  # every correction trained the version
+    assert sum(c["held_out_in_check"] for c in used.values()) == 1
+    held = card.metrics["held_out"]
+    assert held["n_tiles"] == 1 and held["keys"] == [k for k, c in used.items() if c["held_out_in_check"]]
+    assert held["version"].startswith("a refit") and len(held["history"]) == 2
+    descs = {p.desc.split(":")[0] for p in progress if p.total}
+    assert "fine-tune (check, 1/2)" in descs and "fine-tune (all corrections, 2/2)" in descs
+    # without refit the held-out tile never trains the version
+    out2 = run_to_end(finetune(project, tiny_sshr, options={**FAST, "refit": False}))
+    assert sum(c["held_out"] for c in load_card(out2).config["finetune"]["corrections"]) == 1
+    summary = held_out_summary(card.metrics, "tiny-sshr")
+    assert "trained again on every correction" in summary
+    assert "trained again" not in held_out_summary(load_card(out2).metrics, "tiny-sshr")
