@@ -95,3 +95,17 @@ def slide_glass(levels: list[Any], max_pixels: int = MASK_PIXELS) -> SlideGlass:
     outside = (lab == lab[0, 0])[1:-1, 1:-1]
     rim = binary_dilation(outside, np.ones((3, 3), bool)) & ~outside
     return SlideGlass(outside, rim)
+
+
+def region_glass(levels: list[Any], level: int, box: tuple[int, int, int, int], rgb: np.ndarray) -> np.ndarray:
+    """(y1 - y0, x1 - x0) bool glass around the tissue in a region of a slide segmented on its own (the Segment
+    widget's field of view, drawn rectangle or whole image at a coarser level).
+
+    Args:
+        levels: the slide's levels, finest first; ``level`` the one ``box`` (y0, x0, y1, x1) is in.
+        rgb: the region's (y1 - y0, x1 - x0, 3) uint8 pixels as read (before any stain normalisation).
+    """
+    from ..data.tiles import is_background
+
+    shape = (int(levels[level].shape[0]), int(levels[level].shape[1]))
+    return slide_glass(levels).pixels(box, shape, lambda: is_background(np.asarray(rgb)[..., :3]))
