@@ -21,9 +21,13 @@ SEGMENTERS: dict[tuple[str, str], Any] = {}  # loaded models by (folder, device)
 
 def segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, should_stop: Any,
                 stain_normalise: bool = False, names: dict[Any, str] | None = None,
+                slide_region: tuple[list[Any], int, tuple[int, int, int, int]] | None = None,
                 ) -> Generator[Progress, None, tuple[Any, list, str | None]]:
     """Worker body: load (cached) model, segment each plane; returns (card, [(key, class_map, confidence)],
-    a stain warning or None)."""
+    a stain warning or None).
+
+    ``slide_region``: (the slide's levels, level, box) when the one plane is a region of a slide: the glass
+    around the slide's tissue becomes background there, as in whole-slide results (``inference.slide_glass``)."""
     from ..inference.segmenter import load_segmenter
     from ..inference.tiling import segment_image
 
@@ -32,6 +36,7 @@ def segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, 
         yield Progress(0, None, f"loading model {Path(model_dir).name}")
         SEGMENTERS[key] = load_segmenter(model_dir, device)
     seg = SEGMENTERS[key]
+    read = planes
     if stain_normalise:  # whole planes, before any windowing (Macenko needs the tissue's full stain range)
         from ..inference.stain_normalise import with_stain_normalisation
 
@@ -48,7 +53,14 @@ def segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, 
                 break
             yield Progress(i * 100 + int(100 * (p.fraction or 0)), len(planes) * 100,
                            f"segmenting {i + 1}/{len(planes)}")
-        results.append((plane_key, pred.class_map[0], pred.probs[0].max(0)))
+        class_map, confidence = pred.class_map[0], pred.probs[0].max(0)
+        if slide_region is not None:
+            from ..inference.slide_glass import region_glass
+
+            glass = region_glass(*slide_region, read[i][1])
+            class_map, confidence = class_map.copy(), confidence.copy()
+            class_map[glass], confidence[glass] = seg.card.class_schema.background_index, 1.0
+        results.append((plane_key, class_map, confidence))
     return seg.card, results, stain_warning(seg.card, planes, names)
 
 

@@ -78,6 +78,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.job: Job | None = None
         self.last_error: BaseException | None = None
         self._extra_versions: list[tuple[str, Path, str]] = []
+        self._preselected_for: tuple[str, str] | None = None  # (image, method) the default was chosen for
+        self._choice: tuple[str, str] | None = None  # (version folder, why) preselected (_model_choice)
 
         self.image_combo = QComboBox()
         self.method_combo = QComboBox()
@@ -155,7 +157,34 @@ class SegmentWidget(JobControlsMixin, QWidget):
                 self.version_combo.addItem(label, str(path))
         if current is not None and self.version_combo.findData(current) >= 0:
             self.version_combo.setCurrentIndex(self.version_combo.findData(current))
+        self._preselect_for_image()
         self._prefer_project_classes()
+        self._show_model_info()
+
+    def _preselect_for_image(self) -> None:
+        """Once per image (and method): preselect the version that suits it (``_model_choice``); a later choice
+        of the user's stays. A project that already holds classes is left to ``_prefer_project_classes``."""
+        from ..models.card import load_card
+        from ._model_choice import preferred_version
+
+        name, method = self.image_combo.currentText(), self.method_combo.currentText()
+        if (name, method) == self._preselected_for or not name or name not in self.viewer.layers:
+            return
+        self._preselected_for, self._choice = (name, method), None
+        layer = self.viewer.layers[name]
+        session = _sessions.session_for(self.viewer, layer)
+        if session is not None and not session.project.schema_default:
+            return
+        cards = []
+        for i in range(self.version_combo.count()):
+            try:
+                cards.append((self.version_combo.itemText(i), load_card(self.version_combo.itemData(i))))
+            except (ValueError, FileNotFoundError):
+                cards.append((self.version_combo.itemText(i), None))
+        found = preferred_version(layer, cards)
+        if found is not None:
+            self.version_combo.setCurrentIndex(found[0])
+            self._choice = (self.version_combo.itemData(found[0]), found[1])
 
     def _prefer_project_classes(self) -> None:
         """Move off a version of other classes than the image's project (it could not write there) to one of its
@@ -187,8 +216,9 @@ class SegmentWidget(JobControlsMixin, QWidget):
         from ..models.card import load_card, model_summary
 
         path = self.version_combo.currentData()
+        why = self._choice[1] if self._choice and self._choice[0] == path else ""  # said only while it stands
         try:
-            self.model_info.setText(model_summary(load_card(path)) if path else "")
+            self.model_info.setText(model_summary(load_card(path)) + (f"\n({why})" if why else "") if path else "")
         except (ValueError, FileNotFoundError) as e:
             self.model_info.setText(str(e))
 
@@ -307,9 +337,14 @@ class SegmentWidget(JobControlsMixin, QWidget):
             return
         self.last_error = None
         self._set_running(True)
+        region = None
+        if placement["kind"] == "slide":  # a slide region: glass around the slide's tissue is background there
+            (fy, fx), (oy, ox), (ph, pw) = placement["downsample"], placement["origin"], planes[0][1].shape[:2]
+            y0, x0 = round(oy / fy), round(ox / fx)
+            region = (list(layer.data), placement["level"], (y0, x0, y0 + ph, x0 + pw))
         self.job = run_job(
             segment_job, Path(model_dir), self.device_combo.currentText(), planes,
-            stain_normalise=self.stain_check.isChecked(), names=plane_names(layer, planes),
+            stain_normalise=self.stain_check.isChecked(), names=plane_names(layer, planes), slide_region=region,
             on_progress=self._on_progress,
             on_result=lambda res: self._on_result(layer, placement, res),
             on_error=self._show_error,

@@ -63,8 +63,11 @@ class CohortOptions:
 
     def segmentation(self) -> dict[str, Any]:
         """The options that change the labels (a finished slide counts only if these match)."""
+        from .slide_segmentation import GLASS_RULE
+
+        # ``glass``: results made before glass around the tissue became background are not counted as finished
         return {"level": self.level, "stain_normalise": self.stain_normalise,
-                "stain_reference": str(self.stain_reference) if self.stain_reference else None}
+                "stain_reference": str(self.stain_reference) if self.stain_reference else None, "glass": GLASS_RULE}
 
 
 @dataclass

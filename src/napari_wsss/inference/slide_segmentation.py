@@ -5,7 +5,9 @@ extends ``overlap // 2`` pixels beyond it on every side, and where neighbouring 
 scores are blended with a linear ramp, so no seam appears at block borders. Blocks are processed in column
 bands, row by row; only two rows of window scores of one band are held in memory, so peak memory depends on
 ``block``, ``band`` and ``batch_size``, not on the slide's size. Windows whose area is glass on a coarse level
-(or, failing that, on the window itself) never reach the model.
+(or, failing that, on the window itself) never reach the model. Glass around the tissue is background in the
+output whatever the model says (``slide_glass``: near-white connected to the slide's edge on a coarse view), so
+a model that leaves white to the network (gland lumens) does not label the slide's empty glass as tissue.
 
 Output (a zarr group, written as blocks finish, so a viewer can show results as they arrive):
 
@@ -36,6 +38,9 @@ import numpy as np
 from ..atomic import clean_leftovers, partial_dir, replace_dir
 from ..events import Cancelled, Progress, StopFlag, never_stop
 from .segmenter import Segmenter
+from .slide_glass import slide_glass
+
+GLASS_RULE = "edge-connected"  # the ``glass`` attribute: how glass around the tissue was found (slide_glass)
 
 
 @dataclass
@@ -123,6 +128,7 @@ def segment_slide(
     should_stop: StopFlag = never_stop,
     objective: float | None = None,
     source: dict | None = None,
+    glass_outside: bool = True,
 ) -> Generator[Progress, None, SlideSegmentation]:
     """Segment one level of a slide pyramid into a zarr label pyramid at ``out``.
 
@@ -139,6 +145,8 @@ def segment_slide(
             (``mpp * downsample``) so exports and other viewers can place the labels in micrometres.
         objective: the slide's objective power (20, 40, ...), when known; recorded beside ``mpp``.
         source: what to record about the slide (``Slide.info()``: path, backend, vendor, ...), when known.
+        glass_outside: make the glass around the tissue background (``slide_glass.slide_glass``); recorded in the
+            output's ``glass`` attribute.
     Raises:
         Cancelled: when ``should_stop()`` turns true; the zarr group stays marked ``complete = False``.
         ValueError: ``block`` not a power of two, or a level out of range.
@@ -156,7 +164,7 @@ def segment_slide(
     attrs = {"source_level": level, "downsample": downsample, "block": block, "overlap": overlap,
              "schema": schema.to_dict(), "model": getattr(segmenter.card, "name", ""), "shape": [h, w],
              "mpp": mpp, "level_mpp": mpp * downsample if mpp else None, "objective": objective,
-             "source": source or {}}
+             "source": source or {}, "glass": GLASS_RULE if glass_outside else None}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(out)  # what killed reruns left beside it
@@ -193,6 +201,7 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
     root, lab_arrays, conf_arrays = _create_outputs(out, (h, w), block, n_levels, attrs)
 
     tissue = tissue_blocks(levels, level, block)
+    glass_map = slide_glass(levels) if attrs.get("glass") else None
     if tissue is not None:  # a window matters if its block or a neighbour (its halo) holds tissue
         pad = np.pad(tissue, 1)
         window_tissue = np.zeros_like(tissue)
@@ -262,6 +271,13 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                 wsum[sl] += wgt
         return acc, wsum, (by0, bx0)
 
+    def block_white(i: int, j: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Near-white pixels of block (i, j): from its window, read already, else (a skipped window) read now."""
+        wm = white_cache.get((i, j))
+        if wm is None:
+            return is_background(as_rgb_uint8(np.asarray(img[box[0]:box[2], box[1]:box[3]]), "slide block"))
+        return wm[halo: halo + box[2] - box[0], halo: halo + box[3] - box[1]]
+
     def finalize(i: int, j: int, cache: dict) -> None:
         if scorer is not None:
             with torch.inference_mode():
@@ -274,10 +290,16 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
             probs = acc / np.maximum(wsum, 1e-6)
             cm = probs.argmax(0).astype(np.uint8)
             conf = (probs.max(0) * 255 + 0.5).astype(np.uint8)
+        if glass_map is not None:  # glass around the tissue is background, as skipped glass windows are
+            box = (by0, bx0, by0 + cm.shape[0], bx0 + cm.shape[1])
+            glass = glass_map.pixels(box, (h, w), lambda: block_white(i, j, box))  # only on the tissue's rim
+            cm[glass], conf[glass] = bg, 255
         write_pyramid_block(lab_arrays, by0, bx0, schema.to_labels(cm))
         write_pyramid_block(conf_arrays, by0, bx0, conf)
 
-    def load_batch(i: int, js: list[int]) -> tuple[np.ndarray, list[int], np.ndarray | None]:
+    white_cache: dict[tuple[int, int], np.ndarray] = {}  # windows' near-white pixels, for the glass rim
+
+    def load_batch(i: int, js: list[int]) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray | None]:
         """Reader thread: the windows, which hold tissue, and the glass the model needs (off the model's path)."""
         stack = np.stack([read_window(i, j) for j in js])
         white = is_background(stack)  # per window, as for one window at a time
@@ -287,7 +309,7 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
             from .predict import glass_mask
 
             glass = glass_mask(stack[keep], min_glass, white=white[keep])
-        return stack, keep, glass
+        return stack, white, keep, glass
 
     # One reader thread fetches the next batch of windows (tile decoding releases the GIL) while the model
     # runs on the current one.
@@ -317,9 +339,11 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                         if should_stop():
                             raise Cancelled("slide segmentation cancelled; the partial result is marked incomplete")
                         fetch(k)
-                        stack, keep, glass = pending.pop(k).result()
+                        stack, white, keep, glass = pending.pop(k).result()
                         fetch(k + 1)
                         js = batches[k][1]
+                        if glass_map is not None:
+                            white_cache.update({(i, j): white[n] for n, j in enumerate(js)})
                         for n, j in enumerate(js):
                             if n not in keep:
                                 cache[(i, j)] = None
@@ -342,6 +366,7 @@ def _segment_into(out: Path, segmenter: Segmenter, levels: list[Any], level: int
                     done_blocks += j1 - j0
                     for key in [key for key in cache if key[0] <= i - 2]:
                         del cache[key]
+                        white_cache.pop(key, None)
                     yield Progress(done_blocks, total_blocks, "segmenting slide",
                                    {"predicted": n_pred, "skipped": n_skip, "max_cached_windows": max_cached})
     root.attrs["complete"] = True
