@@ -167,6 +167,15 @@ def _hitl_one(job: dict) -> dict:
             "held_out": load_card(out).metrics.get("held_out")}
 
 
+def _earlier_runs(args: argparse.Namespace, with_unreviewed: bool) -> dict[tuple[int, int], dict]:
+    """Fine-tunes an earlier run of the same code already measured (``--reuse-runs``), by (k, draw)."""
+    if not args.reuse_runs:
+        return {}
+    prev = json.loads(args.reuse_runs.read_text())
+    rows = prev.get("hitl_unrev" if with_unreviewed else "hitl") or []
+    return {(r["k"], r["draw"]): r for row in rows for r in row.get("runs", [])}
+
+
 def hitl(args: argparse.Namespace, data: Path, work: Path, base: Path, val: tuple, with_unreviewed: bool = False
          ) -> list[dict]:
     """k whole real training images corrected to their masks -> IFKD fine-tune -> score the held-out images.
@@ -180,15 +189,19 @@ def hitl(args: argparse.Namespace, data: Path, work: Path, base: Path, val: tupl
     jobs = [{"k": k, "draw": d, "base": str(base), "glas": str(GLAS), "data": str(data), "threads": args.threads,
              "options": args.ft_options, "with_unreviewed": with_unreviewed,
              "folder": str(work / f"hitl-k{k}-d{d}{'-unrev' if with_unreviewed else ''}")}
-            for k in args.ks if k > 0 for d in range(args.draws)]
-    if args.jobs > 1:
+            for k in args.ks if k > 0
+            for d in range(args.unrev_draws if with_unreviewed and args.unrev_draws else args.draws)]
+    done = _earlier_runs(args, with_unreviewed)
+    todo = [j for j in jobs if (j["k"], j["draw"]) not in done]
+    if args.jobs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            runs = list(pool.map(_hitl_one, jobs))
+            runs = list(pool.map(_hitl_one, todo))
     else:
-        runs = [_hitl_one(j) for j in jobs]
+        runs = [_hitl_one(j) for j in todo]
+    runs += [{**done[(j["k"], j["draw"])], "reused": True} for j in jobs if (j["k"], j["draw"]) in done]
     rows = [{"k": 0, **base_scores, "seconds": 0.0, "cpu_seconds": 0.0, "changes": [], "runs": []}]
     for k in [k for k in args.ks if k > 0]:
-        mine = [r for r in runs if r["k"] == k]
+        mine = sorted((r for r in runs if r["k"] == k), key=lambda r: r["draw"])
         mean = lambda key, sub=None: float(np.mean([r[key] if sub is None else r[key][sub] for r in mine]))  # noqa: E731
         rows.append({"k": k, "mIoU": mean("mIoU"), "IoU": {c: mean("IoU", c) for c in ("gland", "non-gland")},
                      "seconds": mean("seconds"), "cpu_seconds": mean("cpu_seconds"),
@@ -307,8 +320,13 @@ def report(res: dict, args: argparse.Namespace) -> str:
             continue
         lines += ["", f"Human in the loop on real tissue, base: {res['hitl_base']}. k whole real training images "
                   f"corrected to their masks and accepted ({where}), IFKD fine-tune with default settings, the "
-                  f"held-out images scored (none of them corrected); {args.draws} draws of which images are corrected "
+                  f"held-out images scored (none of them corrected); {len(rows[-1].get('runs', []))} draws of which "
+                  "images are corrected "
                   "(draw d: seed d; nested in k), each row their mean:", "", *hitl_table(rows)]
+        reused = sum(bool(r.get("reused")) for row in rows for r in row.get("runs", []))
+        if reused:
+            lines += ["", f"{reused} of these fine-tunes were measured by an earlier run of the same code "
+                      "(`--reuse-runs`), the others by this one."]
     if res.get("methods_from"):
         lines += ["", "The method rows are taken from an earlier run of the same code (`--methods-from`), not retrained "
                   "by this command."]
@@ -330,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--draws", type=int, default=3,
                    help="draws of which k images are corrected (seeds 0..N-1); each row is their mean")
+    p.add_argument("--unrev-draws", type=int, default=0, help="draws for the --with-unreviewed table (0: --draws)")
     p.add_argument("--jobs", type=int, default=1, help="fine-tunes run at once (processes of --threads each)")
+    p.add_argument("--reuse-runs", type=Path, metavar="RESULTS_JSON",
+                   help="keep the fine-tunes (same k and draw) an earlier run of the same code measured; run the rest")
     p.add_argument("--methods-from", type=Path, metavar="RESULTS_JSON",
                    help="take the method rows from an earlier run's results.json instead of training them again")
     p.add_argument("--work", type=Path)
