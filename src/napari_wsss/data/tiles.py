@@ -74,6 +74,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
             check_whole_size(*_tiff_size(path), str(path))
             arr = tifffile.imread(path, level=0) if _is_pyramidal(path) else tifffile.imread(path)
+            if _is_cmyk_tiff(path):  # 4 ink channels would otherwise pass for RGBA (and be refused as "transparent")
+                from PIL import Image
+
+                arr = np.asarray(Image.fromarray(_as_uint8(arr), mode="CMYK").convert("RGB"))
         else:
             from PIL import Image
 
@@ -119,6 +123,19 @@ def _tiff_size(path: Path) -> tuple[int, int]:
         series = tf.series[0]
         shape, axes = series.shape, series.axes
     return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
+
+
+def _is_cmyk_tiff(path: Path) -> bool:
+    """True for a TIFF stored as CMYK (photometric SEPARATED, 4 inks), as print-oriented exports write."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages.first
+        return page.photometric == tifffile.PHOTOMETRIC.SEPARATED and page.samplesperpixel == 4
+
+
+def _as_uint8(arr: np.ndarray) -> np.ndarray:
+    return (arr // 257).astype(np.uint8) if arr.dtype == np.uint16 else arr.astype(np.uint8, copy=False)
 
 
 def _is_pyramidal(path: Path) -> bool:

@@ -82,6 +82,19 @@ def test_read_rgb_refuses_grey_rgba_and_rescales_16bit(tmp_path: Path, rng: np.r
     assert read_rgb(tmp_path / "w.tif").max() == 255
 
 
+def test_cmyk_tiff_is_converted_not_called_transparent(tmp_path: Path) -> None:
+    """Before: a CMYK TIFF (4 inks) passed for RGBA and was refused as 'RGBA with transparent pixels'."""
+    from PIL import Image
+
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[:, :4] = (200, 60, 150)  # eosin-ish pink
+    rgb[:, 4:] = (60, 40, 160)  # haematoxylin-ish blue
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.tif")
+    out = read_rgb(tmp_path / "c.tif")
+    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - rgb).max() <= 2
+
+
 def test_truncated_tiff_names_file(tmp_path: Path, rng: np.random.Generator) -> None:
     import tifffile
 
