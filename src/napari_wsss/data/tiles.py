@@ -50,6 +50,14 @@ def list_images(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"{folder} is not a folder. Give the folder that holds the tile images.")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
+        layout = find_mask_layout(folder)
+        if layout is not None:  # GlaS-style images/ + masks/: say what each command wants of such a folder
+            img, mask = layout
+            raise ValueError(
+                f"{folder} holds no images itself but {img.name}/ + {mask.name}/ (images with pixel masks): give "
+                f"{img} for the images alone, `napari-wsss evaluate --data {folder}` to score a model against the "
+                f"masks, or cut a training set first with `napari-wsss patches {folder} --out SET --schema SCHEMA`."
+            )
         raise ValueError(
             f"{folder} holds no images (looked for {', '.join(IMAGE_SUFFIXES)}). For a LUAD-HistoSeg style "
             "dataset give its training/ folder, or val/ or test/ (with img/ and mask/)."

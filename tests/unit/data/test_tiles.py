@@ -66,6 +66,14 @@ def test_empty_folder_and_missing_folder(tmp_path: Path) -> None:
         list_training_tiles(tmp_path / "nope", LUAD_HISTOSEG)
 
 
+def test_glas_layout_folder_says_what_to_give(tmp_path: Path) -> None:
+    """Before: `train`/`predict` on a GlaS images/ + masks/ folder said 'give its training/ folder'."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(ValueError, match=r"images/ \+ masks/.*evaluate --data.*napari-wsss patches"):
+        list_training_tiles(tmp_path, LUAD_HISTOSEG)
+
+
 def test_read_rgb_refuses_grey_rgba_and_rescales_16bit(tmp_path: Path, rng: np.random.Generator) -> None:
     grey = _save(tmp_path / "g.png", rng.integers(0, 255, (8, 8), dtype=np.uint8))
     rgba = _save(tmp_path / "a.png", rng.integers(0, 255, (8, 8, 4), dtype=np.uint8))
