@@ -83,3 +83,21 @@ def test_json_onto_an_existing_file_needs_overwrite(tmp_path, capsys, tiny_datas
             str(tmp_path / "s.json")]
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err and (tmp_path / "s.json").read_text() == "mine"
+
+
+def test_predict_output_suffix_the_input_cannot_make(tmp_path):
+    """Before: `predict SLIDE -o out.png` wrote a folder named out.png holding SLIDE.zarr (and a tile folder with
+    -o out.png a folder of PNGs named out.png); now the suffix is refused with what to give."""
+    from napari_wsss.commands.predict import check_outputs
+
+    with pytest.raises(ValueError, match=r"zarr label pyramid, not a \.png file; give -o .*t\.zarr"):
+        check_outputs(tmp_path / "s.svs", tmp_path / "t.png", slide=True, overwrite=False)
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    (tiles / "a.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="one PNG class map per tile, into a folder"):
+        check_outputs(tiles, tmp_path / "out.png", slide=False, overwrite=False)
+    check_outputs(tmp_path / "s.svs", tmp_path / "t.zarr", slide=True, overwrite=False)  # the right forms pass
+    check_outputs(tmp_path / "s.svs", tmp_path / "results", slide=True, overwrite=False)
+    check_outputs(tiles, tmp_path / "masks", slide=False, overwrite=False)
+    assert not (tmp_path / "t.png").exists() and not (tmp_path / "out.png").exists()
