@@ -191,3 +191,32 @@ def test_untagged_slide_to_trained_model_to_segmentation(qtbot, make_napari_view
     assert layer is not None and "slide-tags" in str(layer.metadata.get("napari_wsss", {}).get("model", layer.name))
     labels = np.asarray(layer.data[-1] if layer.multiscale else layer.data)
     assert labels.size and labels.max() < 5  # the LUAD classes (+ glass) of the tags' schema
+
+
+def test_classes_chosen_before_the_first_tag(qtbot, make_napari_viewer, tiles: Path) -> None:  # noqa: ANN001
+    """Before: a new project always tagged with the LUAD default classes (a folder of real GlaS colon images got
+    TE/NEC/LYM/TAS keys) and nothing in Tag could change them. Now 'classes' picks them until the first tag,
+    and the keys follow (key 1 tags 'gland'; key 3 no longer tags a class the project lost)."""
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    tag = dock(viewer, TAG)
+    assert tag.classes_combo.currentText() == "luad" and tag.classes_combo.isEnabled()
+    tag.classes_combo.setCurrentText("glas")
+    tag.classes_combo.activated.emit(tag.classes_combo.currentIndex())
+    assert [b.text() for b in tag.class_buttons] == ["1: gland", "2: non-gland"]
+    _press(viewer, "3")  # LYM under the old classes: nothing now
+    _press(viewer, "1")
+    assert tag.pending == {"gland"}
+    _press(viewer, "Enter")
+    project = Project.load(tiles.parent / "case.wsss")
+    assert project.schema.name == "colon-gland" and project.schema_set_by == "user"
+    assert list(project.tags().values()) == [["gland"]]
+    assert not tag.classes_combo.isEnabled() and "1 tagged" in tag.classes_combo.toolTip()  # fixed by the tag
+
+    with pytest.raises(ValueError, match="holds your work"):  # the session refuses too, not only the greyed combo
+        tag.session.choose_classes(LUAD_HISTOSEG)
+    viewer.close()
+    viewer2 = make_napari_viewer()
+    open_path(viewer2, tiles)
+    tag2 = dock(viewer2, TAG)
+    assert tag2.classes_combo.currentText() == "glas" and not tag2.classes_combo.isEnabled()

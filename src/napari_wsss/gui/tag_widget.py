@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 
 from ..tagging.tiles import TagTile, edge_remainder_text, folder_tiles, slide_tiles
 from . import _sessions
+from ._class_choice import choose_classes, make_classes_combo, sync_classes_combo
 from ._job_controls import JobControlsMixin
 from ._layers import camera as _camera
 from ._layers import image_source, layer_meta, same
@@ -74,6 +75,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self.level_spin = QSpinBox()
         self.level_spin.setRange(0, 16)
         self.grid_btn = QPushButton("Make tile grid")
+        self.classes_combo = make_classes_combo()
         self.classes_box = QGridLayout()
         self.prev_btn = QPushButton("◀ Previous")
         self.confirm_btn = QPushButton("Confirm && next (Enter)")
@@ -90,6 +92,7 @@ class TagWidget(JobControlsMixin, QWidget):
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("project", self.project_label)
+        form.addRow("classes", self.classes_combo)
         form.addRow("slide tile (px)", self.tile_spin)
         form.addRow("slide level", self.level_spin)
         form.addRow(self.grid_btn)
@@ -116,6 +119,8 @@ class TagWidget(JobControlsMixin, QWidget):
 
         self.image_combo.currentTextChanged.connect(self._open_current)
         self.grid_btn.clicked.connect(self._make_tiles)
+        self.classes_combo.activated.connect(lambda *_: self._choose_classes())
+        self.classes_combo.lineEdit().editingFinished.connect(self._choose_classes)
         self.prev_btn.clicked.connect(lambda: self.go(-1))
         self.skip_btn.clicked.connect(lambda: self.go(+1))
         self.confirm_btn.clicked.connect(self.confirm)
@@ -221,6 +226,18 @@ class TagWidget(JobControlsMixin, QWidget):
     def schema(self) -> Any:
         return self.session.project.schema if self.session is not None else None
 
+    def _choose_classes(self) -> None:
+        """The classes combo changed: the project takes them (only before any user work), the keys follow."""
+        if self.session is None or not self.classes_combo.isEnabled():
+            return
+        try:
+            if choose_classes(self.session, self.classes_combo.currentText()):
+                self.pending = set()  # toggles of the old classes mean nothing in the new ones
+        except (KeyError, ValueError, OSError) as e:
+            self._show_error(e)
+        self._follow_session()
+        sync_classes_combo(self.classes_combo, self.session.project)
+
     def _build_classes(self) -> None:
         for b in self.class_buttons:
             self.classes_box.removeWidget(b)
@@ -228,6 +245,7 @@ class TagWidget(JobControlsMixin, QWidget):
             b.setParent(None)
             b.deleteLater()
         self.class_buttons = []
+        sync_classes_combo(self.classes_combo, self.session.project)
         for n, c in enumerate(self.schema.foreground):
             btn = QPushButton(f"{n + 1}: {c.name}" if n < 9 else c.name)
             btn.setCheckable(True)
@@ -271,6 +289,7 @@ class TagWidget(JobControlsMixin, QWidget):
             self._show_error(e)
             return
         self._paint_tile(self.order[self.pos])
+        sync_classes_combo(self.classes_combo, self.session.project)  # the first tag fixes the classes
         self.go(+1)
 
     def go(self, delta: int) -> None:
@@ -382,13 +401,16 @@ class TagWidget(JobControlsMixin, QWidget):
             self.viewer.layers.selection.active = self.overlay
 
     def _bind_keys(self, layer: Any) -> None:
-        for n, c in enumerate(self.schema.foreground[:9]):
-            layer.bind_key(str(n + 1), partial(self._key_toggle, c.name), overwrite=True)
+        # Keys are bound by position and name their class when pressed: the classes may change after binding
+        # (chosen in the combo, or adopted from a model), and a key must never tag a class the project lost.
+        for n in range(9):
+            layer.bind_key(str(n + 1), partial(self._key_toggle, n), overwrite=True)
         layer.bind_key("Enter", self._key_confirm, overwrite=True)
         layer.bind_key("Backspace", self._key_back, overwrite=True)
 
-    def _key_toggle(self, name: str, layer: Any) -> None:
-        self.toggle(name)
+    def _key_toggle(self, n: int, layer: Any) -> None:
+        if self.schema is not None and n < len(self.schema.foreground):
+            self.toggle(self.schema.foreground[n].name)
 
     def _key_confirm(self, layer: Any) -> None:
         self.confirm()
