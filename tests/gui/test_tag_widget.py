@@ -116,7 +116,7 @@ def test_tag_train_from_tags_segment_offers_it_and_tag_orders_by_it(qtbot, make_
     train = dock(viewer, TRAIN)
     train.source_combo.setCurrentText(SOURCE_TAGS)
     assert not train.data_edit.isEnabled() and train.project_combo.count() == 1
-    assert "(6 tagged)" in train.project_combo.currentText()
+    assert "(6 tagged, classes " in train.project_combo.currentText()
     train.backbone_combo.setCurrentText("small_cnn")
     train.epochs_spin.setValue(1)
     train.size_spin.setValue(64)
@@ -170,7 +170,7 @@ def test_untagged_slide_to_trained_model_to_segmentation(qtbot, make_napari_view
     seg = dock(viewer, SEGMENT)
     train = dock(viewer, TRAIN)
     train.source_combo.setCurrentText(SOURCE_TAGS)
-    assert f"({n} tagged)" in train.project_combo.currentText()
+    assert f"({n} tagged, classes " in train.project_combo.currentText()
     train.backbone_combo.setCurrentText("small_cnn")
     train.epochs_spin.setValue(1)
     train.size_spin.setValue(64)
