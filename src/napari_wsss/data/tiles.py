@@ -157,6 +157,11 @@ def as_rgb_uint8(arr: np.ndarray, source: str = "image") -> np.ndarray:
     """Check/convert an array to ``(H, W, 3)`` uint8 RGB, raising a clear ValueError otherwise."""
     arr = np.asarray(arr)
     if arr.ndim == 2:
+        values = np.unique(arr[:: max(1, arr.shape[0] // 256), :: max(1, arr.shape[1] // 256)])
+        if values.size <= 16:  # a class mask (GlaS 0/255, palette indices), not a scan: say so, not "grey scan"
+            raise ValueError(f"{source} looks like a mask, not an H&E image (one channel, values "
+                             f"{', '.join(map(str, values.tolist()))}); open its image instead, or the folder "
+                             "holding images/ + masks/ (or img/ + mask/) to see the masks as ground truth.")
         raise ValueError(f"{source} is grayscale (shape {arr.shape}); expected an RGB H&E image (H, W, 3). "
                          "Use the original colour scan.")
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):

@@ -90,6 +90,17 @@ def test_read_rgb_refuses_grey_rgba_and_rescales_16bit(tmp_path: Path, rng: np.r
     assert read_rgb(tmp_path / "w.tif").max() == 255
 
 
+def test_a_mask_read_as_an_image_is_called_a_mask(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Before: a GlaS mask opened by mistake (File > Open, predict) was 'grayscale ... use the original colour
+    scan'; it is a mask, and the message says what to open instead. A true grey scan keeps the old advice."""
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 5:25] = 255
+    with pytest.raises(ValueError, match=r"m\.png looks like a mask.*values 0, 255.*images/ \+ masks/"):
+        read_rgb(_save(tmp_path / "m.png", mask))
+    with pytest.raises(ValueError, match="is grayscale.*original colour scan"):
+        read_rgb(_save(tmp_path / "g.png", rng.integers(0, 255, (40, 50), dtype=np.uint8)))
+
+
 def test_cmyk_tiff_is_converted_not_called_transparent(tmp_path: Path) -> None:
     """Before: a CMYK TIFF (4 inks) passed for RGBA and was refused as 'RGBA with transparent pixels'."""
     from PIL import Image
