@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from napari_wsss.classes import LUAD_HISTOSEG
-from napari_wsss.gui.tag_widget import UNTAGGED_COLOUR, TagWidget, overlay_name
+from napari_wsss.gui._tag_overlay import UNTAGGED_COLOUR, overlay_name
+from napari_wsss.gui.tag_widget import TagWidget
 from napari_wsss.store import Project
 
 from ._plugin import TAG, dock, open_path

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 
 from ..events import Progress
 from . import _sessions
+from ._job_controls import JobControlsMixin, scrolling_layout, with_button, wrapping_label
 from ._layers import (
     META_KEY,
     confidence_name,
@@ -31,7 +32,6 @@ from ._layers import (
     same,
     segmentation_name,
 )
-from ._job_controls import JobControlsMixin, scrolling_layout, with_button, wrapping_label
 from ._model_choice import combo_cards, list_model_versions, preferred_version, project_classes_index
 from ._segment_job import SEGMENTERS, plane_names, segment_job
 from ._worker import Job, run_job
@@ -55,8 +55,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
-        from ..device import available_devices
         from .. import methods  # noqa: F401  (fills the registry)
+        from ..device import available_devices
         from ..models._registry import METHODS
 
         self.viewer = napari_viewer

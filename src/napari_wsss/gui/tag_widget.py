@@ -34,18 +34,11 @@ from ._class_choice import choose_classes, make_classes_combo, sync_classes_comb
 from ._job_controls import JobControlsMixin
 from ._layers import camera as _camera
 from ._layers import image_source, layer_meta, same
+from ._tag_overlay import add_overlay, highlight_tile, paint_tile
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
     import napari
-
-UNTAGGED_COLOUR = (0.6, 0.6, 0.6, 0.8)
-CURRENT_WIDTH, OTHER_WIDTH = 6.0, 2.0  # overlay edge widths (screen-independent, in data pixels / zoom)
-
-
-def overlay_name(image_name: str) -> str:
-    return f"{image_name} tags"
-
 
 def _text_colour(rgb: tuple[int, int, int]) -> str:
     return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
@@ -341,59 +334,17 @@ class TagWidget(JobControlsMixin, QWidget):
         self.progress_label.setText(counts.progress_text())
         self.counts_label.setText("  ".join(f"{k}: {v}" for k, v in counts.per_class.items()))
 
-    # -- overlay ---------------------------------------------------------------------------------------------
-    def _tile_shape(self, i: int) -> np.ndarray:
-        t = self.tiles[i]
-        if t.region is not None:
-            y0, x0, y1, x1, _ = t.region
-            return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float)
-        h, w = layer_meta(self.image_layer)["sizes"][i]
-        return np.array([[i, 0, 0], [i, 0, w], [i, h, w], [i, h, 0]], float)
-
-    def _tile_style(self, key: str, tags: dict[str, list[str]]) -> tuple[tuple, str]:
-        t = tags.get(key)
-        if t is None:
-            return UNTAGGED_COLOUR, ""
-        if not t:
-            return (1.0, 1.0, 1.0, 0.9), "-"
-        r, g, b = self.schema.classes[self.schema.index_of(t[0])].colour
-        return (r / 255, g / 255, b / 255, 1.0), " ".join(t)
-
+    # -- overlay (gui/_tag_overlay.py) ---------------------------------------------------------------------
     def _draw_overlay(self) -> None:
-        """One rectangle per tile over the image (same scale/translate), untagged grey, tagged in class colour."""
-        layer = self.image_layer
-        name = overlay_name(layer.name)
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        tags = self.session.project.tags()
-        styles = [self._tile_style(t.key, tags) for t in self.tiles]
-        ndim = 3 if self.session.kind == "tiles" else 2
-        self.overlay = self.viewer.add_shapes(
-            [self._tile_shape(i) for i in range(len(self.tiles))], shape_type="rectangle", name=name,
-            edge_color=[s[0] for s in styles], face_color=[0, 0, 0, 0], edge_width=OTHER_WIDTH,
-            features={"tags": [s[1] for s in styles]}, text={"string": "{tags}", "size": 10, "color": "white",
-                                                            "anchor": "upper_left"},
-            scale=layer.scale[-ndim:], translate=layer.translate[-ndim:], opacity=0.8,
-            metadata={"napari_wsss": {"kind": "tags", "image": layer.name}})
+        self.overlay = add_overlay(self.viewer, self.image_layer, self.tiles, self.session.project.tags(),
+                                   self.schema, self.session.kind)
         self._bind_keys(self.overlay)
 
     def _paint_tile(self, i: int) -> None:
-        if self.overlay is None or self.overlay not in self.viewer.layers:
-            return
-        colour, text = self._tile_style(self.tiles[i].key, self.session.project.tags())
-        edge = np.asarray(self.overlay.edge_color).copy()
-        edge[i] = colour
-        self.overlay.edge_color = edge
-        feats = self.overlay.features.copy()
-        feats.loc[i, "tags"] = text
-        self.overlay.features = feats
+        paint_tile(self.viewer, self.overlay, i, self.tiles[i].key, self.session.project.tags(), self.schema)
 
     def _highlight(self, i: int) -> None:
-        if self.overlay is None or self.overlay not in self.viewer.layers:
-            return
-        widths = [OTHER_WIDTH] * len(self.tiles)
-        widths[i] = CURRENT_WIDTH
-        self.overlay.edge_width = widths  # napari takes a list (one width per shape), not an array
+        highlight_tile(self.viewer, self.overlay, i, len(self.tiles))
 
     def _activate_overlay(self) -> None:
         """Keys 1-9 and Enter are bound on the overlay layer: keep it the active one while tagging."""
