@@ -221,3 +221,16 @@ def test_classes_chosen_before_the_first_tag(qtbot, make_napari_viewer, tiles: P
     open_path(viewer2, tiles)
     tag2 = dock(viewer2, TAG)
     assert tag2.classes_combo.currentText() == "glas" and not tag2.classes_combo.isEnabled()
+
+
+def test_single_images_say_what_to_open(qtbot, make_napari_viewer, tiles: Path) -> None:  # noqa: ANN001
+    """Before: with only single images open (files dropped one by one) Tag was blank, not saying why."""
+    viewer = make_napari_viewer()
+    first = sorted(tiles.glob("*.png"))[0]
+    open_path(viewer, first)
+    tag = dock(viewer, TAG)
+    assert tag.image_combo.count() == 0
+    assert tag.status.text().startswith(f"{first.stem}: single images are not tagged; open their folder")
+    open_path(viewer, tiles)  # the folder: a stack to tag, and the hint goes
+    assert tag.image_combo.currentText() == tiles.name and len(tag.tiles) == 8
+    assert "single images" not in tag.status.text()

@@ -152,6 +152,8 @@ class TagWidget(JobControlsMixin, QWidget):
     def _refresh_images(self, *_: Any) -> None:
         current = self.image_combo.currentText()
         names = [ly.name for ly in self._image_layers()]
+        if not names:  # a single image (dropped files) is not taggable: say so rather than show an empty widget
+            self.status.setText(untaggable_hint(self.viewer))
         if names == [self.image_combo.itemText(i) for i in range(self.image_combo.count())]:
             return
         self.image_combo.blockSignals(True)
@@ -407,6 +409,17 @@ class TagWidget(JobControlsMixin, QWidget):
 
     def _run_buttons(self) -> list[Any]:
         return [self.rank_btn, self.grid_btn]
+
+
+def untaggable_hint(viewer: Any) -> str:
+    """What to open to tag: single images (one file, or several files dropped) are segmented, not tagged."""
+    from napari.layers import Image
+
+    single = [ly.name for ly in viewer.layers if isinstance(ly, Image) and (image_source(ly) or ("",))[0] == "image"]
+    if single:
+        return (f"{', '.join(single[:3])}{'…' if len(single) > 3 else ''}: single images are not tagged; open their "
+                "folder (File > Open Folder) to tag them as a tile stack, or a slide to tag its tissue grid.")
+    return "Open a tile folder or a slide (File > Open) to tag its tiles."
 
 
 def _tag_refresh(ref: Any, viewer: Any) -> None:
