@@ -215,7 +215,8 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
         print(f"napari-wsss predict: error: {len(bad)} of {len(files)} image(s) could not be read and were skipped "
               f"(no mask written for them): " + "; ".join(f"{f.name} ({why})" for f, why in bad[:5])
               + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-              + ". The other masks were written; replace or remove those files and predict them again.",
+              + (". The other masks were written; replace or remove those files and predict them again."
+                 if len(bad) < len(files) else ". Nothing was written; give H&E images (RGB)."),
               file=sys.stderr)
     if done:
         print(targets[0] if len(targets) == 1 else args.out)

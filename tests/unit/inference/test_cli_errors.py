@@ -3,6 +3,7 @@ traceback; --debug shows the traceback."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_wsss.cli import main
@@ -101,3 +102,17 @@ def test_predict_output_suffix_the_input_cannot_make(tmp_path):
     check_outputs(tmp_path / "s.svs", tmp_path / "results", slide=True, overwrite=False)
     check_outputs(tiles, tmp_path / "masks", slide=False, overwrite=False)
     assert not (tmp_path / "t.png").exists() and not (tmp_path / "out.png").exists()
+
+
+def test_predict_on_a_mask_alone_says_nothing_was_written(tmp_path, capsys):
+    """A GlaS mask given to predict by mistake: it is called a mask, and the message no longer says 'the other
+    masks were written' when there were no others."""
+    from PIL import Image
+
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:20] = 255
+    Image.fromarray(mask).save(tmp_path / "train_1.png")
+    rc = main(["predict", str(tmp_path / "train_1.png"), "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "looks like a mask" in err and err.endswith("Nothing was written; give H&E images (RGB).")
+    assert "other masks" not in err and not (tmp_path / "out.png").exists()
