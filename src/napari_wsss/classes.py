@@ -159,12 +159,18 @@ class ClassSchema:
         arr = np.asarray(mask)
         lut = {c.mask_value: c.index for c in self.classes if c.mask_value is not None}
         values = np.unique(arr)
-        bad = [int(v) for v in values if int(v) not in lut][:10]
+        bad_all = [int(v) for v in values if int(v) not in lut]
+        bad = bad_all[:10]
         if bad:
+            # Many stray values in between the class values are what JPEG compression or a smooth resize leaves
+            # at every edge; the mask's classes cannot be recovered from them, so say how to make a clean one.
+            lossy = len(bad_all) > 2 * len(lut) or str(source).lower().endswith((".jpg", ".jpeg"))
+            hint = (f"; {len(bad_all)} stray values look like a lossy (JPEG) or smoothly resized mask: save masks "
+                    "losslessly (PNG or TIFF) and resize them with nearest-neighbour only" if lossy else
+                    ". Check the schema's mask_value entries or that the mask belongs to this dataset")
             raise ValueError(
                 f"{source}: mask values {bad} belong to no class of the {self.name} schema (expected "
-                f"{', '.join(f'{v}={self.classes[i].name}' for v, i in lut.items())}). Check the schema's "
-                "mask_value entries or that the mask belongs to this dataset.")
+                f"{', '.join(f'{v}={self.classes[i].name}' for v, i in lut.items())}){hint}.")
         out = np.empty(arr.shape, np.uint8)
         for v in values:
             out[arr == v] = lut[int(v)]

@@ -291,15 +291,16 @@ class Project(ProjectModels, ProjectTags):
                 "tagged": sum(it.tags is not None for it in recs),
                 "models": len(self.model_versions())}
 
-    def schema_refusal(self, schema: ClassSchema, advice: str | None = None) -> str | None:
+    def schema_refusal(self, schema: ClassSchema, advice: str | None = None, by: str = "model") -> str | None:
         """Why a model of ``schema`` may not write into the project, or None when it may (the classes match, or
         :meth:`adopt_schema` can take the model's: the classes were not a person's choice and no user work).
-        ``advice`` replaces the closing "what to do" (the viewer says it in its own terms)."""
+        ``advice`` replaces the closing "what to do" (the viewer says it in its own terms). ``by="user"``: a person
+        choosing the classes may change their own earlier choice while the project holds no user work."""
         if schema.names == self.schema.names:
             return None
         advice = advice or ("Choose a model of the project's classes, or use another project folder for these "
                             f"images (what is in {self.root} stays there).")
-        if self.schema_set_by == "user":
+        if self.schema_set_by == "user" and by != "user":
             return (f"The project {self.root} was made for the classes {self.schema.names} ({self.schema.name}); a "
                     f"model of {schema.names} ({schema.name}) cannot write into it. {advice}")
         work = self.user_work()
@@ -313,8 +314,9 @@ class Project(ProjectModels, ProjectTags):
         return None
 
     @_writes
-    def adopt_schema(self, schema: ClassSchema) -> bool:
-        """Take the classes of a model about to write into the project; returns whether the classes changed.
+    def adopt_schema(self, schema: ClassSchema, by: str = "model") -> bool:
+        """Take the classes of a model about to write into the project (``by="user"``: the classes a person chose,
+        e.g. in Tag, before any work); returns whether the classes changed.
 
         A project opened before any model ran starts with the default classes, and one whose classes a model
         set holds only machine output: while no person corrected, accepted or tagged anything (and no model
@@ -325,12 +327,14 @@ class Project(ProjectModels, ProjectTags):
             ValueError: the classes were given when the project was made, or it holds user work
                 (:meth:`schema_refusal` says which, and what to do).
         """
+        if by not in ("model", "user"):
+            raise ValueError(f"adopt_schema(by={by!r}): expected 'model' or 'user'.")
         if schema.names == self.schema.names:
-            if self.schema_set_by == "default":  # the default model wrote first: its classes are now the choice
-                self.schema_set_by = "model"
+            if self.schema_set_by == "default" or (by == "user" and self.schema_set_by != "user"):
+                self.schema_set_by = by  # the default classes are now a choice (a model's, or the person's)
                 self._commit(dict(self._items), FileUndo())
             return False
-        refusal = self.schema_refusal(schema)
+        refusal = self.schema_refusal(schema, by=by)
         if refusal:
             raise ValueError(refusal)
         old, old_by = self.schema, self.schema_set_by
@@ -347,7 +351,7 @@ class Project(ProjectModels, ProjectTags):
                     moved.append(kind)
             if moved:
                 atomic_write_json(aside / "schema.json", old.to_dict())
-            self.schema, self.schema_set_by = schema, "model"
+            self.schema, self.schema_set_by = schema, by
             self._commit(items, FileUndo())
         except BaseException:
             self.schema, self.schema_set_by = old, old_by

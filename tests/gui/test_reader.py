@@ -127,3 +127,22 @@ def test_a_bad_file_in_a_folder_is_named_in_one_line(make_napari_viewer, tmp_pat
     with pytest.raises(ValueError, match=r"Cannot read .*notes\.tif.*remove it from the folder"):
         open_path(viewer, folder)
     assert len(viewer.layers) == 0
+
+
+def test_a_mask_opened_by_mistake_is_called_a_mask(make_napari_viewer, tmp_path: Path) -> None:  # noqa: ANN001
+    """File > Open on a GlaS mask (or its masks/ folder) instead of the image: it said 'grayscale ... use the
+    original colour scan'; it now says it is a mask and what to open instead, and adds no layer."""
+    from PIL import Image
+
+    from ._plugin import open_path
+
+    (tmp_path / "masks").mkdir()
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:20, 10:40] = 255
+    Image.fromarray(mask).save(tmp_path / "masks" / "train_1.png")
+    viewer = make_napari_viewer()
+    for path in (tmp_path / "masks" / "train_1.png", tmp_path / "masks"):
+        with pytest.raises(ValueError, match=r"train_1\.png looks like a mask.*open its image instead") as e:
+            open_path(viewer, path)
+        assert "\n" not in str(e.value)
+    assert len(viewer.layers) == 0

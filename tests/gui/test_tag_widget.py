@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from napari_wsss.classes import LUAD_HISTOSEG
-from napari_wsss.gui.tag_widget import UNTAGGED_COLOUR, TagWidget, overlay_name
+from napari_wsss.gui._tag_overlay import UNTAGGED_COLOUR, overlay_name
+from napari_wsss.gui.tag_widget import TagWidget
 from napari_wsss.store import Project
 
 from ._plugin import TAG, dock, open_path
@@ -116,7 +117,7 @@ def test_tag_train_from_tags_segment_offers_it_and_tag_orders_by_it(qtbot, make_
     train = dock(viewer, TRAIN)
     train.source_combo.setCurrentText(SOURCE_TAGS)
     assert not train.data_edit.isEnabled() and train.project_combo.count() == 1
-    assert "(6 tagged)" in train.project_combo.currentText()
+    assert "(6 tagged, classes " in train.project_combo.currentText()
     train.backbone_combo.setCurrentText("small_cnn")
     train.epochs_spin.setValue(1)
     train.size_spin.setValue(64)
@@ -170,7 +171,7 @@ def test_untagged_slide_to_trained_model_to_segmentation(qtbot, make_napari_view
     seg = dock(viewer, SEGMENT)
     train = dock(viewer, TRAIN)
     train.source_combo.setCurrentText(SOURCE_TAGS)
-    assert f"({n} tagged)" in train.project_combo.currentText()
+    assert f"({n} tagged, classes " in train.project_combo.currentText()
     train.backbone_combo.setCurrentText("small_cnn")
     train.epochs_spin.setValue(1)
     train.size_spin.setValue(64)
@@ -191,3 +192,45 @@ def test_untagged_slide_to_trained_model_to_segmentation(qtbot, make_napari_view
     assert layer is not None and "slide-tags" in str(layer.metadata.get("napari_wsss", {}).get("model", layer.name))
     labels = np.asarray(layer.data[-1] if layer.multiscale else layer.data)
     assert labels.size and labels.max() < 5  # the LUAD classes (+ glass) of the tags' schema
+
+
+def test_classes_chosen_before_the_first_tag(qtbot, make_napari_viewer, tiles: Path) -> None:  # noqa: ANN001
+    """Before: a new project always tagged with the LUAD default classes (a folder of real GlaS colon images got
+    TE/NEC/LYM/TAS keys) and nothing in Tag could change them. Now 'classes' picks them until the first tag,
+    and the keys follow (key 1 tags 'gland'; key 3 no longer tags a class the project lost)."""
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    tag = dock(viewer, TAG)
+    assert tag.classes_combo.currentText() == "luad" and tag.classes_combo.isEnabled()
+    tag.classes_combo.setCurrentText("glas")
+    tag.classes_combo.activated.emit(tag.classes_combo.currentIndex())
+    assert [b.text() for b in tag.class_buttons] == ["1: gland", "2: non-gland"]
+    _press(viewer, "3")  # LYM under the old classes: nothing now
+    _press(viewer, "1")
+    assert tag.pending == {"gland"}
+    _press(viewer, "Enter")
+    project = Project.load(tiles.parent / "case.wsss")
+    assert project.schema.name == "colon-gland" and project.schema_set_by == "user"
+    assert list(project.tags().values()) == [["gland"]]
+    assert not tag.classes_combo.isEnabled() and "1 tagged" in tag.classes_combo.toolTip()  # fixed by the tag
+
+    with pytest.raises(ValueError, match="holds your work"):  # the session refuses too, not only the greyed combo
+        tag.session.choose_classes(LUAD_HISTOSEG)
+    viewer.close()
+    viewer2 = make_napari_viewer()
+    open_path(viewer2, tiles)
+    tag2 = dock(viewer2, TAG)
+    assert tag2.classes_combo.currentText() == "glas" and not tag2.classes_combo.isEnabled()
+
+
+def test_single_images_say_what_to_open(qtbot, make_napari_viewer, tiles: Path) -> None:  # noqa: ANN001
+    """Before: with only single images open (files dropped one by one) Tag was blank, not saying why."""
+    viewer = make_napari_viewer()
+    first = sorted(tiles.glob("*.png"))[0]
+    open_path(viewer, first)
+    tag = dock(viewer, TAG)
+    assert tag.image_combo.count() == 0
+    assert tag.status.text().startswith(f"{first.stem}: single images are not tagged; open their folder")
+    open_path(viewer, tiles)  # the folder: a stack to tag, and the hint goes
+    assert tag.image_combo.currentText() == tiles.name and len(tag.tiles) == 8
+    assert "single images" not in tag.status.text()

@@ -78,3 +78,19 @@ def test_cancel_leaves_no_version(qtbot, tagged) -> None:  # noqa: ANN001
     assert "Cancelled" in train.status.text()
     assert not any(p.name.startswith("cancelled") for p in project.models_dir.glob("*"))  # no version, no checkpoint
     assert not train.pause_btn.isEnabled()
+
+
+def test_project_choice_names_the_tags_classes(qtbot, make_napari_viewer, tmp_path: Path, tiny_dataset: Path) -> None:  # noqa: ANN001
+    """Before: with 'the open project's tags' the greyed classes row still read 'luad' while the project (and the
+    model it trains) held gland / non-gland; the project choice now names the classes the tags are of."""
+    from napari_wsss.classes import GLAS
+
+    tiles = Path(shutil.copytree(tiny_dataset / "training", tmp_path / "colon"))
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    tag = dock(viewer, TAG)
+    tag.session.choose_classes(GLAS)
+    tag.session.project.set_tags(tag.tiles[0].key, ["gland"])
+    train = dock(viewer, TRAIN)
+    train.source_combo.setCurrentText(SOURCE_TAGS)
+    assert train.project_combo.currentText() == "colon.wsss (1 tagged, classes gland, non-gland)"

@@ -66,6 +66,17 @@ def test_glas_mask_values_map_to_class_map() -> None:
         LUAD_HISTOSEG.map_mask_values(raw)
 
 
+def test_lossy_mask_values_say_how_to_fix() -> None:
+    """A JPEG-compressed gland mask holds every grey level at its edges: the error says to save it losslessly."""
+    jpeg_like = np.array([[0, 1, 3, 17, 128, 250, 255]], np.uint8)
+    with pytest.raises(ValueError, match=r"5 stray values.*lossy \(JPEG\).*PNG or TIFF"):
+        GLAS.map_mask_values(jpeg_like, "masks/train_1.png")
+    with pytest.raises(ValueError, match=r"lossy \(JPEG\)"):
+        GLAS.map_mask_values(np.array([[0, 254]]), "masks/train_1.jpg")
+    with pytest.raises(ValueError, match="mask_value entries"):  # one odd value: not lossy, the old advice
+        GLAS.map_mask_values(np.array([[0, 7]]), "m.png")
+
+
 def test_preset_dicts_unchanged_by_optional_fields() -> None:
     d = LUAD_HISTOSEG.to_dict()
     assert set(d) == {"name", "classes"}

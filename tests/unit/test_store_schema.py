@@ -74,3 +74,17 @@ def test_a_bad_schema_owner_in_the_index_is_a_clear_error(predicted: Project) ->
     path.write_text(json.dumps(d))
     with pytest.raises(ValueError, match="'schema_set_by' is 'robot'"):
         Project.load(predicted.root)
+
+
+def test_a_person_chooses_classes_until_their_first_work(predicted: Project) -> None:
+    """Tag's 'classes': the person's choice binds models (a model of other classes is refused) but the person may
+    change it again until the project holds their work; then it is fixed for them too."""
+    assert predicted.adopt_schema(GLAS, by="user") is True and predicted.schema_set_by == "user"
+    assert "was made for the classes" in predicted.schema_refusal(LUAD_HISTOSEG)  # a model may not switch it
+    assert predicted.adopt_schema(LUAD_HISTOSEG, by="user") is True  # the person may, while nothing is theirs
+    assert Project.load(predicted.root).schema_set_by == "user"
+    predicted.set_tags(predicted.items()[0].key, ["TE"])
+    with pytest.raises(ValueError, match="holds your work"):
+        predicted.adopt_schema(GLAS, by="user")
+    with pytest.raises(ValueError, match="expected 'model' or 'user'"):
+        predicted.adopt_schema(GLAS, by="someone")

@@ -82,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     return _predict_tiles(seg, args)
 
 
+_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".zarr", ".json", ".geojson")
+
+
 def check_outputs(src: Path, out: Path, slide: bool, overwrite: bool) -> None:
     """Refuse an output that would replace the user's images or, without ``--overwrite``, earlier results.
 
@@ -92,6 +95,14 @@ def check_outputs(src: Path, out: Path, slide: bool, overwrite: bool) -> None:
     from ..data.tiles import list_images
 
     src_r, out_r = src.resolve(), out.resolve()
+    # An -o with a file suffix the input cannot produce became a folder of that name ("tcga.png/<slide>.zarr").
+    suffix = out.suffix.lower()
+    if slide and suffix in _FILE_SUFFIXES and suffix != ".zarr":
+        raise ValueError(f"-o {out}: a slide is segmented into a zarr label pyramid, not a {suffix} file; give "
+                         f"-o {out.with_suffix('.zarr')} (or a folder to hold {src.stem}.zarr).")
+    if src.is_dir() and suffix in _FILE_SUFFIXES and not out.is_dir():
+        raise ValueError(f"-o {out}: a folder of tiles gives one PNG class map per tile, into a folder; give a "
+                         f"folder, e.g. -o {src.name}-masks.")
     if src.is_dir():
         if out_r == src_r:
             raise ValueError(f"-o {out} is the input folder: the masks would replace your images. Give another "
@@ -204,7 +215,8 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
         print(f"napari-wsss predict: error: {len(bad)} of {len(files)} image(s) could not be read and were skipped "
               f"(no mask written for them): " + "; ".join(f"{f.name} ({why})" for f, why in bad[:5])
               + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-              + ". The other masks were written; replace or remove those files and predict them again.",
+              + (". The other masks were written; replace or remove those files and predict them again."
+                 if len(bad) < len(files) else ". Nothing was written; give H&E images (RGB)."),
               file=sys.stderr)
     if done:
         print(targets[0] if len(targets) == 1 else args.out)

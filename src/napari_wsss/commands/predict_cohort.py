@@ -41,7 +41,12 @@ def run_cohort_command(args: argparse.Namespace, model_dir: Path) -> int:
         raise ValueError("--confidence writes PNGs beside tiles; a cohort's <slide>/labels.zarr already holds "
                          "confidence/. Leave --confidence out.")
     if args.out.suffix == ".zarr":
-        raise ValueError(f"-o {args.out}: a cohort writes one folder per slide; give a folder, e.g. -o "
+        from ..data.slide_list import is_cohort_input
+
+        # one slide given with a cohort option (--geojson): say that the option made it a cohort
+        opts = [f"--{o}" for o in COHORT_OPTIONS if getattr(args, o) not in (None, False)]
+        why = f" ({' '.join(opts)} runs even one slide as a cohort)" if opts and not is_cohort_input(args.input) else ""
+        raise ValueError(f"-o {args.out}: a cohort{why} writes one folder per slide; give a folder, e.g. -o "
                          f"{args.out.with_suffix('')}.")
     if args.device and not args.scheduler:  # local workers have this machine's devices: say so before starting
         from ..device import select_device

@@ -50,6 +50,14 @@ def list_images(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"{folder} is not a folder. Give the folder that holds the tile images.")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
+        layout = find_mask_layout(folder)
+        if layout is not None:  # GlaS-style images/ + masks/: say what each command wants of such a folder
+            img, mask = layout
+            raise ValueError(
+                f"{folder} holds no images itself but {img.name}/ + {mask.name}/ (images with pixel masks): give "
+                f"{img} for the images alone, `napari-wsss evaluate --data {folder}` to score a model against the "
+                f"masks, or cut a training set first with `napari-wsss patches {folder} --out SET --schema SCHEMA`."
+            )
         raise ValueError(
             f"{folder} holds no images (looked for {', '.join(IMAGE_SUFFIXES)}). For a LUAD-HistoSeg style "
             "dataset give its training/ folder, or val/ or test/ (with img/ and mask/)."
@@ -74,6 +82,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
             check_whole_size(*_tiff_size(path), str(path))
             arr = tifffile.imread(path, level=0) if _is_pyramidal(path) else tifffile.imread(path)
+            if _is_cmyk_tiff(path):  # 4 ink channels would otherwise pass for RGBA (and be refused as "transparent")
+                from PIL import Image
+
+                arr = np.asarray(Image.fromarray(_as_uint8(arr), mode="CMYK").convert("RGB"))
         else:
             from PIL import Image
 
@@ -121,6 +133,19 @@ def _tiff_size(path: Path) -> tuple[int, int]:
     return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
 
 
+def _is_cmyk_tiff(path: Path) -> bool:
+    """True for a TIFF stored as CMYK (photometric SEPARATED, 4 inks), as print-oriented exports write."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages.first
+        return page.photometric == tifffile.PHOTOMETRIC.SEPARATED and page.samplesperpixel == 4
+
+
+def _as_uint8(arr: np.ndarray) -> np.ndarray:
+    return (arr // 257).astype(np.uint8) if arr.dtype == np.uint16 else arr.astype(np.uint8, copy=False)
+
+
 def _is_pyramidal(path: Path) -> bool:
     import tifffile
 
@@ -132,6 +157,11 @@ def as_rgb_uint8(arr: np.ndarray, source: str = "image") -> np.ndarray:
     """Check/convert an array to ``(H, W, 3)`` uint8 RGB, raising a clear ValueError otherwise."""
     arr = np.asarray(arr)
     if arr.ndim == 2:
+        values = np.unique(arr[:: max(1, arr.shape[0] // 256), :: max(1, arr.shape[1] // 256)])
+        if values.size <= 16:  # a class mask (GlaS 0/255, palette indices), not a scan: say so, not "grey scan"
+            raise ValueError(f"{source} looks like a mask, not an H&E image (one channel, values "
+                             f"{', '.join(map(str, values.tolist()))}); open its image instead, or the folder "
+                             "holding images/ + masks/ (or img/ + mask/) to see the masks as ground truth.")
         raise ValueError(f"{source} is grayscale (shape {arr.shape}); expected an RGB H&E image (H, W, 3). "
                          "Use the original colour scan.")
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):

@@ -178,10 +178,15 @@ def export_project(
             "(e.g. from a backup or an earlier export), or mark those items unreviewed, then export again.")
     items = [it for it in chosen if project.path("masks", it.key).is_file()]
     if not items:
-        counts = project.counts()
-        raise ValueError(f"Nothing to export from {project.root}: no item with a mask is {filter} "
-                         f"({counts['total']} items: {counts['unreviewed']} unreviewed, {counts['corrected']} "
-                         f"corrected, {counts['accepted']} accepted). Review some, or choose filter 'all'.")
+        counts, n_tagged = project.counts(), len(project.tags())
+        summary = (f"{counts['total']} items: {counts['unreviewed']} unreviewed, {counts['corrected']} corrected, "
+                   f"{counts['accepted']} accepted" + (f", {n_tagged} tagged" if n_tagged else "") + ")")
+        # 'all' found no mask at all: suggesting filter 'all' again (as it did) helps nobody
+        what = (f"no item has a mask yet ({summary}. Segment and review some first" if filter == "all" else
+                f"no item with a mask is {filter} ({summary}. Review some, or choose filter 'all'")
+        tags = (f"; tags are image-level labels, not masks: train from them with `napari-wsss train --project "
+                f"{project.root}`" if n_tagged else "")
+        raise ValueError(f"Nothing to export from {project.root}: {what}{tags}.")
     try:
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             yield from _export_into(tmp, project, items, formats, filter, tile_size, overlap, level,

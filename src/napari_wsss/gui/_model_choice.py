@@ -1,4 +1,5 @@
-"""Which model version the Segment widget preselects for an image, and why (said on its model line).
+"""Which model versions the widgets list (``list_model_versions``), which one Segment preselects for an image, and
+why (said on its model line).
 
 The shipped demo (``sshr-default``) was trained on generated LUAD-like tiles; on real tissue it is worse than
 trivial, yet it was listed first and preselected for every image. The rule now:
@@ -85,3 +86,45 @@ def preferred_version(layer: Any, versions: list[tuple[str, Any]]) -> tuple[int,
             return i, ("preselected: the file names carry no class labels, so the shipped model trained on real "
                        "H&E (the demo model was trained on generated tiles only)")
     return None
+
+
+def list_model_versions() -> list[tuple[str, Path, str]]:
+    """(label, folder, method) of model versions: shipped ones first."""
+    from ..models.card import load_card
+    from ..resources import shipped_models_dir
+
+    out = []
+    root = shipped_models_dir()
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if (d / "card.json").is_file():
+            try:
+                card = load_card(d)
+            except (ValueError, FileNotFoundError):
+                continue
+            out.append((f"{d.name} (shipped)", d, card.method))
+    return out
+
+
+def combo_cards(combo: Any) -> list[tuple[str, Any]]:
+    """(label, card or None when unreadable) of every version in a versions combo (folder as item data)."""
+    from ..models.card import load_card
+
+    out = []
+    for i in range(combo.count()):
+        try:
+            out.append((combo.itemText(i), load_card(combo.itemData(i)) if combo.itemData(i) else None))
+        except (ValueError, FileNotFoundError):
+            out.append((combo.itemText(i), None))
+    return out
+
+
+def project_classes_index(versions: list[tuple[str, Any]], current: int, wanted: list[str]) -> int | None:
+    """Index of the first version of the project's classes ``wanted`` when the ``current`` one is of others (it
+    could not write into the project); None to keep the current one (its classes fit, or it is unreadable)."""
+    def names(i: int) -> list[str] | None:
+        card = versions[i][1] if 0 <= i < len(versions) else None
+        return card.class_schema.names if card is not None else None
+
+    if names(current) in (None, wanted):
+        return None
+    return next((i for i in range(len(versions)) if names(i) == wanted), None)

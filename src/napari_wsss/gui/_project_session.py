@@ -111,8 +111,25 @@ class ProjectSession:
             ValueError: see :meth:`check_model`.
         """
         self.check_model(card)
+        return self._take_schema(card.class_schema, "model")
+
+    def choose_classes(self, schema: Any) -> bool:
+        """The person picks the project's classes (Tag's 'classes', before the first tag): a folder of colon
+        images is not tagged with the LUAD default's classes. Returns whether the classes changed.
+
+        Raises:
+            ValueError: the project already holds user work (tags, corrections, model versions) of its classes.
+        """
+        advice = (f"Keep the {self.schema.name} classes, or in Review & correct click 'Use another project "
+                  f"folder…' to start a new project for this image (your work stays in {self.project.root}).")
+        refusal = self.project.schema_refusal(schema, advice, by="user")
+        if refusal:
+            raise ValueError(refusal)
+        return self._take_schema(schema, "user")
+
+    def _take_schema(self, schema: Any, by: str) -> bool:
         old, had = self.schema, self.project.counts()["predicted"]
-        if not self.project.adopt_schema(card.class_schema):
+        if not self.project.adopt_schema(schema, by=by):
             return False
         self.schema = self.project.schema
         self.adopted_from = old if had else None

@@ -53,7 +53,7 @@ class ReviewOrder(JobControlsMixin, QGroupBox):
     def refresh(self) -> None:
         """Offer the models that predict the open project's classes (project versions newest first)."""
         from ..models.card import load_card
-        from .segment_widget import list_model_versions
+        from ._model_choice import list_model_versions
 
         s = self.review.session
         current = self.model_combo.currentData()

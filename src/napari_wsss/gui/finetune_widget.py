@@ -193,7 +193,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         from ..store import Project
         from ..training.ifkd import SUPPORTED_METHODS
         from ..models.card import load_card
-        from .segment_widget import list_model_versions
+        from ._model_choice import list_model_versions
 
         out = list(list_model_versions())
         root = self.project_root()

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 
 from ..events import Progress
 from . import _sessions
+from ._job_controls import JobControlsMixin, scrolling_layout, with_button, wrapping_label
 from ._layers import (
     META_KEY,
     confidence_name,
@@ -31,7 +32,7 @@ from ._layers import (
     same,
     segmentation_name,
 )
-from ._job_controls import JobControlsMixin, scrolling_layout, with_button, wrapping_label
+from ._model_choice import combo_cards, list_model_versions, preferred_version, project_classes_index
 from ._segment_job import SEGMENTERS, plane_names, segment_job
 from ._worker import Job, run_job
 
@@ -48,30 +49,14 @@ SCOPES = {
 }
 MAX_PIXELS = 2048 * 2048  # largest plane segmented in one go from the viewer before issue-8 tiling to zarr
 
-def list_model_versions() -> list[tuple[str, Path, str]]:
-    """(label, folder, method) of model versions: shipped ones first."""
-    from ..models.card import load_card
-    from ..resources import shipped_models_dir
-
-    out = []
-    root = shipped_models_dir()
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if (d / "card.json").is_file():
-            try:
-                card = load_card(d)
-            except (ValueError, FileNotFoundError):
-                continue
-            out.append((f"{d.name} (shipped)", d, card.method))
-    return out
-
 
 class SegmentWidget(JobControlsMixin, QWidget):
     """Runs a weakly supervised model on the selected image and adds the result as an editable Labels layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
-        from ..device import available_devices
         from .. import methods  # noqa: F401  (fills the registry)
+        from ..device import available_devices
         from ..models._registry import METHODS
 
         self.viewer = napari_viewer
@@ -164,9 +149,6 @@ class SegmentWidget(JobControlsMixin, QWidget):
     def _preselect_for_image(self) -> None:
         """Once per image (and method): preselect the version that suits it (``_model_choice``); a later choice
         of the user's stays. A project that already holds classes is left to ``_prefer_project_classes``."""
-        from ..models.card import load_card
-        from ._model_choice import preferred_version
-
         name, method = self.image_combo.currentText(), self.method_combo.currentText()
         if (name, method) == self._preselected_for or not name or name not in self.viewer.layers:
             return
@@ -175,13 +157,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         session = _sessions.session_for(self.viewer, layer)
         if session is not None and not session.project.schema_default:
             return
-        cards = []
-        for i in range(self.version_combo.count()):
-            try:
-                cards.append((self.version_combo.itemText(i), load_card(self.version_combo.itemData(i))))
-            except (ValueError, FileNotFoundError):
-                cards.append((self.version_combo.itemText(i), None))
-        found = preferred_version(layer, cards)
+        found = preferred_version(layer, combo_cards(self.version_combo))
         if found is not None:
             self.version_combo.setCurrentIndex(found[0])
             self._choice = (self.version_combo.itemData(found[0]), found[1])
@@ -189,28 +165,15 @@ class SegmentWidget(JobControlsMixin, QWidget):
     def _prefer_project_classes(self) -> None:
         """Move off a version of other classes than the image's project (it could not write there) to one of its
         classes: reopening gland images otherwise offered the demo model listed first, refused on Segment."""
-        from ..models.card import load_card
-
         name = self.image_combo.currentText()
         session = _sessions.session_for(self.viewer, self.viewer.layers[name]) \
             if name and name in self.viewer.layers else None
         if session is None or session.project.schema_default:
             return
-        wanted = session.project.schema.names
-
-        def names(i: int) -> list[str] | None:
-            path = self.version_combo.itemData(i)
-            try:
-                return load_card(path).class_schema.names if path else None
-            except (ValueError, FileNotFoundError):
-                return None
-
-        if names(self.version_combo.currentIndex()) in (None, wanted):
-            return
-        for i in range(self.version_combo.count()):
-            if names(i) == wanted:
-                self.version_combo.setCurrentIndex(i)
-                return
+        found = project_classes_index(combo_cards(self.version_combo), self.version_combo.currentIndex(),
+                                      session.project.schema.names)
+        if found is not None:
+            self.version_combo.setCurrentIndex(found)
 
     def _show_model_info(self, *_: Any) -> None:
         from ..models.card import load_card, model_summary

@@ -30,21 +30,15 @@ from qtpy.QtWidgets import (
 
 from ..tagging.tiles import TagTile, edge_remainder_text, folder_tiles, slide_tiles
 from . import _sessions
+from ._class_choice import choose_classes, make_classes_combo, sync_classes_combo
 from ._job_controls import JobControlsMixin
 from ._layers import camera as _camera
 from ._layers import image_source, layer_meta, same
+from ._tag_overlay import add_overlay, highlight_tile, paint_tile
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:
     import napari
-
-UNTAGGED_COLOUR = (0.6, 0.6, 0.6, 0.8)
-CURRENT_WIDTH, OTHER_WIDTH = 6.0, 2.0  # overlay edge widths (screen-independent, in data pixels / zoom)
-
-
-def overlay_name(image_name: str) -> str:
-    return f"{image_name} tags"
-
 
 def _text_colour(rgb: tuple[int, int, int]) -> str:
     return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
@@ -74,6 +68,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self.level_spin = QSpinBox()
         self.level_spin.setRange(0, 16)
         self.grid_btn = QPushButton("Make tile grid")
+        self.classes_combo = make_classes_combo()
         self.classes_box = QGridLayout()
         self.prev_btn = QPushButton("◀ Previous")
         self.confirm_btn = QPushButton("Confirm && next (Enter)")
@@ -90,6 +85,7 @@ class TagWidget(JobControlsMixin, QWidget):
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("project", self.project_label)
+        form.addRow("classes", self.classes_combo)
         form.addRow("slide tile (px)", self.tile_spin)
         form.addRow("slide level", self.level_spin)
         form.addRow(self.grid_btn)
@@ -116,6 +112,8 @@ class TagWidget(JobControlsMixin, QWidget):
 
         self.image_combo.currentTextChanged.connect(self._open_current)
         self.grid_btn.clicked.connect(self._make_tiles)
+        self.classes_combo.activated.connect(lambda *_: self._choose_classes())
+        self.classes_combo.lineEdit().editingFinished.connect(self._choose_classes)
         self.prev_btn.clicked.connect(lambda: self.go(-1))
         self.skip_btn.clicked.connect(lambda: self.go(+1))
         self.confirm_btn.clicked.connect(self.confirm)
@@ -154,6 +152,8 @@ class TagWidget(JobControlsMixin, QWidget):
     def _refresh_images(self, *_: Any) -> None:
         current = self.image_combo.currentText()
         names = [ly.name for ly in self._image_layers()]
+        if not names:  # a single image (dropped files) is not taggable: say so rather than show an empty widget
+            self.status.setText(untaggable_hint(self.viewer))
         if names == [self.image_combo.itemText(i) for i in range(self.image_combo.count())]:
             return
         self.image_combo.blockSignals(True)
@@ -221,6 +221,18 @@ class TagWidget(JobControlsMixin, QWidget):
     def schema(self) -> Any:
         return self.session.project.schema if self.session is not None else None
 
+    def _choose_classes(self) -> None:
+        """The classes combo changed: the project takes them (only before any user work), the keys follow."""
+        if self.session is None or not self.classes_combo.isEnabled():
+            return
+        try:
+            if choose_classes(self.session, self.classes_combo.currentText()):
+                self.pending = set()  # toggles of the old classes mean nothing in the new ones
+        except (KeyError, ValueError, OSError) as e:
+            self._show_error(e)
+        self._follow_session()
+        sync_classes_combo(self.classes_combo, self.session.project)
+
     def _build_classes(self) -> None:
         for b in self.class_buttons:
             self.classes_box.removeWidget(b)
@@ -228,6 +240,7 @@ class TagWidget(JobControlsMixin, QWidget):
             b.setParent(None)
             b.deleteLater()
         self.class_buttons = []
+        sync_classes_combo(self.classes_combo, self.session.project)
         for n, c in enumerate(self.schema.foreground):
             btn = QPushButton(f"{n + 1}: {c.name}" if n < 9 else c.name)
             btn.setCheckable(True)
@@ -271,6 +284,7 @@ class TagWidget(JobControlsMixin, QWidget):
             self._show_error(e)
             return
         self._paint_tile(self.order[self.pos])
+        sync_classes_combo(self.classes_combo, self.session.project)  # the first tag fixes the classes
         self.go(+1)
 
     def go(self, delta: int) -> None:
@@ -322,59 +336,17 @@ class TagWidget(JobControlsMixin, QWidget):
         self.progress_label.setText(counts.progress_text())
         self.counts_label.setText("  ".join(f"{k}: {v}" for k, v in counts.per_class.items()))
 
-    # -- overlay ---------------------------------------------------------------------------------------------
-    def _tile_shape(self, i: int) -> np.ndarray:
-        t = self.tiles[i]
-        if t.region is not None:
-            y0, x0, y1, x1, _ = t.region
-            return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float)
-        h, w = layer_meta(self.image_layer)["sizes"][i]
-        return np.array([[i, 0, 0], [i, 0, w], [i, h, w], [i, h, 0]], float)
-
-    def _tile_style(self, key: str, tags: dict[str, list[str]]) -> tuple[tuple, str]:
-        t = tags.get(key)
-        if t is None:
-            return UNTAGGED_COLOUR, ""
-        if not t:
-            return (1.0, 1.0, 1.0, 0.9), "-"
-        r, g, b = self.schema.classes[self.schema.index_of(t[0])].colour
-        return (r / 255, g / 255, b / 255, 1.0), " ".join(t)
-
+    # -- overlay (gui/_tag_overlay.py) ---------------------------------------------------------------------
     def _draw_overlay(self) -> None:
-        """One rectangle per tile over the image (same scale/translate), untagged grey, tagged in class colour."""
-        layer = self.image_layer
-        name = overlay_name(layer.name)
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        tags = self.session.project.tags()
-        styles = [self._tile_style(t.key, tags) for t in self.tiles]
-        ndim = 3 if self.session.kind == "tiles" else 2
-        self.overlay = self.viewer.add_shapes(
-            [self._tile_shape(i) for i in range(len(self.tiles))], shape_type="rectangle", name=name,
-            edge_color=[s[0] for s in styles], face_color=[0, 0, 0, 0], edge_width=OTHER_WIDTH,
-            features={"tags": [s[1] for s in styles]}, text={"string": "{tags}", "size": 10, "color": "white",
-                                                            "anchor": "upper_left"},
-            scale=layer.scale[-ndim:], translate=layer.translate[-ndim:], opacity=0.8,
-            metadata={"napari_wsss": {"kind": "tags", "image": layer.name}})
+        self.overlay = add_overlay(self.viewer, self.image_layer, self.tiles, self.session.project.tags(),
+                                   self.schema, self.session.kind)
         self._bind_keys(self.overlay)
 
     def _paint_tile(self, i: int) -> None:
-        if self.overlay is None or self.overlay not in self.viewer.layers:
-            return
-        colour, text = self._tile_style(self.tiles[i].key, self.session.project.tags())
-        edge = np.asarray(self.overlay.edge_color).copy()
-        edge[i] = colour
-        self.overlay.edge_color = edge
-        feats = self.overlay.features.copy()
-        feats.loc[i, "tags"] = text
-        self.overlay.features = feats
+        paint_tile(self.viewer, self.overlay, i, self.tiles[i].key, self.session.project.tags(), self.schema)
 
     def _highlight(self, i: int) -> None:
-        if self.overlay is None or self.overlay not in self.viewer.layers:
-            return
-        widths = [OTHER_WIDTH] * len(self.tiles)
-        widths[i] = CURRENT_WIDTH
-        self.overlay.edge_width = widths  # napari takes a list (one width per shape), not an array
+        highlight_tile(self.viewer, self.overlay, i, len(self.tiles))
 
     def _activate_overlay(self) -> None:
         """Keys 1-9 and Enter are bound on the overlay layer: keep it the active one while tagging."""
@@ -382,13 +354,16 @@ class TagWidget(JobControlsMixin, QWidget):
             self.viewer.layers.selection.active = self.overlay
 
     def _bind_keys(self, layer: Any) -> None:
-        for n, c in enumerate(self.schema.foreground[:9]):
-            layer.bind_key(str(n + 1), partial(self._key_toggle, c.name), overwrite=True)
+        # Keys are bound by position and name their class when pressed: the classes may change after binding
+        # (chosen in the combo, or adopted from a model), and a key must never tag a class the project lost.
+        for n in range(9):
+            layer.bind_key(str(n + 1), partial(self._key_toggle, n), overwrite=True)
         layer.bind_key("Enter", self._key_confirm, overwrite=True)
         layer.bind_key("Backspace", self._key_back, overwrite=True)
 
-    def _key_toggle(self, name: str, layer: Any) -> None:
-        self.toggle(name)
+    def _key_toggle(self, n: int, layer: Any) -> None:
+        if self.schema is not None and n < len(self.schema.foreground):
+            self.toggle(self.schema.foreground[n].name)
 
     def _key_confirm(self, layer: Any) -> None:
         self.confirm()
@@ -434,6 +409,17 @@ class TagWidget(JobControlsMixin, QWidget):
 
     def _run_buttons(self) -> list[Any]:
         return [self.rank_btn, self.grid_btn]
+
+
+def untaggable_hint(viewer: Any) -> str:
+    """What to open to tag: single images (one file, or several files dropped) are segmented, not tagged."""
+    from napari.layers import Image
+
+    single = [ly.name for ly in viewer.layers if isinstance(ly, Image) and (image_source(ly) or ("",))[0] == "image"]
+    if single:
+        return (f"{', '.join(single[:3])}{'…' if len(single) > 3 else ''}: single images are not tagged; open their "
+                "folder (File > Open Folder) to tag them as a tile stack, or a slide to tag its tissue grid.")
+    return "Open a tile folder or a slide (File > Open) to tag its tiles."
 
 
 def _tag_refresh(ref: Any, viewer: Any) -> None:

@@ -429,8 +429,9 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         current = self.project_combo.currentData()
         self.project_combo.clear()
         for sess in _sessions.sessions(self.viewer):
-            n = len(sess.project.tags())
-            self.project_combo.addItem(f"{sess.project.root.name} ({n} tagged)", str(sess.project.root))
+            n = len(sess.project.tags())  # the classes too: the greyed 'classes' row is the folder source's
+            self.project_combo.addItem(f"{sess.project.root.name} ({n} tagged, classes "
+                                       f"{', '.join(sess.project.schema.foreground_names)})", str(sess.project.root))
         i = self.project_combo.findData(current)
         if i >= 0:
             self.project_combo.setCurrentIndex(i)

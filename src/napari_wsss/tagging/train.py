@@ -12,7 +12,8 @@ the fine-tuning path (IFKD, ``training.ifkd.finetune``), written as a second ver
 While the tags train, corrected (or accepted) tiles of the project, which the tag trainer never sees as pixels,
 score the network after every epoch (``metrics["val_mIoU"]``, for a live plot) when the method's trainer offers
 that (``MethodSpec.epoch_score``). ``paused`` holds the run between batches; a cancel leaves no model version and
-no resume checkpoint in ``models/`` (the tag run cannot be resumed); the written training set stays.
+no resume checkpoint in ``models/`` (the tag run cannot be resumed); the written training set stays, and a new
+run under the same name rebuilds it from the tags of the moment.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def default_version_name(project: Any, method: str) -> str:
 
 
 def write_tag_training_set(project: Any, out: str | Path, keys: list[str] | None = None,
-                           should_stop: StopFlag = never_stop) -> Generator[Progress, None, Path]:
-    """Write the tagged tiles (all, or ``keys``) as a training folder ``out`` (atomically); returns ``out``.
+                           should_stop: StopFlag = never_stop, overwrite: bool = False
+                           ) -> Generator[Progress, None, Path]:
+    """Write the tagged tiles (all, or ``keys``) as a training folder ``out`` (atomically, replacing an earlier
+    one only with ``overwrite``); returns ``out``.
 
     Layout: ``out/training/<key>.png`` (or the tile's own suffix), ``out/labels.csv`` (``filename,<classes>``),
     ``out/schema.json``. Tiles tagged with no class are left out (an image label of all zeros teaches a CAM
@@ -66,7 +69,7 @@ def write_tag_training_set(project: Any, out: str | Path, keys: list[str] | None
     slide = None
     source = Path(project.source)
     try:
-        with atomic_dir(Path(out)) as tmp:
+        with atomic_dir(Path(out), overwrite=overwrite) as tmp:
             (tmp / "training").mkdir()
             rows = []
             for n, key in enumerate(tags):
@@ -159,12 +162,23 @@ def train_from_tags(project: Any, method: str = "sshr", name: str | None = None,
     name = check_key(name or default_version_name(project, method))
     out = project.models_dir / name
     data = project.root / TRAINING_SETS / name
-    for p in (out, data):
-        if p.exists():
-            raise FileExistsError(f"{p} already exists; choose a new version name (each training run is a new "
-                                  "version).")
+    from ..training.common import checkpoint_path_for
+
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new version name (each training run is a new "
+                              "version).")
+    # A training set without its version is what a cancelled or failed run leaves: derived from the tags (kept in
+    # the project), it is rebuilt from today's tags, so Train again under the same name works. With a resume
+    # checkpoint beside the version a run may still be using it: that one is refused.
+    orphan = data.exists() and not checkpoint_path_for(out).exists()
+    if data.exists() and not orphan:
+        raise FileExistsError(f"{data} belongs to a run of {name!r} that may still be training "
+                              f"({checkpoint_path_for(out)} exists); choose a new version name, or delete both once "
+                              "that run is over.")
+    if orphan:
+        yield Progress(0, None, f"rebuilding {data.name}: left by an earlier run of {name!r} that made no version")
     stop = pausable(should_stop, paused)
-    yield from write_tag_training_set(project, data, keys, stop)
+    yield from write_tag_training_set(project, data, keys, stop, overwrite=orphan)
     command = command or f"napari-wsss train --project {project.root} --method {method}"
     if validate and getattr(spec, "epoch_score", False):
         scorer, n_val = correction_scorer(project)
@@ -176,8 +190,6 @@ def train_from_tags(project: Any, method: str = "sshr", name: str | None = None,
                                        schema=str(data / "schema.json"), command=command, evaluate=False, **options)
     except Cancelled:
         # a tag run has no --resume: its epoch checkpoint would only be clutter in models/
-        from ..training.common import checkpoint_path_for
-
         checkpoint_path_for(out).unlink(missing_ok=True)
         raise
     if with_corrections:

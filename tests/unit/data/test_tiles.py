@@ -66,6 +66,14 @@ def test_empty_folder_and_missing_folder(tmp_path: Path) -> None:
         list_training_tiles(tmp_path / "nope", LUAD_HISTOSEG)
 
 
+def test_glas_layout_folder_says_what_to_give(tmp_path: Path) -> None:
+    """Before: `train`/`predict` on a GlaS images/ + masks/ folder said 'give its training/ folder'."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(ValueError, match=r"images/ \+ masks/.*evaluate --data.*napari-wsss patches"):
+        list_training_tiles(tmp_path, LUAD_HISTOSEG)
+
+
 def test_read_rgb_refuses_grey_rgba_and_rescales_16bit(tmp_path: Path, rng: np.random.Generator) -> None:
     grey = _save(tmp_path / "g.png", rng.integers(0, 255, (8, 8), dtype=np.uint8))
     rgba = _save(tmp_path / "a.png", rng.integers(0, 255, (8, 8, 4), dtype=np.uint8))
@@ -80,6 +88,30 @@ def test_read_rgb_refuses_grey_rgba_and_rescales_16bit(tmp_path: Path, rng: np.r
 
     tifffile.imwrite(tmp_path / "w.tif", np.full((4, 4, 3), 65535, np.uint16), photometric="rgb")
     assert read_rgb(tmp_path / "w.tif").max() == 255
+
+
+def test_a_mask_read_as_an_image_is_called_a_mask(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Before: a GlaS mask opened by mistake (File > Open, predict) was 'grayscale ... use the original colour
+    scan'; it is a mask, and the message says what to open instead. A true grey scan keeps the old advice."""
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 5:25] = 255
+    with pytest.raises(ValueError, match=r"m\.png looks like a mask.*values 0, 255.*images/ \+ masks/"):
+        read_rgb(_save(tmp_path / "m.png", mask))
+    with pytest.raises(ValueError, match="is grayscale.*original colour scan"):
+        read_rgb(_save(tmp_path / "g.png", rng.integers(0, 255, (40, 50), dtype=np.uint8)))
+
+
+def test_cmyk_tiff_is_converted_not_called_transparent(tmp_path: Path) -> None:
+    """Before: a CMYK TIFF (4 inks) passed for RGBA and was refused as 'RGBA with transparent pixels'."""
+    from PIL import Image
+
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[:, :4] = (200, 60, 150)  # eosin-ish pink
+    rgb[:, 4:] = (60, 40, 160)  # haematoxylin-ish blue
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.tif")
+    out = read_rgb(tmp_path / "c.tif")
+    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - rgb).max() <= 2
 
 
 def test_truncated_tiff_names_file(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -195,6 +195,22 @@ def test_bad_paths(tile_project, tmp_path) -> None:
     assert run_to_end(export_project(tile_project.source, tmp_path / "ok2")).is_dir()
 
 
+def test_nothing_to_export_from_a_tagged_project_says_why(tmp_path) -> None:
+    """Before: `export --filter all` on a project holding only tags said 'no item with a mask is all ... choose
+    filter 'all''; now it says no item has a mask and how tags are used."""
+    root = _empty_project(tmp_path)
+    (tmp_path / "empty" / "t.png").write_bytes(b"")
+    project = Project.load(root)
+    project.set_tags("t", ["TE"], image=str(tmp_path / "empty" / "t.png"))
+    with pytest.raises(ValueError, match=r"no item has a mask yet \(1 items: 1 unreviewed, 0 corrected, 0 accepted, "
+                                         r"1 tagged\)\. Segment and review.*train --project") as e:
+        run_to_end(export_project(root, tmp_path / "set", filter="all"))
+    assert "filter 'all'" not in str(e.value)
+    with pytest.raises(ValueError, match=r"no item with a mask is reviewed .*choose filter 'all'"):
+        run_to_end(export_project(root, tmp_path / "set"))
+    assert not (tmp_path / "set").exists()
+
+
 def _empty_project(tmp_path):
     (tmp_path / "empty").mkdir()
     return Project.open(tmp_path / "empty").root

@@ -160,7 +160,11 @@ def test_refused_before_any_work(tiny_model: Path, tmp_path: Path, capsys) -> No
     assert main([*base, "-o", str(tmp_path / "slides")]) == 2
     assert "folder of input slides" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "x.zarr")]) == 2
-    assert "one folder per slide" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "one folder per slide" in err and "runs even one slide" not in err  # a folder of slides is a cohort
+    one = ["predict", str(sorted((tmp_path / "slides").iterdir())[0]), "--model", str(tiny_model)]
+    assert main([*one, "-o", str(tmp_path / "x.zarr"), "--geojson"]) == 2  # one slide made a cohort by --geojson
+    assert "a cohort (--geojson runs even one slide as a cohort) writes one folder per slide" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "o"), "--confidence"]) == 2
     assert "confidence/" in capsys.readouterr().err
     if not torch.cuda.is_available():  # where CUDA exists the option is valid

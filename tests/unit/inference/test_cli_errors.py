@@ -3,6 +3,7 @@ traceback; --debug shows the traceback."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_wsss.cli import main
@@ -83,3 +84,35 @@ def test_json_onto_an_existing_file_needs_overwrite(tmp_path, capsys, tiny_datas
             str(tmp_path / "s.json")]
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err and (tmp_path / "s.json").read_text() == "mine"
+
+
+def test_predict_output_suffix_the_input_cannot_make(tmp_path):
+    """Before: `predict SLIDE -o out.png` wrote a folder named out.png holding SLIDE.zarr (and a tile folder with
+    -o out.png a folder of PNGs named out.png); now the suffix is refused with what to give."""
+    from napari_wsss.commands.predict import check_outputs
+
+    with pytest.raises(ValueError, match=r"zarr label pyramid, not a \.png file; give -o .*t\.zarr"):
+        check_outputs(tmp_path / "s.svs", tmp_path / "t.png", slide=True, overwrite=False)
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    (tiles / "a.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="one PNG class map per tile, into a folder"):
+        check_outputs(tiles, tmp_path / "out.png", slide=False, overwrite=False)
+    check_outputs(tmp_path / "s.svs", tmp_path / "t.zarr", slide=True, overwrite=False)  # the right forms pass
+    check_outputs(tmp_path / "s.svs", tmp_path / "results", slide=True, overwrite=False)
+    check_outputs(tiles, tmp_path / "masks", slide=False, overwrite=False)
+    assert not (tmp_path / "t.png").exists() and not (tmp_path / "out.png").exists()
+
+
+def test_predict_on_a_mask_alone_says_nothing_was_written(tmp_path, capsys):
+    """A GlaS mask given to predict by mistake: it is called a mask, and the message no longer says 'the other
+    masks were written' when there were no others."""
+    from PIL import Image
+
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:20] = 255
+    Image.fromarray(mask).save(tmp_path / "train_1.png")
+    rc = main(["predict", str(tmp_path / "train_1.png"), "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "looks like a mask" in err and err.endswith("Nothing was written; give H&E images (RGB).")
+    assert "other masks" not in err and not (tmp_path / "out.png").exists()

@@ -137,3 +137,25 @@ def test_pause_holds_the_run_and_cancel_leaves_no_version(tile_folder: Path, tmp
                     state["paused"], state["at"] = True, polls["n"]
     assert len(steps) == 2 and polls["n"] > 20  # no batch ran while paused
     assert not p.models_dir.exists() or not any(p.models_dir.iterdir())  # no version, no checkpoint
+
+
+def test_same_name_after_a_cancel_trains(tile_folder: Path, tmp_path: Path) -> None:
+    """Before: Cancel, then Train again under the same name, was refused: 'training_sets/<name> already exists;
+    choose a new version name', though no version of that name was ever made. The leftover set is rebuilt from
+    the tags of the moment; a real version of the name is still refused."""
+    from napari_wsss.events import Cancelled
+
+    p = _tagged_project(tile_folder, tmp_path, 8)
+    batches = []
+    with pytest.raises(Cancelled):  # cancelled after its first batch, as the Train widget's Cancel does
+        for q in train_from_tags(p, "sshr", "again", should_stop=lambda: bool(batches), **TINY):
+            if "loss" in q.metrics:
+                batches.append(q.step)
+    assert (p.root / "training_sets" / "again").is_dir() and not (p.models_dir / "again").exists()
+    p.set_tags(folder_tiles(tile_folder)[0].key, [])  # one tile untagged meanwhile: the rebuilt set follows
+    out = run_to_end(train_from_tags(p, "sshr", "again", **TINY))
+    assert out == p.models_dir / "again" and (out / "card.json").is_file()
+    with open(p.root / "training_sets" / "again" / "labels.csv") as f:
+        assert len(list(csv.DictReader(f))) == 7
+    with pytest.raises(FileExistsError, match="already exists; choose a new version name"):
+        run_to_end(train_from_tags(p, "sshr", "again", **TINY))
