@@ -50,6 +50,8 @@ def run_job(
     ``on_error``; other exceptions go to ``on_error`` (default: a napari error notification).
     """
     job = Job()
+    on_progress, on_result, on_error, on_cancelled, on_finished = (
+        _unless_deleted(cb) for cb in (on_progress, on_result, on_error, on_cancelled, on_finished))
 
     def _error(exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
@@ -93,6 +95,23 @@ def run_job(
     job.worker = worker
     worker.start()
     return job
+
+
+def _unless_deleted(callback: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """``callback``, quiet when the widget it updates is gone: a dock closed while its job runs (the job still
+    finishes and writes its result; only the closed form is no longer there to show it)."""
+    if callback is None:
+        return None
+
+    def call(*a: Any) -> Any:
+        try:
+            return callback(*a)
+        except RuntimeError as exc:
+            if "has been deleted" not in str(exc):  # PyQt/PySide: "wrapped C/C++ object ... has been deleted"
+                raise
+            return None
+
+    return call
 
 
 class _Failed:
