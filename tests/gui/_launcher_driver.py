@@ -101,7 +101,7 @@ def drive() -> None:
 
     def tick() -> None:
         state["ticks"] += 1
-        if state["ticks"] > 2400:  # 240 s at 100 ms
+        if state["ticks"] > 5400:  # 540 s at 100 ms (the fine-tune is a check fit and a refit)
             finish("timed out waiting for the GUI")
             return
         try:

@@ -33,7 +33,7 @@ def _launch(tmp: Path, folder: Path, phase: str, model: Path, widgets: list[str]
                WSSS_E2E_REPORT=str(report))
     env.pop("NAPARI_WSSS_NO_THREADS", None)
     proc = subprocess.run([str(NAPARI), str(folder), "--plugin", "napari-wsss", "-w", "napari-wsss", *widgets],
-                          env=env, capture_output=True, text=True, timeout=400)
+                          env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"napari exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert report.is_file(), f"the startup script wrote no report\n{proc.stderr[-3000:]}"
     out = json.loads(report.read_text())
