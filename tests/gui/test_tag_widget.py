@@ -27,6 +27,18 @@ def _press(viewer, key: str) -> None:  # noqa: ANN001
     handler.release_key(key)
 
 
+
+def train_tiny(qtbot, train, name: str, timeout: int) -> None:  # noqa: ANN001
+    """Train a one-epoch small_cnn on the CPU from the Train widget's current source, as a user sets it."""
+    train.backbone_combo.setCurrentText("small_cnn")
+    train.epochs_spin.setValue(1)
+    train.size_spin.setValue(64)
+    train.batch_spin.setValue(4)
+    train.device_combo.setCurrentText("cpu")
+    train.out_edit.setText(name)
+    train.train_btn.click()
+    qtbot.waitUntil(lambda: train.job is not None and not train.job.running, timeout=timeout)
+
 def test_keys_tag_tiles_autosave_and_reopen(qtbot, make_napari_viewer, tiles: Path) -> None:  # noqa: ANN001
     viewer = make_napari_viewer()
     open_path(viewer, tiles)
@@ -118,14 +130,7 @@ def test_tag_train_from_tags_segment_offers_it_and_tag_orders_by_it(qtbot, make_
     train.source_combo.setCurrentText(SOURCE_TAGS)
     assert not train.data_edit.isEnabled() and train.project_combo.count() == 1
     assert "(6 tagged, classes " in train.project_combo.currentText()
-    train.backbone_combo.setCurrentText("small_cnn")
-    train.epochs_spin.setValue(1)
-    train.size_spin.setValue(64)
-    train.batch_spin.setValue(4)
-    train.device_combo.setCurrentText("cpu")
-    train.out_edit.setText("from-tags")
-    train.train_btn.click()
-    qtbot.waitUntil(lambda: train.job is not None and not train.job.running, timeout=120_000)
+    train_tiny(qtbot, train, "from-tags", 120_000)
     assert train.last_error is None, train.last_error
     version = tiles.parent / "case.wsss" / "models" / "from-tags"
     assert train.last_result == version and (version / "card.json").is_file()
@@ -172,14 +177,7 @@ def test_untagged_slide_to_trained_model_to_segmentation(qtbot, make_napari_view
     train = dock(viewer, TRAIN)
     train.source_combo.setCurrentText(SOURCE_TAGS)
     assert f"({n} tagged, classes " in train.project_combo.currentText()
-    train.backbone_combo.setCurrentText("small_cnn")
-    train.epochs_spin.setValue(1)
-    train.size_spin.setValue(64)
-    train.batch_spin.setValue(4)
-    train.device_combo.setCurrentText("cpu")
-    train.out_edit.setText("slide-tags")
-    train.train_btn.click()
-    qtbot.waitUntil(lambda: train.job is not None and not train.job.running, timeout=180_000)
+    train_tiny(qtbot, train, "slide-tags", 180_000)
     assert train.last_error is None, train.last_error
     version = tmp_path / "s.wsss" / "models" / "slide-tags"
     assert (version / "card.json").is_file()
