@@ -166,6 +166,7 @@ def test_a_bad_input_error_reads_as_itself() -> None:
     assert "smaller batch" in job_error_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
 
 
+@pytest.mark.filterwarnings("error:viewer.camera is a deprecated:DeprecationWarning")
 def test_a_wide_tile_is_seen_whole_after_docking(make_napari_viewer, qtbot, tmp_path: Path) -> None:  # noqa: ANN001
     """File > Open fits the view to the canvas of that moment; docking Segment and Review then narrows the canvas
     on a laptop-sized window. The first view of a wide tile must still show all of it."""
@@ -190,7 +191,7 @@ def test_a_wide_tile_is_seen_whole_after_docking(make_napari_viewer, qtbot, tmp_
     qtbot.wait(500)
     h, w = viewer.canvas.size
     assert view_shows_all(viewer)
-    assert viewer.camera.zoom <= w / 2200 + 1e-6  # the whole 2200 px fits in the (narrower) canvas
+    assert viewer.scene.camera.zoom <= w / 2200 + 1e-6  # the whole 2200 px fits in the (narrower) canvas
 
 
 def test_model_line_says_classes_and_what_it_was_trained_on(make_napari_viewer) -> None:  # noqa: ANN001

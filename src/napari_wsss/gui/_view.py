@@ -9,9 +9,12 @@ def view_shows_all(viewer: Any) -> bool:
     """True when every visible image layer's (y, x) extent lies inside the canvas at the current camera."""
     from napari.layers import Image
 
+    from ._layers import camera
+
+    cam = camera(viewer)  # viewer.scene.camera: napari 0.9 deprecated viewer.camera (a warning on every call)
     h, w = viewer.canvas.size
-    zoom = viewer.camera.zoom
-    cy, cx = viewer.camera.center[-2:]
+    zoom = cam.zoom
+    cy, cx = cam.center[-2:]
     if not (h > 1 and w > 1 and zoom > 0):
         return True
     y0, y1, x0, x1 = cy - h / zoom / 2, cy + h / zoom / 2, cx - w / zoom / 2, cx + w / zoom / 2
