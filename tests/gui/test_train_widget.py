@@ -210,7 +210,7 @@ def test_a_tag_set_or_a_bare_labels_csv_names_its_classes_too(tmp_path: Path) ->
     import json
 
     from napari_wsss.classes import BCSS_WSSS, GLAS
-    from napari_wsss.gui.train_widget import schema_of_training_folder
+    from napari_wsss.gui._training_folder import schema_of_training_folder
 
     tags = tmp_path / "tags"
     (tags / "training").mkdir(parents=True)
@@ -221,3 +221,54 @@ def test_a_tag_set_or_a_bare_labels_csv_names_its_classes_too(tmp_path: Path) ->
     (bare / "labels.csv").write_text("filename," + ",".join(GLAS.foreground_names) + "\na.png,1,0\n")
     assert schema_of_training_folder(bare) == ("glas", str(bare / "labels.csv"))
     assert schema_of_training_folder(tmp_path) is None
+
+
+def test_status_after_training_says_where_segment_lists_the_version(make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
+                                                                   tiny_model: Path, tmp_path: Path) -> None:
+    """The status sent the user to Browse… for a version Segment already listed (a project's models/)."""
+    import shutil
+
+    from napari_wsss.store import Project
+    from ._plugin import REVIEW, open_path
+
+    folder = tmp_path / "tiles"
+    shutil.copytree(tiny_dataset / "test" / "img", folder)
+    viewer = make_napari_viewer()
+    open_path(viewer, folder)
+    dock(viewer, REVIEW)  # opens the tiles' annotation project
+    train = dock(viewer, TRAIN)
+    version = Project.load(folder.parent / "tiles.wsss").add_model_version(tiny_model, "sshr-tags1")
+    train._on_result(version)  # what a run from the project's tags returns: a folder in its models/
+    assert "Browse" not in train.status.text()
+    assert "Segment (Plugins > napari-wsss > Segment) lists it as 'sshr-tags1 (project)'" in train.status.text()
+    seg = dock(viewer, SEGMENT)
+    seg.method_combo.setCurrentText("sshr")
+    assert "sshr-tags1 (project)" in [seg.version_combo.itemText(i) for i in range(seg.version_combo.count())]
+    train._on_result(version)  # with Segment docked: it selects it, under that label
+    assert Path(seg.version_combo.currentData()).resolve() == version.resolve()
+    assert "the Segment widget lists it as 'sshr-tags1 (project)' and has it selected" in train.status.text()
+    train._on_result(tiny_model)  # a folder outside any project: Segment docked lists it by its folder name
+    assert "lists it as 'tiny-sshr'" in train.status.text()
+
+
+def test_segment_selects_an_added_project_version_not_the_last_row(make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
+                                                                   tiny_model: Path, tmp_path: Path) -> None:
+    """A project's version is listed before browsed ones; adding it selected the list's last row (another model)."""
+    import shutil
+
+    from napari_wsss.store import Project
+    from ._plugin import REVIEW, open_path
+
+    folder = tmp_path / "tiles"
+    shutil.copytree(tiny_dataset / "test" / "img", folder)
+    viewer = make_napari_viewer()
+    open_path(viewer, folder)
+    dock(viewer, REVIEW)
+    seg = dock(viewer, SEGMENT)
+    seg.add_model_version(tiny_model)  # browsed: the last row
+    version = Project.load(folder.parent / "tiles.wsss").add_model_version(tiny_model, "sshr-tags1")
+    label = seg.add_model_version(version)
+    assert Path(seg.version_combo.currentData()).resolve() == version.resolve()
+    assert label == "sshr-tags1 (project)"
+    rows = [Path(seg.version_combo.itemData(i)).resolve() for i in range(seg.version_combo.count())]
+    assert len(rows) == len(set(rows))  # each folder listed once

@@ -128,3 +128,17 @@ def project_classes_index(versions: list[tuple[str, Any]], current: int, wanted:
     if names(current) in (None, wanted):
         return None
     return next((i for i in range(len(versions)) if names(i) == wanted), None)
+
+
+def where_segment_lists(viewer: Any, folder: Path, labels: list[str]) -> str:
+    """Where a new version can be used, as the status after training says it: the Segment widgets' ``labels`` for
+    it (they selected it), or the open project's models/ that Segment lists when docked, or Browse… (a folder
+    outside any open project). The status used to send the user to Browse… although Segment already listed it."""
+    from . import _sessions
+
+    if labels:
+        return f"the Segment widget lists it as {labels[0]!r} and has it selected"
+    for label, path, _ in _sessions.project_model_versions(viewer):
+        if Path(path).resolve() == Path(folder).resolve():
+            return f"Segment (Plugins > napari-wsss > Segment) lists it as {label!r}"
+    return "to use it, open Segment (Plugins > napari-wsss > Segment) and Browse… to this folder"

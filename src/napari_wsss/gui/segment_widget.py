@@ -137,8 +137,10 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.version_combo.clear()
         # shipped versions, then fine-tuned ones kept in open annotation projects, then browsed folders
         versions = list_model_versions() + _sessions.project_model_versions(self.viewer) + self._extra_versions
+        listed = set()
         for label, path, m in versions:
-            if m == method and self.version_combo.findData(str(path)) < 0:
+            if m == method and Path(path).resolve() not in listed:  # each folder once, however it was reached
+                listed.add(Path(path).resolve())
                 self.version_combo.addItem(label, str(path))
         if current is not None and self.version_combo.findData(current) >= 0:
             self.version_combo.setCurrentIndex(self.version_combo.findData(current))
@@ -193,15 +195,20 @@ class SegmentWidget(JobControlsMixin, QWidget):
         if self._on_sessions_changed in _sessions.SESSION_LISTENERS:
             _sessions.SESSION_LISTENERS.remove(self._on_sessions_changed)
 
-    def add_model_version(self, folder: str | Path) -> None:
-        """Make a model version folder selectable (Browse… or a fine-tuned version)."""
+    def add_model_version(self, folder: str | Path) -> str:
+        """Make a model version folder selectable and select it (Browse…, a trained or fine-tuned version); returns
+        the label it is listed under (a project's version is listed once, as "<name> (project)")."""
         from ..models.card import load_card
 
-        card = load_card(folder)
-        self._extra_versions.append((f"{Path(folder).name}", Path(folder), card.method))
+        card, folder = load_card(folder), Path(folder)
+        self._extra_versions.append((folder.name, folder, card.method))
         self.method_combo.setCurrentText(card.method)
         self._refresh_versions()
-        self.version_combo.setCurrentIndex(self.version_combo.count() - 1)
+        # by folder, not the last row: a project's version is listed (once) before browsed ones
+        i = next(i for i in range(self.version_combo.count())
+                 if Path(self.version_combo.itemData(i)).resolve() == folder.resolve())
+        self.version_combo.setCurrentIndex(i)
+        return self.version_combo.itemText(i)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model version folder (card.json + weights.pt)")
