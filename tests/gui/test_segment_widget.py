@@ -370,3 +370,35 @@ def test_stain_warning_names_the_tile_file(qtbot, make_napari_viewer, tiny_datas
     _wait(qtbot, w)
     assert w.last_error is None, w.last_error
     assert f"1 of 3 images, first tile 1 ({files[1].name}): R +" in w.status.text(), w.status.text()
+
+
+def test_a_complete_whole_slide_run_retires_the_cancelled_ones(qtbot, make_napari_viewer, pyramid_tiff: Path,  # noqa: ANN001
+                                                               tiny_model: Path, monkeypatch) -> None:
+    """A cancelled run's "(incomplete)" layer stayed visible beside the complete run that followed: it is hidden and
+    read-only now (a replaced result's rule), and its zarr stays on disk."""
+    from napari_wsss.inference import slide_segmentation
+
+    real, runs = slide_segmentation.segment_slide, []
+
+    def first_run_cancelled(*args, should_stop, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        runs.append(1)  # the first run is cancelled at its first block, as a Cancel click would
+        return (yield from real(*args, should_stop=(lambda: True) if len(runs) == 1 else should_stop, **kwargs))
+
+    monkeypatch.setattr(slide_segmentation, "segment_slide", first_run_cancelled)
+    viewer = make_napari_viewer()
+    _open(viewer, pyramid_tiff)
+    w = dock(viewer, SEGMENT)
+    w.add_model_version(tiny_model)
+    w.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
+    w.segment()
+    _wait(qtbot, w)
+    assert "Cancelled" in w.status.text()
+    partial = [ly for ly in viewer.layers if ly.name.endswith("(incomplete)")]
+    assert len(partial) == 1 and partial[0].visible
+    w.segment()
+    _wait(qtbot, w)
+    assert w.last_error is None, w.last_error
+    assert w.last_result_layer.visible and w.last_result_layer.metadata["napari_wsss"]["complete"] is True
+    assert partial[0] in viewer.layers  # retired, not deleted
+    assert not partial[0].visible and not partial[0].editable
+    assert Path(partial[0].metadata["napari_wsss"]["zarr"]).is_dir()

@@ -72,6 +72,30 @@ class LiveSlideLayer:
             self.layer.metadata[META_KEY]["complete"] = complete
             if not complete and not self.layer.name.endswith("(incomplete)"):
                 self.layer.name = f"{self.layer.name} (incomplete)"
+            if complete:
+                retire_incomplete_results(self.viewer, self.image_layer.name, self.layer)
+
+
+def retire_incomplete_results(viewer: Any, image_name: str, keep: Any) -> list[str]:
+    """Hide earlier cancelled whole-slide results of ``image_name`` and make them read-only (the rule for a
+    replaced result layer, ``ProjectSession.detach``); returns their names.
+
+    A cancelled run's "(incomplete)" layer stayed on screen over the complete one that followed, its blank blocks
+    and half-finished classes blending into it. Retired, not removed: its zarr stays on disk (a killed run's result
+    is never deleted) and the layer can be shown again from the layer list.
+    """
+    from ._layers import unwrap
+
+    retired = []
+    for ly in list(viewer.layers):
+        meta = layer_meta(ly)
+        if (unwrap(ly) is not unwrap(keep) and meta.get("kind") == "segmentation" and meta.get("image") == image_name
+                and meta.get("placement", {}).get("kind") == "slide_full" and meta.get("complete") is False
+                and not meta.get("retired")):
+            ly.visible, ly.editable = False, False
+            unwrap(ly).metadata[META_KEY]["retired"] = True
+            retired.append(ly.name)
+    return retired
 
 
 def add_slide_result_layer(viewer: Any, image_layer: Any, out: Path, version: str, schema: Any, level: int,
