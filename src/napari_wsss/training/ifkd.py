@@ -152,23 +152,29 @@ def _correction_entry(record: TileRecord, held_out: bool) -> dict[str, Any]:
 
 
 def held_out_summary(metrics: dict, base_name: str) -> str:
-    """One sentence on the held-out score of a fine-tuned version, with a warning when it did not improve.
+    """One sentence on the held-out check of a fine-tuned version, with a warning when it did not improve.
 
     The widget and the CLI both show it: the version is written either way (the user asked for it, and a
-    score on a few held-out tiles is noisy), but the user should know when the base did better there.
+    score on a few held-out tiles is noisy), but the user should know when the base did better there. Written
+    for the pathologist who reviewed the tiles: which tiles, what the number compares (their own masks), which
+    model scored which number; it said "corrected tiles" of tiles they had only accepted, and "a first fit".
     """
     held = metrics.get("held_out") or {}
     if not held.get("n_tiles") or held.get("before") is None or held.get("after") is None:
-        return "no corrected tile was held out (too few corrections), so no held-out score"
-    text = (f"held-out mIoU {held['before']:.3f} -> {held['after']:.3f} on {held['n_tiles']} corrected "
-            f"tile(s) kept out of training")
+        return ("no held-out score: with fewer than 2 reviewed (corrected or accepted) tiles, none could be kept out "
+                "of training to check the new version on")
+    n, keys = int(held["n_tiles"]), list(held.get("keys") or [])
+    named = f" ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})" if keys else ""
+    tiles, those = (f"{n} reviewed tile{'s' if n != 1 else ''}{named}", "those tiles" if n != 1 else "that tile")
     refit = str(held.get("version", "")).startswith("a refit")
+    who = "a first training run" if refit else "the new version"
+    text = (f"checked on {tiles} kept out of training: agreement with your masks (mIoU, 1 = identical) "
+            f"{held['before']:.3f} with {base_name} -> {held['after']:.3f} with {who}")
     if refit:
-        text += " by a first fit; the version was then trained again on every correction, those tiles included"
+        text += f"; the version was then trained again on every reviewed tile, {those} included"
     if held["after"] <= held["before"]:
-        text += (f". WARNING: {'that first fit was' if refit else 'this version is'} not better than the base "
-                 f"{base_name} on those tiles; compare both on more corrected tiles before switching (with few "
-                 "held-out tiles the score is noisy)")
+        text += (f". WARNING: {who} did not do better than {base_name} on {those}; compare both on more reviewed "
+                 f"tiles before switching (a check on {n} tile{'s' if n != 1 else ''} is noisy)")
     return text
 
 
@@ -280,7 +286,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
             time.sleep(0.05)
         return should_stop()
 
-    yield Progress(0, None, f"fine-tune: loading {base_dir.name} and {len(items)} corrected tiles")
+    yield Progress(0, None, f"fine-tune: loading {base_dir.name} and {len(items)} reviewed tiles")
     base_seg = load_segmenter(base_dir, device)
     # held-out slice of the corrected tiles: drives the switch and early stopping, and checks the recipe
     rng = np.random.default_rng(cfg.seed)

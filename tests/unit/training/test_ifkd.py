@@ -117,9 +117,12 @@ def test_switch_swaps_parameters():
 
 
 def test_held_out_summary_warns_when_the_base_did_better():
-    better = {"held_out": {"before": 0.5, "after": 0.6, "n_tiles": 2}}
+    better = {"held_out": {"before": 0.5, "after": 0.6, "n_tiles": 2, "keys": ["t1", "t7"]}}
     worse = {"held_out": {"before": 0.6, "after": 0.55, "n_tiles": 2}}
-    assert "0.500 -> 0.600 on 2" in held_out_summary(better, "base") and "WARNING" not in held_out_summary(better, "b")
+    text = held_out_summary(better, "base")
+    assert "0.500 with base -> 0.600 with the new version" in text and "WARNING" not in text
+    # the pathologist's words: which tiles (reviewed: corrected or merely accepted), compared with their own masks
+    assert "2 reviewed tiles (t1, t7)" in text and "agreement with your masks" in text
     assert "WARNING" in held_out_summary(worse, "sshr-default") and "sshr-default" in held_out_summary(worse, "sshr-default")
     assert "no held-out score" in held_out_summary({"held_out": {"n_tiles": 0, "before": None, "after": None}}, "b")
 
@@ -243,5 +246,6 @@ def test_refit_checks_on_held_out_tiles_then_learns_from_every_correction(tmp_pa
     out2 = run_to_end(finetune(project, tiny_sshr, options={**FAST, "refit": False}))
     assert sum(c["held_out"] for c in load_card(out2).config["finetune"]["corrections"]) == 1
     summary = held_out_summary(card.metrics, "tiny-sshr")
-    assert "trained again on every correction" in summary
+    assert "trained again on every reviewed tile, that tile included" in summary
+    assert "with a first training run" in summary and f"1 reviewed tile ({held['keys'][0]})" in summary
     assert "trained again" not in held_out_summary(load_card(out2).metrics, "tiny-sshr")
