@@ -206,23 +206,6 @@ def test_an_exported_gland_set_trains_with_its_own_classes(qtbot, make_napari_vi
     assert load_card(tmp_path / "m").class_schema.foreground_names == ["gland", "non-gland"]
 
 
-def test_a_tag_set_or_a_bare_labels_csv_names_its_classes_too(tmp_path: Path) -> None:
-    import json
-
-    from napari_wsss.classes import BCSS_WSSS, GLAS
-    from napari_wsss.gui._training_folder import schema_of_training_folder
-
-    tags = tmp_path / "tags"
-    (tags / "training").mkdir(parents=True)
-    (tags / "schema.json").write_text(json.dumps(BCSS_WSSS.to_dict()))
-    assert schema_of_training_folder(tags / "training") == ("bcss", str(tags / "schema.json"))
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    (bare / "labels.csv").write_text("filename," + ",".join(GLAS.foreground_names) + "\na.png,1,0\n")
-    assert schema_of_training_folder(bare) == ("glas", str(bare / "labels.csv"))
-    assert schema_of_training_folder(tmp_path) is None
-
-
 def test_status_after_training_says_where_segment_lists_the_version(make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
                                                                    tiny_model: Path, tmp_path: Path) -> None:
     """The status sent the user to Browse… for a version Segment already listed (a project's models/)."""

@@ -188,3 +188,35 @@ def test_a_damaged_manifest_record_is_refused_before_anything_is_written(tmp_pat
     errors = [ln for ln in err.splitlines() if "error:" in ln]  # after progress lines, when reading had begun
     assert rc == 2 and len(errors) == 1 and words in errors[0] and "Traceback" not in err, err
     assert not (tmp_path / "new.wsss").exists()
+
+
+def test_train_on_an_exported_set_takes_the_classes_its_manifest_names(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``napari-wsss train --data EXPORT`` without --schema refused a gland set ("label [1 1] has 2 digits; the class
+    schema has 4 foreground classes"), though the Train widget reads the set's classes from its manifest.json."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_wsss.classes import GLAS
+    from napari_wsss.events import run_to_end
+    from napari_wsss.export.training_set import export_project
+    from napari_wsss.models.card import load_card
+
+    tiles = tmp_path / "glands"
+    tiles.mkdir()
+    project = Project.open(tiles, GLAS)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        img = rng.integers(150, 220, (48, 48, 3), dtype=np.uint8)
+        cm = np.full((48, 48), GLAS.index_of("non-gland"), np.uint8)
+        cm[8:24 + i, 8:30] = GLAS.index_of("gland")
+        Image.fromarray(img).save(tiles / f"g{i}.png")
+        project.register([{"key": f"g{i}", "image": f"g{i}.png"}])
+        project.save_correction(f"g{i}", cm, np.ones((48, 48), bool))
+    out = run_to_end(export_project(project.root, tmp_path / "glands-export"))
+    rc = main(["train", "--data", str(out), "--out", str(tmp_path / "m"), "--epochs", "1", "--input-size", "32",
+               "--batch-size", "4", "--backbone", "small_cnn", "--device", "cpu", "--no-eval"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert f"classes glas, as {out / 'manifest.json'} says" in err
+    assert load_card(tmp_path / "m").class_schema.foreground_names == ["gland", "non-gland"]

@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "--project, checked against manifest.json) or a GeoJSON file (class polygons, e.g. from "
                        "QuPath, level-0 pixels) rasterised into a palette mask --out.")
     p.add_argument("source", type=Path, help="exported set folder, or .geojson/.json file")
-    p.add_argument("--project", type=Path, help="project folder to import a set into (default: the one it came from)")
+    p.add_argument("--project", type=Path, help="project folder to import a set into (or --data: a received set "
+                   "does not choose the project it changes)")
     p.add_argument("--data", type=Path, help="the data a new project annotates (default: from the manifest)")
     p.add_argument("--out", type=Path, help="GeoJSON import: mask file to write (.png or .tif)")
     p.add_argument("--schema", default="luad", help="GeoJSON import: class schema (luad, bcss, glas or a .json/.toml file)")

@@ -44,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--with-corrections", action="store_true",
                    help="with --project: then fine-tune on the project's corrected tiles (pixel supervision, IFKD)")
     p.add_argument("--labels-csv", type=Path, help="image-level labels as filename,<class names> instead of names")
-    p.add_argument("--schema", help="class schema: luad, bcss, glas or a .json/.toml schema file (default luad; "
-                   "docs/class-schemas.md)")
+    p.add_argument("--schema", help="class schema: luad, bcss, glas or a .json/.toml schema file (default: the "
+                   "classes the --data folder names in manifest.json, split.json, schema.json or labels.csv, else "
+                   "luad; docs/class-schemas.md)")
     p.add_argument("--backbone", help="small_cnn, resnet18, resnet34, resnet50")
     p.add_argument("--input-size", type=int, help="side tiles are resized to for training (inference rescales)")
     p.add_argument("--device", help="cpu, cuda, mps or auto")
@@ -165,6 +166,14 @@ def run(args: argparse.Namespace) -> int:
     command = "napari-wsss " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.project is not None or args.data is None or args.out is None:
         return _run_from_project(args, options, command, print_progress, run_to_end)
+    if "schema" not in options and args.labels_csv is None:  # an exported / patch / tag set names its classes
+        from ..data.folder_schema import schema_of_training_folder
+
+        found = schema_of_training_folder(args.data) if Path(args.data).is_dir() else None
+        if found is not None:
+            options["schema"] = found[0]
+            print(f"napari-wsss train: classes {found[0]}, as {found[1]} says (--schema to choose others)",
+                  file=sys.stderr)
     gen = spec.train(args.data, args.out, overwrite=args.overwrite, resume=args.resume,
                      labels_csv=args.labels_csv, command=command, evaluate=not args.no_eval, **options)
     out = run_to_end(gen, print_progress)

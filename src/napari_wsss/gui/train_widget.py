@@ -25,11 +25,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..data.folder_schema import schema_of_training_folder
 from ..events import Progress
 from ._job_controls import JobControlsMixin
 from ._layers import same
 from ._train_live import LiveTrainingMixin
-from ._training_folder import schema_of_training_folder
 from ._worker import Job, run_job
 
 if TYPE_CHECKING:

@@ -1,4 +1,8 @@
-"""Which classes a training folder was made with, read from the files the project's set makers write beside it."""
+"""Which classes a training folder was made with, read from the files the project's set makers write beside it.
+
+The Train widget and ``napari-wsss train --data`` (without ``--schema``) both choose the classes this way: an
+exported set trained with the default LUAD classes failed on its file names.
+"""
 
 from __future__ import annotations
 
