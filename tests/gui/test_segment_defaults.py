@@ -83,3 +83,37 @@ def test_slide_region_glass_is_background(qtbot, make_napari_viewer, tmp_path: P
     assert got.shape == glass.shape
     assert (got[glass] == 0).all()
     assert (got[~glass] != 0).all()  # tissue and the enclosed white 'lumen' keep the model's tissue classes
+
+
+def test_a_reopened_project_starts_on_the_version_of_its_latest_predictions(make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
+                                                                           tiny_model: Path, tmp_path: Path) -> None:
+    """Walk-through on GlaS: after "Use this version" re-segmented the unreviewed tiles with the project's fine-tuned
+    version, reopening the project preselected the shipped model again (the next Segment undid the switch)."""
+    import json
+
+    from napari_wsss.classes import LUAD_HISTOSEG
+    from napari_wsss.models.card import load_card
+    from napari_wsss.store import Project
+    from ._plugin import REVIEW
+
+    tiles = tmp_path / "tiles"
+    shutil.copytree(tiny_dataset / "test" / "img", tiles)
+    project = Project.open(tiles, LUAD_HISTOSEG)
+    version = project.add_model_version(tiny_model, "tiny-ft1")
+    card = json.loads((version / "card.json").read_text())
+    (version / "card.json").write_text(json.dumps({**card, "name": "tiny-ft1"}))
+    files = sorted(tiles.glob("*.png"))
+    project.register([{"key": f.stem, "image": f.name} for f in files])
+    cm = np.zeros((64, 64), np.uint8)
+    project.save_prediction(files[0].stem, cm, "sshr-default")
+    project.set_status(files[0].stem, "accepted")
+    project.save_prediction(files[1].stem, cm, load_card(version))  # "Use this version": the unreviewed tiles
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    dock(viewer, REVIEW)
+    w = dock(viewer, SEGMENT)
+    assert w.version_combo.currentText() == "tiny-ft1 (project)", w.version_combo.currentText()
+    assert "latest predictions came from tiny-ft1" in w.model_info.text()
+    w.version_combo.setCurrentIndex(w.version_combo.findText(DEMO))  # the user's own choice stands
+    w._refresh_versions()
+    assert w.version_combo.currentText() == DEMO

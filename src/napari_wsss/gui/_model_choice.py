@@ -66,6 +66,33 @@ def saved_project_classes(layer: Any) -> list[str] | None:
     return None if project.schema_default else project.schema.names
 
 
+def latest_used_version(layer: Any, versions: list[tuple[str, Any]]) -> tuple[int, str] | None:
+    """(index into ``versions``, why) of the version that made the latest predictions the image's project still
+    holds unreviewed (a fine-tuned version the user chose with "Use this version"); None without one listed.
+
+    Reopening a project preselected the shipped model again, so the next Segment click undid the switch to the
+    project's own fine-tuned version (walk-through on GlaS, session 24). Read from disk, like the classes rule.
+    """
+    from ..store import Project
+    from ..store_records import INDEX_FILE
+    from ._layers import project_root_of
+
+    try:
+        root = project_root_of(layer)
+        if root is None or not (root / INDEX_FILE).is_file():
+            return None
+        items = [it for it in Project.load(root).items() if it.status == "unreviewed" and it.model]
+    except (ValueError, OSError):
+        return None
+    if not items:
+        return None
+    name = max(items, key=lambda it: it.updated or "").model
+    for i, (_, card) in enumerate(versions):
+        if card is not None and (card.name or "") == name:
+            return i, f"preselected: this project's latest predictions came from {name}"
+    return None
+
+
 def preferred_version(layer: Any, versions: list[tuple[str, Any]]) -> tuple[int, str] | None:
     """(index into ``versions`` [(label, card)], why) of the version to preselect for ``layer``; None: keep the
     list's order."""

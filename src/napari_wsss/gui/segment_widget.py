@@ -32,7 +32,8 @@ from ._layers import (
     same,
     segmentation_name,
 )
-from ._model_choice import combo_cards, list_model_versions, preferred_version, project_classes_index
+from ._model_choice import (combo_cards, latest_used_version, list_model_versions, preferred_version,
+                            project_classes_index)
 from ._segment_job import SEGMENTERS, plane_names, segment_job
 from ._worker import Job, run_job
 
@@ -149,17 +150,18 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self._show_model_info()
 
     def _preselect_for_image(self) -> None:
-        """Once per image (and method): preselect the version that suits it (``_model_choice``); a later choice
-        of the user's stays. A project that already holds classes is left to ``_prefer_project_classes``."""
+        """Once per image (and method): preselect the version that made its project's latest predictions, else the
+        one that suits the image (``_model_choice``); a later choice of the user's stays. A project that already
+        holds classes is otherwise left to ``_prefer_project_classes``."""
         name, method = self.image_combo.currentText(), self.method_combo.currentText()
         if (name, method) == self._preselected_for or not name or name not in self.viewer.layers:
             return
         self._preselected_for, self._choice = (name, method), None
-        layer = self.viewer.layers[name]
+        layer, versions = self.viewer.layers[name], combo_cards(self.version_combo)
         session = _sessions.session_for(self.viewer, layer)
-        if session is not None and not session.project.schema_default:
-            return
-        found = preferred_version(layer, combo_cards(self.version_combo))
+        found = latest_used_version(layer, versions)
+        if found is None and (session is None or session.project.schema_default):
+            found = preferred_version(layer, versions)
         if found is not None:
             self.version_combo.setCurrentIndex(found[0])
             self._choice = (self.version_combo.itemData(found[0]), found[1])
