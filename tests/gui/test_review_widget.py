@@ -285,6 +285,7 @@ def test_whole_slide_full_resolution_corrected_at_level_0(qtbot, make_napari_vie
     key0 = review.session.units[0].key
     review.next_btn.click()  # saves region 1, shows region 2
     assert "region 2 / " in review.position_label.text()
+    assert review.save_label.text().startswith("saved 1 region(s) in "), review.save_label.text()  # not "tile(s)"
     key1 = review.session.units[0].key
     review.accept_btn.click()
     review.session.flush()

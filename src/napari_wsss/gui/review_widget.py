@@ -361,8 +361,9 @@ class ReviewWidget(QWidget):
 
     def _saved(self, keys: list[str]) -> None:
         s = self.session
-        if s is not None:
-            self.save_label.setText(f"saved {len(keys)} tile(s) in {1000 * s.last_save_s:.0f} ms")
+        if s is not None:  # a slide's units are regions, as the position line calls them
+            self.save_label.setText(f"saved {len(keys)} {'tile' if s.kind == 'tiles' else 'region'}(s) in "
+                                    f"{1000 * s.last_save_s:.0f} ms")
         self._refresh_position()
 
     def _refresh_position(self, *_: Any) -> None:
