@@ -356,7 +356,14 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         for cb in list(_sessions.SESSION_LISTENERS):  # Segment lists the new version at once
             cb(self.viewer)
         self.use_btn.setEnabled(True)
-        self.status.setText(f"New version {self.last_result.name}{score}.")
+        from ._model_choice import where_segment_lists
+
+        # where to find it, and the one click that uses it (the verdict alone left the user to look for it)
+        where = where_segment_lists(self.viewer, self.last_result, [])
+        use = "'Use this version' selects it in Segment and re-segments the unreviewed tiles."
+        if not where.startswith("to use it"):  # listed in an open project: say under which name
+            use = f"{where[:1].upper()}{where[1:]}; {use}"
+        self.status.setText(f"New version {self.last_result.name}{score}. {use}")
 
     def _on_cancelled(self) -> None:
         self.status.setText("Cancelled; nothing was written (the base version and the project are unchanged).")
