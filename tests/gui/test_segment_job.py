@@ -50,3 +50,26 @@ def test_cancel_between_planes(glas_tile: np.ndarray) -> None:
                                should_stop=stop))
     assert len(asked) == 2
     SEGMENTERS.clear()
+
+
+def test_glass_stays_glass_under_a_model_without_glass_detection(glas_tile: np.ndarray) -> None:
+    """``sshr-glas`` calls no region glass (colon lumens are white): predicted whole, a blank tile came out as gland.
+    Windows that are all glass stay background, as when the viewer windowed; tissue is predicted as the CLI does."""
+    from napari_wsss.events import run_to_end
+    from napari_wsss.gui._segment_job import SEGMENTERS, segment_job
+    from napari_wsss.inference.segmenter import load_segmenter
+    from napari_wsss.inference.tiling import predict_image
+    from napari_wsss.resources import shipped_models_dir
+
+    model = shipped_models_dir() / "sshr-glas"
+    blank = np.full((300, 300, 3), 245, np.uint8)
+    margin = np.full((522, 775 + 600, 3), 245, np.uint8)  # a tile with a wide glass margin on its right
+    margin[:, :775] = glas_tile
+    _, results, _ = run_to_end(segment_job(model, "cpu", [((0,), blank), ((1,), margin)], should_stop=lambda: False))
+    bg = load_segmenter(model, "cpu").card.class_schema.background_index
+    (_, blank_map, blank_conf), (_, margin_map, _) = results
+    assert (blank_map == bg).all() and np.allclose(blank_conf, 1.0)
+    assert (margin_map[:, 1375 - 400:] == bg).all()  # the last window (x 863..1375) is all glass
+    whole = predict_image(load_segmenter(model, "cpu"), margin).class_map[0]
+    assert np.array_equal(margin_map[:, :775 - 512 + 64], whole[:, :775 - 512 + 64])  # tissue: as the CLI
+    SEGMENTERS.clear()

@@ -30,7 +30,7 @@ def segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, 
     around the slide's tissue becomes background there, as in whole-slide results (``inference.slide_glass``)."""
     from ..events import Cancelled
     from ..inference.segmenter import load_segmenter
-    from ..inference.tiling import WINDOW_PIXELS, segment_image
+    from ..inference.tiling import WINDOW_PIXELS, blank_windows, segment_image
 
     key = (str(model_dir), device)
     if key not in SEGMENTERS:
@@ -52,7 +52,13 @@ def segment_job(model_dir: Path, device: str, planes: list[tuple[Any, Any]], *, 
             # whole, as ``predict_image``, the CLI, the benchmarks and fine-tuning's held-out check predict a tile:
             # 512-px windows (each normalised on its own) changed 2-3 % of a GlaS tile's pixels, so the viewer's
             # mask was not the CLI's and the base model scored 0.93 on a tile the user had accepted unchanged
-            pred = seg.predict(np.asarray(plane)[None], batch_size=1)
+            plane = np.asarray(plane)
+            pred = seg.predict(plane[None], batch_size=1)
+            blank, bg = blank_windows(plane), seg.card.class_schema.background_index
+            if blank.any():  # all-glass windows stay glass, as when the viewer windowed (blank_windows)
+                pred.class_map[0][blank] = bg
+                pred.probs[0][:, blank] = 0.0
+                pred.probs[0][bg, blank] = 1.0
         else:
             gen = segment_image(seg, plane, should_stop=should_stop)
             while True:

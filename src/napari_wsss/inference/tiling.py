@@ -36,6 +36,20 @@ def iter_windows(shape: tuple[int, int], window: int, overlap: int) -> Iterator[
             yield y0, x0, min(h, y0 + window), min(w, x0 + window)
 
 
+def blank_windows(image: np.ndarray, window: int = 512, overlap: int = 64) -> np.ndarray:
+    """(H, W) bool: pixels inside a ``segment_image`` window that is all white glass (the windows it never shows the
+    model). The viewer predicts a tile whole and then makes these background, so a blank tile or a glass margin
+    stays glass under a model without glass detection (``sshr-glas``), as it did when the viewer windowed."""
+    from ..data.tiles import is_background
+
+    image = np.asarray(image)
+    out = np.zeros(image.shape[:2], bool)
+    for y0, x0, y1, x1 in iter_windows(image.shape[:2], window, overlap):
+        if is_background(image[y0:y1, x0:x1]).all():
+            out[y0:y1, x0:x1] = True
+    return out
+
+
 def _ramp(h: int, w: int, overlap: int) -> np.ndarray:
     """(h, w) float32 blending weights: 1 inside, falling linearly towards the window's edges."""
     if overlap <= 0:
