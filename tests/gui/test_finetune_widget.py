@@ -122,3 +122,14 @@ def test_segment_lists_the_new_version_when_it_is_done(qtbot, make_napari_viewer
     # the status says where it is listed and how to use it, not only the held-out verdict
     assert "Segment (Plugins > napari-wsss > Segment) lists it as 'tiny-sshr-ft1 (project)'" in ft.status.text()
     assert "'Use this version' selects it in Segment" in ft.status.text()
+
+
+def test_browsing_to_the_tile_folder_finds_its_project(make_napari_viewer, corrected_project: Project) -> None:  # noqa: ANN001
+    """A pathologist browses to the tiles they reviewed, not to the hidden-looking ``<tiles>.wsss`` beside them
+    (walk-through: 'No annotation project at .../tiles (no project.json)')."""
+    w = dock(make_napari_viewer(), FINETUNE)
+    w.set_project(corrected_project.source)
+    assert w.project_root() == Path(corrected_project.root).resolve()
+    assert w.counts_label.text().startswith("2 corrected, 1 accepted")
+    with pytest.raises(FileNotFoundError, match="no project.json"):
+        w.set_project(Path(corrected_project.source).parent)  # a folder that is neither: still refused clearly

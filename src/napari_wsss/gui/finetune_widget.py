@@ -170,9 +170,13 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         self.refresh()
 
     def set_project(self, root: str | Path) -> None:
-        """Choose an annotation project folder (``<tiles>.wsss`` with ``project.json``)."""
-        from ..store import Project
+        """Choose an annotation project folder (``<tiles>.wsss`` with ``project.json``), or the data it annotates
+        (Browse… to the tile folder or slide a pathologist knows: its project is found where Review keeps it)."""
+        from ..store import INDEX_FILE, Project, default_project_root
 
+        if not (Path(root) / INDEX_FILE).is_file() and Path(root).exists() \
+                and (default_project_root(root) / INDEX_FILE).is_file():
+            root = default_project_root(root)
         Project.load(root)  # raises a clear error for a folder that is not a project
         root = str(Path(root).resolve())
         if self.project_combo.findData(root) < 0:
