@@ -178,6 +178,22 @@ def held_out_summary(metrics: dict, base_name: str) -> str:
     return text
 
 
+def no_corrections_message(project: Any) -> str:
+    """Why a project gives fine-tuning nothing to learn from, and what to do.
+
+    Reviewed regions of a whole slide have no image file, and fine-tuning reads tiles from files: the message
+    said "correct (or accept) some tiles first" to a pathologist who had just accepted slide regions.
+    """
+    regions = [it for it in project.items() if it.status in ("corrected", "accepted") and it.mask is not None
+               and not it.image]
+    if regions:
+        return (f"The project {project.root} holds {len(regions)} reviewed region(s) of a whole slide, and "
+                "fine-tuning learns from tile images only for now. Fine-tune on a folder of reviewed tiles, or "
+                "export the reviewed regions (Export: tiles + masks) and train a new version on that set (Train).")
+    return (f"The project {project.root} has no corrected or accepted tiles with their image file; correct (or "
+            "accept) some tiles in the Review widget first.")
+
+
 def _next_free_name(models_dir: Path, stem: str) -> str:
     i = 1
     while (models_dir / f"{stem}-ft{i}").exists():
@@ -276,8 +292,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     common.check_out_dir(out_dir, overwrite=False)
     items = corrected_items(project)
     if not items:
-        raise ValueError(f"The project {project.root} has no corrected or accepted tiles with their image file; "
-                         "correct (or accept) some tiles in the Review widget first.")
+        raise ValueError(no_corrections_message(project))
     device, _ = common.start_run(cfg)  # the loader gets its own generator below, seeded after the teacher's maps
     t0 = time.perf_counter()
 

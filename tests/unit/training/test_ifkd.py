@@ -197,6 +197,17 @@ def test_no_corrections_is_a_clear_error(tmp_path, tiny_sshr):
         run_to_end(finetune(project, tiny_sshr, options=FAST))
 
 
+def test_reviewed_slide_regions_get_their_own_message(tmp_path, tiny_sshr):
+    """A pathologist who accepted regions of a whole slide was told to 'correct (or accept) some tiles first'."""
+    project = Project.open(tmp_path / "slide.svs", LUAD_HISTOSEG, root=tmp_path / "slide.wsss")
+    key = "r0_0_64_64_l0"
+    project.register([{"key": key, "region": [0, 0, 64, 64, 0]}])
+    project.save_prediction(key, np.zeros((64, 64), np.uint8), "tiny-sshr")
+    project.set_status(key, "accepted")
+    with pytest.raises(ValueError, match=r"holds 1 reviewed region\(s\) of a whole slide.*tile images only"):
+        run_to_end(finetune(project, tiny_sshr, options=FAST))
+
+
 def test_finetune_on_mixed_non_square_tiles(tmp_path, tiny_sshr):
     # real folders mix sizes (GlaS: 775x522 beside 581x442); this raised numpy's concatenation error before
     project = make_project(tmp_path, n_tiles=6, n_corrected=3, n_accepted=1,
