@@ -85,16 +85,13 @@ def test_slide_region_glass_is_background(qtbot, make_napari_viewer, tmp_path: P
     assert (got[~glass] != 0).all()  # tissue and the enclosed white 'lumen' keep the model's tissue classes
 
 
-def test_a_reopened_project_starts_on_the_version_of_its_latest_predictions(make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
-                                                                           tiny_model: Path, tmp_path: Path) -> None:
-    """Walk-through on GlaS: after "Use this version" re-segmented the unreviewed tiles with the project's fine-tuned
-    version, reopening the project preselected the shipped model again (the next Segment undid the switch)."""
+def _project_used_with_a_fine_tuned_version(tiny_dataset: Path, tiny_model: Path, tmp_path: Path) -> Path:
+    """Tiles whose project holds its own version ``tiny-ft1``, which made the latest (unreviewed) predictions."""
     import json
 
     from napari_wsss.classes import LUAD_HISTOSEG
     from napari_wsss.models.card import load_card
     from napari_wsss.store import Project
-    from ._plugin import REVIEW
 
     tiles = tmp_path / "tiles"
     shutil.copytree(tiny_dataset / "test" / "img", tiles)
@@ -108,8 +105,17 @@ def test_a_reopened_project_starts_on_the_version_of_its_latest_predictions(make
     project.save_prediction(files[0].stem, cm, "sshr-default")
     project.set_status(files[0].stem, "accepted")
     project.save_prediction(files[1].stem, cm, load_card(version))  # "Use this version": the unreviewed tiles
+    return tiles
+
+
+def test_a_reopened_project_starts_on_the_version_of_its_latest_predictions(make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
+                                                                           tiny_model: Path, tmp_path: Path) -> None:
+    """Walk-through on GlaS: after "Use this version" re-segmented the unreviewed tiles with the project's fine-tuned
+    version, reopening the project preselected the shipped model again (the next Segment undid the switch)."""
+    from ._plugin import REVIEW
+
     viewer = make_napari_viewer()
-    open_path(viewer, tiles)
+    open_path(viewer, _project_used_with_a_fine_tuned_version(tiny_dataset, tiny_model, tmp_path))
     dock(viewer, REVIEW)
     w = dock(viewer, SEGMENT)
     assert w.version_combo.currentText() == "tiny-ft1 (project)", w.version_combo.currentText()
@@ -117,3 +123,25 @@ def test_a_reopened_project_starts_on_the_version_of_its_latest_predictions(make
     w.version_combo.setCurrentIndex(w.version_combo.findText(DEMO))  # the user's own choice stands
     w._refresh_versions()
     assert w.version_combo.currentText() == DEMO
+
+
+def test_segment_docked_before_review_still_starts_on_that_version(make_napari_viewer, tiny_dataset: Path,  # noqa: ANN001
+                                                                    tiny_model: Path, tmp_path: Path) -> None:
+    """The project's versions are listed once Review opens the project: the choice is made again then, unless the
+    user picked a version of their own."""
+    from ._plugin import REVIEW
+
+    viewer = make_napari_viewer()
+    open_path(viewer, _project_used_with_a_fine_tuned_version(tiny_dataset, tiny_model, tmp_path))
+    w = dock(viewer, SEGMENT)
+    assert w.version_combo.findText("tiny-ft1 (project)") < 0  # not listed before the project is open
+    dock(viewer, REVIEW)
+    assert w.version_combo.currentText() == "tiny-ft1 (project)", w.version_combo.currentText()
+
+    viewer2 = make_napari_viewer()  # a user's pick before Review opens the project is kept
+    open_path(viewer2, tmp_path / "tiles")
+    w2 = dock(viewer2, SEGMENT)
+    w2.version_combo.setCurrentIndex(w2.version_combo.findText(DEMO))  # of the project's classes, as tiny-ft1
+    w2.version_combo.activated.emit(w2.version_combo.currentIndex())  # what a click in the list emits
+    dock(viewer2, REVIEW)
+    assert w2.version_combo.currentText() == DEMO

@@ -111,8 +111,10 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_images)
         self.image_combo.currentTextChanged.connect(self._refresh_versions)
         self.version_combo.currentIndexChanged.connect(self._show_model_info)
+        self.version_combo.activated.connect(lambda *_: setattr(self, "_picked", self._preselected_for))  # user's pick
         _sessions.SESSION_LISTENERS.append(self._on_sessions_changed)
-        self.destroyed.connect(lambda *_: self._forget_listener())
+        self.destroyed.connect(lambda *_: self._on_sessions_changed in _sessions.SESSION_LISTENERS
+                               and _sessions.SESSION_LISTENERS.remove(self._on_sessions_changed))
         self._refresh_images()
         if "sshr" in METHODS.names():
             self.method_combo.setCurrentText("sshr")
@@ -190,12 +192,10 @@ class SegmentWidget(JobControlsMixin, QWidget):
             self.model_info.setText(str(e))
 
     def _on_sessions_changed(self, viewer: Any) -> None:
-        if same(viewer, self.viewer):
+        if same(viewer, self.viewer):  # a project opened: its versions are listed now; choose again unless the user did
+            if getattr(self, "_picked", None) != self._preselected_for:
+                self._preselected_for = None
             self._refresh_versions()
-
-    def _forget_listener(self) -> None:
-        if self._on_sessions_changed in _sessions.SESSION_LISTENERS:
-            _sessions.SESSION_LISTENERS.remove(self._on_sessions_changed)
 
     def add_model_version(self, folder: str | Path) -> str:
         """Make a model version folder selectable and select it (Browse…, a trained or fine-tuned version); returns
