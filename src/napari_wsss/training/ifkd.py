@@ -89,7 +89,7 @@ from .ifkd_data import (
     TileRecord,
     _read_record,
     corrected_items,
-    item_image_path,
+    item_source,
     scale_record,
 )
 from .ifkd_student import build_student, segmenter_with
@@ -181,15 +181,15 @@ def held_out_summary(metrics: dict, base_name: str) -> str:
 def no_corrections_message(project: Any) -> str:
     """Why a project gives fine-tuning nothing to learn from, and what to do.
 
-    Reviewed regions of a whole slide have no image file, and fine-tuning reads tiles from files: the message
-    said "correct (or accept) some tiles first" to a pathologist who had just accepted slide regions.
+    Reviewed regions of a whole slide are read from the slide: without it, say so (the message told a pathologist
+    who had just accepted slide regions to "correct (or accept) some tiles first").
     """
     regions = [it for it in project.items() if it.status in ("corrected", "accepted") and it.mask is not None
                and not it.image]
     if regions:
-        return (f"The project {project.root} holds {len(regions)} reviewed region(s) of a whole slide, and "
-                "fine-tuning learns from tile images only for now. Fine-tune on a folder of reviewed tiles, or "
-                "export the reviewed regions (Export: tiles + masks) and train a new version on that set (Train).")
+        return (f"The project {project.root} holds {len(regions)} reviewed region(s) of the slide {project.source}, "
+                "which is not there: fine-tuning reads the regions' pixels from it. Put the slide back where it "
+                "was (or open it from its new place and review there).")
     return (f"The project {project.root} has no corrected or accepted tiles with their image file; correct (or "
             "accept) some tiles in the Review widget first.")
 
@@ -309,8 +309,8 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     n_hold = 0 if len(items) < 2 else min(len(items) - 1, max(1, round(cfg.held_out_fraction * len(items))))
     hold_items, train_items = order[:n_hold], order[n_hold:]
     held = [_read_record(project, it, True) for it in hold_items]
-    unrev = [it for it in project.items() if it.status == "unreviewed" and item_image_path(project, it) is not None
-             and item_image_path(project, it).is_file()]
+    unrev = [it for it in project.items() if it.status == "unreviewed" and (src := item_source(project, it)) is not None
+             and src.is_file()]
     unrev = [unrev[i] for i in sorted(rng.permutation(len(unrev))[: cfg.max_teacher_tiles])]
     refit = bool(cfg.refit and held)
     fit = _Fit(project, base_seg, base_card, cfg, device, stop_or_wait, should_stop)

@@ -62,7 +62,7 @@ class ScaledTile:
     """
 
     key: str
-    path: Path | None
+    path: Path | RegionSource | None
     source_shape: tuple[int, int]
     image: np.ndarray
     mask: np.ndarray | None
@@ -162,7 +162,52 @@ class TileRecord:
     full: np.ndarray | None = None  # (H, W) bool
     labels: np.ndarray | None = None  # (K,) image-level label from the file name
     touched_pixels: int = 0
-    path: Path | None = None  # its file (read again when the teacher changes)
+    path: Path | RegionSource | None = None  # its file or slide region (read again when the teacher changes)
+
+
+@dataclass(frozen=True)
+class RegionSource:
+    """Where a reviewed region of a whole slide gets its pixels: it has no file of its own, so fine-tuning reads it
+    from the slide (at the level its mask is stored at) whenever a tile file would be read."""
+
+    slide: Path
+    region: tuple[int, ...]  # [y0, x0, y1, x1] level-0 pixels, end-exclusive, then the level
+    shape: tuple[int, int]  # (H, W) of the stored mask at that level
+
+    def is_file(self) -> bool:
+        return self.slide.is_file()
+
+    def read(self) -> np.ndarray:
+        """(H, W, 3) uint8, the mask's size (the slide's edge padded as white glass)."""
+        from ..data.slide import open_slide
+
+        slide = open_slide(self.slide)
+        try:
+            y0, x0, level = self.region[0], self.region[1], self.region[4]
+            ds = float(slide.downsamples[level])
+            ly0, lx0 = int(round(y0 / ds)), int(round(x0 / ds))
+            lh, lw = slide.levels[level].shape[:2]
+            img = slide.read_region(ly0, lx0, min(lh, ly0 + self.shape[0]), min(lw, lx0 + self.shape[1]), level)
+        finally:
+            slide.close()
+        out = np.full((*self.shape, 3), 255, np.uint8)
+        out[: img.shape[0], : img.shape[1]] = img[..., :3]
+        return out
+
+
+def item_source(project: Any, item: Any) -> Path | RegionSource | None:
+    """A tile item's file, or a slide region's :class:`RegionSource`; None when the item says neither."""
+    path = item_image_path(project, item)
+    if path is not None or item.region is None or not item.shape:
+        return path
+    return RegionSource(Path(project.source), tuple(int(v) for v in item.region), tuple(item.shape[:2]))
+
+
+def read_tile(source: Path | RegionSource) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of a tile file or a slide region."""
+    from ..data.tiles import read_rgb
+
+    return source.read() if isinstance(source, RegionSource) else read_rgb(source)
 
 
 def item_image_path(project: Any, item: Any) -> Path | None:
@@ -177,23 +222,24 @@ def item_image_path(project: Any, item: Any) -> Path | None:
 
 
 def corrected_items(project: Any) -> list[Any]:
-    """Tile items the user corrected or accepted that have a stored mask and an image file."""
+    """Items the user corrected or accepted that have a stored mask and pixels to read (a tile file, or the slide
+    of a region)."""
     out = []
     for it in project.items():
         if it.status in CORRECTED and it.mask is not None:
-            path = item_image_path(project, it)
-            if path is not None and path.is_file():
+            src = item_source(project, it)
+            if src is not None and src.is_file():
                 out.append(it)
     return out
 
 
 def _read_record(project: Any, item: Any, with_mask: bool) -> TileRecord:
-    from ..data.tiles import parse_labels_from_name, read_rgb
+    from ..data.tiles import parse_labels_from_name
 
-    path = item_image_path(project, item)
-    image = read_rgb(path)
+    path = item_source(project, item)
+    image = read_tile(path)
     try:
-        labels = parse_labels_from_name(path.name, project.schema.n_foreground)
+        labels = parse_labels_from_name(path.name, project.schema.n_foreground) if isinstance(path, Path) else None
     except ValueError:
         labels = None
     rec = TileRecord(item.key, item.status, image, labels=labels, path=path)

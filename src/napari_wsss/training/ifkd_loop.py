@@ -60,15 +60,15 @@ def teacher_maps(segmenter: Any, tiles: list[ScaledTile], k: int, should_stop: S
     Tiles too big for one window go through the predict path's blended windows (their shares).
     """
     from ..data.scale import rescale
-    from ..data.tiles import read_rgb
     from ..inference.tiling import WINDOW_PIXELS, predict_image
+    from .ifkd_data import read_tile
 
     scale = segmenter.card.working_scale
     out: list[np.ndarray] = []
     for i in range(0, len(tiles), batch):
         if should_stop():
             raise Cancelled("cancelled while computing the teacher's maps")
-        chunk = [read_rgb(t.path) for t in tiles[i : i + batch]]
+        chunk = [read_tile(t.path) for t in tiles[i : i + batch]]
         fused = getattr(segmenter, "fused_maps", None)
         if fused is not None and all(im.shape[0] * im.shape[1] <= WINDOW_PIXELS for im in chunk):
             probs = [fused(im[None])[0].float().cpu().numpy() for im in chunk]

@@ -204,8 +204,37 @@ def test_reviewed_slide_regions_get_their_own_message(tmp_path, tiny_sshr):
     project.register([{"key": key, "region": [0, 0, 64, 64, 0]}])
     project.save_prediction(key, np.zeros((64, 64), np.uint8), "tiny-sshr")
     project.set_status(key, "accepted")
-    with pytest.raises(ValueError, match=r"holds 1 reviewed region\(s\) of a whole slide.*tile images only"):
+    with pytest.raises(ValueError, match=r"holds 1 reviewed region\(s\) of the slide .*slide.svs, which is not there"):
         run_to_end(finetune(project, tiny_sshr, options=FAST))
+
+
+def test_finetune_learns_from_reviewed_regions_of_a_whole_slide(tmp_path, tiny_sshr, pyramid_tiff):
+    """Reviewed whole-slide regions (no file of their own) are read from the slide at their mask's level: before,
+    a slide project could not be fine-tuned at all (walk-through on a real SVS, session 24)."""
+    from napari_wsss.training.ifkd_data import RegionSource, corrected_items, item_source, read_tile
+
+    project = Project.open(pyramid_tiff, LUAD_HISTOSEG)  # 512 x 384 random pixels, 3 levels
+    regions = {"r0_0_128_128_l0": [0, 0, 128, 128, 0], "r128_0_256_128_l0": [128, 0, 256, 128, 0],
+               "r0_128_256_384_l1": [0, 128, 256, 384, 1], "r256_0_512_256_l1": [256, 0, 512, 256, 1]}
+    project.register([{"key": k, "region": r} for k, r in regions.items()])
+    rng = np.random.default_rng(0)
+    for i, (k, r) in enumerate(regions.items()):
+        shape = ((r[2] - r[0]) >> r[4], (r[3] - r[1]) >> r[4])
+        project.save_correction(k, rng.integers(0, 5, shape).astype(np.uint8), np.ones(shape, bool))
+        if i == 3:
+            project.set_status(k, "accepted")
+    assert len(corrected_items(project)) == 4
+    src = item_source(project, project.item("r0_128_256_384_l1"))
+    assert isinstance(src, RegionSource)
+    from napari_wsss.data.slide import open_slide
+
+    slide = open_slide(pyramid_tiff)
+    expected = slide.read_region(0, 64, 128, 192, 1)  # level 1 = level-0 coordinates / 2
+    slide.close()
+    assert np.array_equal(read_tile(src), expected)
+    out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, epochs=1)))
+    used = {c["key"] for c in load_card(out).config["finetune"]["corrections"]}
+    assert used == set(regions)
 
 
 def test_finetune_on_mixed_non_square_tiles(tmp_path, tiny_sshr):
