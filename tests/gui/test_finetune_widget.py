@@ -133,3 +133,32 @@ def test_browsing_to_the_tile_folder_finds_its_project(make_napari_viewer, corre
     assert w.counts_label.text().startswith("2 corrected, 1 accepted")
     with pytest.raises(FileNotFoundError, match="no project.json"):
         w.set_project(Path(corrected_project.source).parent)  # a folder that is neither: still refused clearly
+
+
+def test_use_this_version_on_a_slide_segments_the_whole_slide_again(qtbot, make_napari_viewer, pyramid_tiff: Path,  # noqa: ANN001
+                                                                    tiny_model: Path, monkeypatch) -> None:
+    """Walk-through on a real SVS: "Use this version" left Segment's region at 'current tile / image', which a slide
+    too big for one go refuses, and still said "Re-segmenting the unreviewed tiles"."""
+    from napari_wsss.gui import segment_widget
+    from ._plugin import REVIEW, open_path
+
+    monkeypatch.setattr(segment_widget, "MAX_PIXELS", 64 * 64)  # a slide too big to segment in one go
+    viewer = make_napari_viewer()
+    open_path(viewer, pyramid_tiff)
+    review = dock(viewer, REVIEW)
+    seg = dock(viewer, SEGMENT)
+    seg.add_model_version(tiny_model)
+    seg.scope_combo.setCurrentText("whole slide, full resolution (tiled, saved as zarr)")
+    seg.segment()
+    qtbot.waitUntil(lambda: not seg.job.running, timeout=60_000)
+    first = seg.last_result_layer.metadata["napari_wsss"]["zarr"]
+    review.set_status("accepted")
+    seg.scope_combo.setCurrentText("current tile / image")  # where a user may have left it
+    ft = dock(viewer, FINETUNE)
+    ft.last_result = review.session.project.add_model_version(tiny_model, "tiny-ft1")  # as a finished fine-tune
+    assert ft.use_version() is seg
+    qtbot.waitUntil(lambda: not seg.job.running, timeout=60_000)
+    assert seg.last_error is None, seg.last_error
+    assert seg.scope_combo.currentText().startswith("whole slide, full resolution")
+    assert seg.last_result_layer.metadata["napari_wsss"]["zarr"] != first  # a new whole-slide result
+    assert ft.status.text().startswith("Re-segmenting the unreviewed regions with tiny-ft1")

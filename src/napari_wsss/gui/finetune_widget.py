@@ -401,9 +401,17 @@ class FinetuneWidget(JobControlsMixin, QWidget):
                                 "(and the Review widget) to re-segment them.")
             return seg
         seg.image_combo.setCurrentText(sess.image_layer.name)
-        if sess.kind == "tiles":
-            seg.scope_combo.setCurrentText("all tiles in the stack")
+        # a slide: its whole result again, tiled (the scope left as it was refused a slide too big for one go)
+        scope = {"tiles": "all tiles in the stack", "slide": "whole slide, full resolution (tiled, saved as zarr)"}
+        if sess.kind in scope:
+            seg.scope_combo.setCurrentText(scope[sess.kind])
+        seg.last_error = None
         seg.segment()  # corrected/accepted tiles are skipped by the project store
-        self.status.setText(f"Re-segmenting the unreviewed tiles with {self.last_result.name} (corrected and "
-                            "accepted tiles are kept).")
+        if seg.last_error is not None:  # Segment said why; this line must not claim a run that never started
+            self.status.setText(f"{self.last_result.name} is selected in the Segment widget, which could not "
+                                f"start: {seg.last_error}")
+        else:
+            what = "tiles" if sess.kind == "tiles" else "regions"
+            self.status.setText(f"Re-segmenting the unreviewed {what} with {self.last_result.name} (corrected and "
+                                f"accepted {what} are kept).")
         return seg
