@@ -155,6 +155,7 @@ def test_use_this_version_on_a_slide_segments_the_whole_slide_again(qtbot, make_
     review.set_status("accepted")
     seg.scope_combo.setCurrentText("current tile / image")  # where a user may have left it
     ft = dock(viewer, FINETUNE)
+    assert ft.counts_label.text().startswith("0 corrected, 1 accepted") and ft.counts_label.text().endswith(" regions")
     ft.last_result = review.session.project.add_model_version(tiny_model, "tiny-ft1")  # as a finished fine-tune
     assert ft.use_version() is seg
     qtbot.waitUntil(lambda: not seg.job.running, timeout=60_000)

@@ -232,8 +232,9 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             self.counts_label.setText(f"cannot read the project: {e}")
             return
         self._select_base_of_classes(project)
+        what = "regions" if any(it.region for it in project.items()) else "tiles"  # a slide's units are regions
         self.counts_label.setText(f"{c['corrected']} corrected, {c['accepted']} accepted, {c['unreviewed']} "
-                                  f"unreviewed of {c['total']} tiles")
+                                  f"unreviewed of {c['total']} {what}")
 
     def _select_base_of_classes(self, project: Any) -> None:
         """Move off a base of other classes than the project's to the first of its classes: the first listed (the
