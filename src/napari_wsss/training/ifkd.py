@@ -161,8 +161,8 @@ def held_out_summary(metrics: dict, base_name: str) -> str:
     """
     held = metrics.get("held_out") or {}
     if not held.get("n_tiles") or held.get("before") is None or held.get("after") is None:
-        return ("no held-out score: with fewer than 2 reviewed (corrected or accepted) tiles, none could be kept out "
-                "of training to check the new version on")
+        return ("no held-out score: with fewer than 2 reviewed (corrected or accepted) tiles or regions, none could "
+                "be kept out of training to check the new version on")
     n, keys = int(held["n_tiles"]), list(held.get("keys") or [])
     named = f" ({', '.join(keys[:3])}{', …' if len(keys) > 3 else ''})" if keys else ""
     tiles, those = (f"{n} reviewed tile{'s' if n != 1 else ''}{named}", "those tiles" if n != 1 else "that tile")
