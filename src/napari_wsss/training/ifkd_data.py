@@ -8,7 +8,8 @@ the factor inference applies) into a :class:`ScaledTile`, and the network trains
 the full-weight pixels and the valid pixels are rescaled by the same factor onto the same pixel grid and cut by
 the same crop box; pixels past a tile's edge are padded as white glass with no target (``valid`` False).
 Memory: a tile is kept only at the working scale, about ``6 + 2 K`` bytes per working-scale pixel (image,
-float16 targets, masks); its full-resolution image is read again from its file when the teacher changes.
+float16 targets, masks); its full-resolution image is read again from its file (a slide region: from the
+slide, :class:`RegionSource`) when the teacher changes.
 """
 
 from __future__ import annotations
