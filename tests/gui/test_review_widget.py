@@ -387,3 +387,33 @@ def test_a_second_version_retires_the_first_result_layer(qtbot, make_napari_view
     review.session.flush()
     key = review.session.units[1].key
     assert Project.load(review.session.project.root).item(key).status == "corrected"
+
+
+def test_segmenting_a_slide_again_keeps_the_corrected_regions_in_the_new_result(qtbot, make_napari_viewer,  # noqa: ANN001
+                                                                               pyramid_tiff: Path, tiny_model: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second whole-slide run ("Use this version", or Segment again) showed the new model's labels where the user
+    had corrected, in the overview layer, its zarr and every reopening, as if the corrections were gone."""
+    import zarr
+
+    from napari_wsss.gui import _slide_regions
+
+    monkeypatch.setattr(_project_units, "SLIDE_GRID", 256)
+    monkeypatch.setattr(_slide_regions, "SLIDE_GRID", 256)
+    viewer = make_napari_viewer()
+    _open(viewer, pyramid_tiff)
+    review = dock(viewer, REVIEW)
+    seg = dock(viewer, SEGMENT)
+    seg.add_model_version(tiny_model)
+    _segment(qtbot, seg, "whole slide, full resolution (tiled, saved as zarr)")
+    y0, x0, _, _ = _slide_regions.editor_for(review.session).regions[0]
+    layer = review.labels_layer
+    label = 2 if int(layer.data[10, 10]) != 2 else 3  # unlike the model's label there (it predicts it again)
+    layer.paint((10, 10), label)
+    review.next_btn.click()  # saves region 1 (corrected)
+    _segment(qtbot, seg, "whole slide, full resolution (tiled, saved as zarr)")
+    second = _slide_regions.editor_for(review.session).zarr_path
+    assert second.name.endswith("-2.zarr")
+    root = zarr.open_group(str(second), mode="r")
+    assert root["labels/0"][y0 + 10, x0 + 10] == label
+    assert root["labels/1"][(y0 + 10) // 2, (x0 + 10) // 2] == label

@@ -95,6 +95,27 @@ class SlideRegionEditor:
             cb(s.viewer)
         return self.layer
 
+    def carry_reviewed(self) -> list[str]:
+        """Write the project's corrected and accepted level-0 regions into this result's pyramid; returns their keys.
+
+        A new whole-slide result (segmenting again, "Use this version") held the new model's labels where the user
+        had corrected: the region editor showed the user's masks, but the slide's overview layer, its zarr and
+        every later reopening showed the model's, as if the corrections were gone.
+        """
+        from ..inference.slide_segmentation import write_pyramid_block  # lazy: it loads torch
+
+        project, (h, w), done = self.session.project, self.labels[0].shape[:2], []
+        for it in project.items():
+            r = it.region
+            if not r or r[4] != 0 or not project.is_protected(it.key) or r[2] > h or r[3] > w:
+                continue
+            mask = project.load_mask(it.key)
+            if mask is None or mask.shape != (r[2] - r[0], r[3] - r[1]):
+                continue
+            write_pyramid_block(self.labels, r[0], r[1], self.session.schema.to_labels(mask).astype(np.uint8))
+            done.append(it.key)
+        return done
+
     def counts(self) -> dict[str, int]:
         """Review counts over this result's tissue regions (``Project.counts`` keys), visited or not.
 
@@ -155,6 +176,8 @@ def start_region_editor(session: Any, slide_layer: Any) -> SlideRegionEditor | N
         session.use_model(SimpleNamespace(class_schema=schema, name=meta.get("model") or "model"))
     editor = SlideRegionEditor(session, slide_layer, meta["zarr"], meta.get("model") or "model")
     session.region_editor = editor
+    if editor.carry_reviewed():  # the user's corrected regions, not the new model's labels, in the overview too
+        slide_layer.refresh()
     if editor.regions:
         editor.show(0)
     return editor
