@@ -163,3 +163,5 @@ def test_use_this_version_on_a_slide_segments_the_whole_slide_again(qtbot, make_
     assert seg.scope_combo.currentText().startswith("whole slide, full resolution")
     assert seg.last_result_layer.metadata["napari_wsss"]["zarr"] != first  # a new whole-slide result
     assert ft.status.text().startswith("Re-segmenting the unreviewed regions with tiny-ft1")
+    ft._on_result(ft.last_result)  # the status at the end of a fine-tune names the slide's units too
+    assert ft.status.text().endswith("re-segments the unreviewed regions."), ft.status.text()

@@ -373,9 +373,12 @@ def test_stain_warning_names_the_tile_file(qtbot, make_napari_viewer, tiny_datas
 
 
 def test_a_complete_whole_slide_run_retires_the_cancelled_ones(qtbot, make_napari_viewer, pyramid_tiff: Path,  # noqa: ANN001
-                                                               tiny_model: Path, monkeypatch) -> None:
+                                                               tiny_model: Path, monkeypatch, tmp_path: Path) -> None:
     """A cancelled run's "(incomplete)" layer stayed visible beside the complete run that followed: it is hidden and
     read-only now (a replaced result's rule), and its zarr stays on disk."""
+    import json
+    import shutil
+
     from napari_wsss.inference import slide_segmentation
 
     real, runs = slide_segmentation.segment_slide, []
@@ -402,3 +405,13 @@ def test_a_complete_whole_slide_run_retires_the_cancelled_ones(qtbot, make_napar
     assert partial[0] in viewer.layers  # retired, not deleted
     assert not partial[0].visible and not partial[0].editable
     assert Path(partial[0].metadata["napari_wsss"]["zarr"]).is_dir()
+    complete = w.last_result_layer  # another model's complete result retires it too ("Use this version")
+    other = tmp_path / "tiny-other"
+    shutil.copytree(tiny_model, other)
+    card = json.loads((other / "card.json").read_text())
+    (other / "card.json").write_text(json.dumps({**card, "name": "tiny-other"}))
+    w.add_model_version(other)
+    w.segment()
+    _wait(qtbot, w)
+    assert w.last_result_layer is not complete and w.last_result_layer.visible
+    assert complete in viewer.layers and not complete.visible

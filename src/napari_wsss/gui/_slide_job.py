@@ -73,16 +73,17 @@ class LiveSlideLayer:
             if not complete and not self.layer.name.endswith("(incomplete)"):
                 self.layer.name = f"{self.layer.name} (incomplete)"
             if complete:
-                retire_incomplete_results(self.viewer, self.image_layer.name, self.layer)
+                retire_earlier_results(self.viewer, self.image_layer.name, self.layer)
 
 
-def retire_incomplete_results(viewer: Any, image_name: str, keep: Any) -> list[str]:
-    """Hide earlier cancelled whole-slide results of ``image_name`` and make them read-only (the rule for a
-    replaced result layer, ``ProjectSession.detach``); returns their names.
+def retire_earlier_results(viewer: Any, image_name: str, keep: Any) -> list[str]:
+    """Hide the image's earlier whole-slide result layers (a cancelled run's "(incomplete)" one, or another model's)
+    and make them read-only, the rule for a replaced result layer (``ProjectSession.detach``); returns their names.
 
-    A cancelled run's "(incomplete)" layer stayed on screen over the complete one that followed, its blank blocks
-    and half-finished classes blending into it. Retired, not removed: its zarr stays on disk (a killed run's result
-    is never deleted) and the layer can be shown again from the layer list.
+    A cancelled run's layer stayed on screen over the complete one that followed, its blank blocks and half-finished
+    classes blending into it; after "Use this version" the base model's result showed through the new one's glass.
+    Retired, not removed: the zarr stays on disk (a killed run's result is never deleted) and the layer can be shown
+    again from the layer list.
     """
     from ._layers import unwrap
 
@@ -90,8 +91,7 @@ def retire_incomplete_results(viewer: Any, image_name: str, keep: Any) -> list[s
     for ly in list(viewer.layers):
         meta = layer_meta(ly)
         if (unwrap(ly) is not unwrap(keep) and meta.get("kind") == "segmentation" and meta.get("image") == image_name
-                and meta.get("placement", {}).get("kind") == "slide_full" and meta.get("complete") is False
-                and not meta.get("retired")):
+                and meta.get("placement", {}).get("kind") == "slide_full" and not meta.get("retired")):
             ly.visible, ly.editable = False, False
             unwrap(ly).metadata[META_KEY]["retired"] = True
             retired.append(ly.name)

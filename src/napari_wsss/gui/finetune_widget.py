@@ -86,6 +86,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         self._by_epoch: dict[int, float] = {}
         self._pause = threading.Event()
         self._extra_versions: list[tuple[str, Path, str]] = []
+        self._units = "tiles"  # what the project's items are: tiles, or a slide's regions
 
         self.project_combo = QComboBox()
         self.browse_project_btn = QPushButton("Browse…")
@@ -232,9 +233,9 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             self.counts_label.setText(f"cannot read the project: {e}")
             return
         self._select_base_of_classes(project)
-        what = "regions" if any(it.region for it in project.items()) else "tiles"  # a slide's units are regions
+        self._units = "regions" if any(it.region for it in project.items()) else "tiles"  # a slide's are regions
         self.counts_label.setText(f"{c['corrected']} corrected, {c['accepted']} accepted, {c['unreviewed']} "
-                                  f"unreviewed of {c['total']} {what}")
+                                  f"unreviewed of {c['total']} {self._units}")
 
     def _select_base_of_classes(self, project: Any) -> None:
         """Move off a base of other classes than the project's to the first of its classes: the first listed (the
@@ -365,7 +366,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
 
         # where to find it, and the one click that uses it (the verdict alone left the user to look for it)
         where = where_segment_lists(self.viewer, self.last_result, [])
-        use = "'Use this version' selects it in Segment and re-segments the unreviewed tiles."
+        use = f"'Use this version' selects it in Segment and re-segments the unreviewed {self._units}."
         if not where.startswith("to use it"):  # listed in an open project: say under which name
             use = f"{where[:1].upper()}{where[1:]}; {use}"
         self.status.setText(f"New version {self.last_result.name}{score}. {use}")
