@@ -34,7 +34,8 @@ def build_targets(teacher: np.ndarray, mask: np.ndarray | None = None, full: np.
         teacher: (K, H, W) float teacher scores in [0, 1].
         mask: (H, W) uint8 stored class map (class-map convention, background = K), or None.
         full: (H, W) bool, pixels whose target is the mask with full weight (touched / accepted), or None.
-        labels: (K,) image-level multi-hot label, or None; absent classes get a zero target (negatives).
+        labels: (K,) image-level multi-hot label, or (K, H, W) per pixel (a mosaic of labelled patches,
+            ``data.patch_mosaic``), or None; absent classes get a zero target (negatives).
     Returns:
         (K, H, W) float32 target: one-hot of ``mask`` where ``full`` (background -> all zeros), the teacher
         elsewhere.
@@ -42,7 +43,8 @@ def build_targets(teacher: np.ndarray, mask: np.ndarray | None = None, full: np.
     k = teacher.shape[0]
     target = np.array(teacher, dtype=np.float32, copy=True)
     if labels is not None:
-        target *= np.asarray(labels, dtype=np.float32)[:, None, None]
+        labels = np.asarray(labels, dtype=np.float32)
+        target *= labels if labels.ndim == 3 else labels[:, None, None]
     if mask is not None and full is not None and full.any():
         onehot = (np.asarray(mask)[None] == np.arange(k)[:, None, None]).astype(np.float32)
         target[:, full] = onehot[:, full]
@@ -72,6 +74,7 @@ class ScaledTile:
     labels: np.ndarray | None = None
     repeat: int = 1
     target: np.ndarray | None = None
+    source: np.ndarray | None = None  # the full-resolution image when there is no file to read it again from
 
     @property
     def needs_teacher(self) -> bool:
@@ -101,9 +104,16 @@ def scale_record(record: TileRecord, scale: float, repeat: int = 1, glass_min_si
     glass = (is_background(record.image, min_size=glass_min_size) if glass_min_size > 0
              else np.zeros(record.image.shape[:2], bool))
     valid = ~glass | full
+    if record.valid is not None:
+        valid &= record.valid
+    labels = record.labels
+    if labels is not None and np.ndim(labels) == 3:  # per-pixel labels: onto the working-scale grid
+        labels = rescale(np.moveaxis(labels, 0, -1), scale, nearest=True)
+        labels = np.moveaxis(labels if labels.ndim == 3 else labels[..., None], -1, 0)
     return ScaledTile(record.key, record.path, tuple(record.image.shape[:2]), rescale(record.image, scale),
                       None if record.mask is None else rescale(record.mask, scale, nearest=True),
-                      rescale(full, scale, nearest=True), rescale(valid, scale, nearest=True), record.labels, repeat)
+                      rescale(full, scale, nearest=True), rescale(valid, scale, nearest=True), labels, repeat,
+                      source=record.image if record.path is None else None)
 
 
 class TargetDataset(torch.utils.data.Dataset):
@@ -161,9 +171,11 @@ class TileRecord:
     image: np.ndarray  # (H, W, 3) uint8
     mask: np.ndarray | None = None  # (H, W) uint8
     full: np.ndarray | None = None  # (H, W) bool
-    labels: np.ndarray | None = None  # (K,) image-level label from the file name
+    labels: np.ndarray | None = None  # (K,) image-level label from the file name, or (K, H, W) per pixel
     touched_pixels: int = 0
-    path: Path | RegionSource | None = None  # its file or slide region (read again when the teacher changes)
+    path: Path | RegionSource | None = None  # its file or slide region (read again when the teacher changes);
+    # None: ``image`` is kept (a mosaic of patches, data.patch_mosaic)
+    valid: np.ndarray | None = None  # (H, W) bool, pixels that may take part (None: all but glass)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def teacher_maps(segmenter: Any, tiles: list[ScaledTile], k: int, should_stop: S
     for i in range(0, len(tiles), batch):
         if should_stop():
             raise Cancelled("cancelled while computing the teacher's maps")
-        chunk = [read_tile(t.path) for t in tiles[i : i + batch]]
+        chunk = [t.source if t.path is None else read_tile(t.path) for t in tiles[i : i + batch]]
         fused = getattr(segmenter, "fused_maps", None)
         if fused is not None and all(im.shape[0] * im.shape[1] <= WINDOW_PIXELS for im in chunk):
             probs = [fused(im[None])[0].float().cpu().numpy() for im in chunk]

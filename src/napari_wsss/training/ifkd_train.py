@@ -7,6 +7,12 @@ with IFKD's weighted cross-entropy (``ifkd_loop.distil``): image labels zero the
 ("negatives against zeros"), the student starts from the backbone's own initial weights (independent of the
 teacher, as distillation has it), and the best student replaces the teacher on IFKD's schedule when it beats
 it on the validation split by more than that split's noise. Fine-tuning from corrections runs the same loop.
+
+``teacher=`` may also name an SSHR, multi-stage or IFKD version: the classic second stage of weakly supervised
+segmentation (CAMs -> pseudo-masks -> a segmentation network), here with IFKD's loss. ``distil_on="images"``
+puts patches cut by ``napari-wsss patches`` back into their images (``data.patch_mosaic``) so the teacher and
+the student see whole glands while each patch's labels still gate its own pixels; the recipe of the shipped
+``sshr-glas`` does this (scripts/train_glas_model.py).
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ class IFKDConfig(MILConfig):
     max_val_tiles: int = 16  # validation tiles scored after each distillation epoch
     use_val: bool = True  # False: no validation masks drive switching or the kept epoch (the last is kept)
     seg_head: str = "fcn"
+    # "tiles": the student learns from each training tile alone; "images": patches named <image>_y<Y>_x<X> (as
+    # `napari-wsss patches` cuts them) are put back into their images (data.patch_mosaic): the teacher predicts
+    # whole images, each patch's labels gate its own pixels, the student crops with context
+    distil_on: str = "tiles"
+    distil_crop: int = 0  # student crop side at the working scale (0 = the teacher's input size)
+    tta_flips: bool = False  # inference: average over the tile and its two mirror images (3x compute)
 
 
 def _val_records(dirs: Any, schema: Any, limit: int, rng: np.random.Generator) -> list[TileRecord]:
@@ -56,6 +68,34 @@ def _val_records(dirs: Any, schema: Any, limit: int, rng: np.random.Generator) -
         out.append(TileRecord(pairs[i].image.stem, "accepted", img, read_mask(pairs[i].mask, schema),
                               np.ones(img.shape[:2], bool), path=pairs[i].image))
     return out
+
+
+TEACHER_METHODS = ("mil", "sshr", "multistage", "ifkd")  # versions whose maps a student can distil
+
+
+def _scaled_tiles(labelled: list, distil_on: str, scale: float, min_glass: int, should_stop: StopFlag
+                  ) -> Generator[Progress, None, list[ScaledTile]]:
+    """The training tiles at the teacher's working scale: each tile alone, or mosaics of each source image."""
+    from ..data.patch_mosaic import build_mosaics
+    from ..data.tiles import read_rgb
+
+    tiles: list[ScaledTile] = []
+    if distil_on == "images":
+        yield Progress(0, None, f"IFKD: putting {len(labelled)} patches back into their images")
+        for m in build_mosaics(labelled, read_rgb):
+            if should_stop():
+                raise Cancelled("IFKD cancelled while reading the training tiles")
+            rec = TileRecord(m.key, "unreviewed", m.image, labels=m.labels, path=None, valid=m.covered)
+            tiles.append(scale_record(rec, scale, 1, min_glass))
+        return tiles
+    for i, t in enumerate(labelled):
+        if should_stop():
+            raise Cancelled("IFKD cancelled while reading the training tiles")
+        rec = TileRecord(t.path.stem, "unreviewed", read_rgb(t.path), labels=np.asarray(t.labels), path=t.path)
+        tiles.append(scale_record(rec, scale, 1, min_glass))
+        if i % 200 == 0:
+            yield Progress(i, len(labelled), "IFKD: reading the training tiles")
+    return tiles
 
 
 def train_ifkd(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFlag = never_stop,
@@ -83,9 +123,11 @@ def train_ifkd(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFl
     if cfg.teacher:
         teacher_dir = Path(cfg.teacher)
         tcard = load_card(teacher_dir)
-        if tcard.method != "mil":
-            raise ValueError(f"teacher={teacher_dir}: a {tcard.method!r} version; IFKD distils a MIL teacher "
-                             "(train one with --method mil, or leave teacher unset to train it first).")
+        if tcard.method not in TEACHER_METHODS:
+            raise ValueError(f"teacher={teacher_dir}: a {tcard.method!r} version; IFKD distils a "
+                             f"{', '.join(TEACHER_METHODS)} version (or leave teacher unset to train a MIL one).")
+        if "glass_min_size" not in options:  # the student calls glass what its teacher does (0: GlaS lumens)
+            cfg.glass_min_size = int(tcard.config.get("glass_min_size", cfg.glass_min_size))
     else:
         teacher_dir = out_dir.with_name(out_dir.name + "-teacher")
         common.check_out_dir(teacher_dir, overwrite)
@@ -107,25 +149,18 @@ def train_ifkd(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFl
         p.requires_grad_(False)
     labelled, tile_size = yield from common.training_tiles(dirs, schema, labels_csv, "IFKD")
     rng = np.random.default_rng(cfg.seed)
-    if len(labelled) > cfg.max_tiles:
+    if cfg.distil_on not in ("tiles", "images"):
+        raise ValueError(f"distil_on={cfg.distil_on!r}: use 'tiles' or 'images'.")
+    if cfg.distil_on == "tiles" and len(labelled) > cfg.max_tiles:
         labelled = [labelled[i] for i in sorted(rng.permutation(len(labelled))[: cfg.max_tiles])]
-    from ..data.tiles import read_rgb
-
     scale, min_glass = tcard.working_scale, glass_min_size(tcard)
-    tiles: list[ScaledTile] = []
-    for i, t in enumerate(labelled):
-        if should_stop():
-            raise Cancelled("IFKD cancelled while reading the training tiles")
-        rec = TileRecord(t.path.stem, "unreviewed", read_rgb(t.path), labels=np.asarray(t.labels), path=t.path)
-        tiles.append(scale_record(rec, scale, 1, min_glass))
-        if i % 200 == 0:
-            yield Progress(i, len(labelled), "IFKD: reading the training tiles")
+    tiles = yield from _scaled_tiles(labelled, cfg.distil_on, scale, min_glass, should_stop)
     held = _val_records(dirs, schema, cfg.max_val_tiles, rng) if cfg.use_val else []
 
     stage2 = FinetuneConfig(epochs=cfg.distil_epochs, batch_size=cfg.distil_batch_size, lr=cfg.distil_lr,
                             backbone_lr_mult=1.0, student="dense", student_init=cfg.student_init,
                             switch_every=cfg.switch_every, switch_margin=cfg.switch_margin, patience=0,
-                            keep="best" if held else "last", crop_size=int(tcard.input_size), min_epoch_crops=1,
+                            keep="best" if held else "last", crop_size=int(cfg.distil_crop or tcard.input_size), min_epoch_crops=1,
                             flips=cfg.flips, seed=cfg.seed, num_threads=cfg.num_threads, device=cfg.device,
                             hed_scale=cfg.hed_scale, hed_shift=cfg.hed_shift, image_loss_weight=0.0)
     tcard.config["seg_head"] = cfg.seg_head
@@ -142,11 +177,13 @@ def train_ifkd(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFl
                                config={"teacher": str(teacher_dir), "teacher_name": tcard.name or teacher_dir.name,
                                        "scale": tcard.working_scale, "input_size": tcard.input_size,
                                        "distil": {**stage2.to_dict(), "student_started_from": stu.init,
-                                                  "n_tiles": len(tiles), "crops_per_epoch": len(ds)}},
+                                                  "distil_on": cfg.distil_on, "n_tiles": len(tiles),
+                                                  "crops_per_epoch": len(ds)}},
                                metrics=common.train_metrics(seconds, res.losses, len(tiles),
                                                             validation=res.held_out_metrics(),
                                                             switches=res.switches))
     card.input_size = tcard.input_size
+    card.config["scale"] = tcard.working_scale  # the student learnt at its teacher's scale, whatever the tile size
     seg = None
     if evaluate:
         from ..inference.predict import SegNetSegmenter

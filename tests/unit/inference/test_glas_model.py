@@ -24,7 +24,11 @@ pytestmark = pytest.mark.skipif(not (MODEL / "card.json").is_file(), reason="mod
 
 def test_card_says_what_it_was_trained_on_and_how_it_scored():
     card = load_card(MODEL)
-    assert card.method == "sshr" and card.class_schema.foreground_names == ["gland", "non-gland"]
+    assert card.class_schema.foreground_names == ["gland", "non-gland"]
+    # two stages, image-level labels only: SSHR's maps distilled on whole images, gated by the patches' labels
+    assert card.method == "ifkd" and card.config["teacher_card"]["method"] == "sshr"
+    assert card.config["distil"]["distil_on"] == "images" and card.config["tta_flips"]
+    assert card.metrics["val"]["mIoU"] > card.config["teacher_card"]["metrics"]["val"]["mIoU"]
     assert "GlaS" in card.training_data and "image-level labels only" in card.training_data
     assert "Terms" in card.training_data and "scripts/train_glas_model.py" in card.command
     assert card.config["glass_min_size"] == 0  # white gland lumens are gland, not glass

@@ -74,5 +74,62 @@ def test_distils_the_teachers_fused_map_and_reuses_a_teacher(tmp_path, tiny_data
     absent = np.flatnonzero(np.asarray(t.labels) == 0)
     assert absent.size and np.all(t.target[..., absent] == 0)
     assert load_card(out).config["teacher"] == str(teacher)
-    with pytest.raises(ValueError, match="distils a MIL teacher"):
-        run_to_end(train_ifkd(tiny_dataset, tmp_path / "again", teacher=str(out), **TINY))
+    import shutil
+
+    from napari_wsss.models.card import save_card
+
+    other = tmp_path / "sam-version"
+    shutil.copytree(out, other)
+    card = load_card(other)
+    card.method = "cam_sam"
+    save_card(other, card)
+    with pytest.raises(ValueError, match="IFKD distils a mil, sshr, multistage, ifkd version"):
+        run_to_end(train_ifkd(tiny_dataset, tmp_path / "again", teacher=str(other), **TINY))
+
+
+def test_distils_an_sshr_teacher_on_whole_images_from_patches(tmp_path, rng, monkeypatch):
+    """SSHR -> student on mosaics: the teacher predicts whole images, each patch's labels zero the classes its
+    pixels cannot have, and the card keeps the teacher's scale and glass rule whatever the tiles' size."""
+    from PIL import Image
+
+    from napari_wsss.classes import GLAS
+    from napari_wsss.export.patches import make_patches
+    from napari_wsss.training.ifkd_train import train_ifkd
+    from napari_wsss.training.sshr import train_sshr
+
+    for i, (h, w) in enumerate([(64, 96), (96, 64), (64, 64)]):
+        gland = np.zeros((h, w), bool)
+        gland[8 : h // 2, 6 : w // 2] = True
+        img = np.where(gland[..., None], [120, 50, 150], [225, 140, 185]) + rng.normal(0, 6, (h, w, 3))
+        for sub, arr in (("images", np.clip(img, 0, 255).astype(np.uint8)), ("masks", (gland * 255).astype(np.uint8))):
+            (tmp_path / "glas" / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(tmp_path / "glas" / sub / f"img_{i}.png")
+    data = run_to_end(make_patches(tmp_path / "glas", tmp_path / "set", GLAS, size=32, val_list=["img_2"]))
+    tiny = {**TINY, "input_size": 16, "schema": "glas"}
+    teacher = run_to_end(train_sshr(data, tmp_path / "sshr", evaluate=False, kernel_size=3, glass_min_size=0,
+                                    **tiny))
+    assert load_card(teacher).working_scale == 0.5  # 32-px patches seen at 16 px
+    seen = {}
+    real = ifkd_loop.teacher_maps
+
+    def spy(segmenter, tiles, k, should_stop, batch=8, desc="IFKD"):  # noqa: ANN001, ANN202
+        seen.setdefault("tiles", tiles)
+        return (yield from real(segmenter, tiles, k, should_stop, batch, desc))
+
+    monkeypatch.setattr(ifkd_loop, "teacher_maps", spy)
+    out = run_to_end(train_ifkd(data, tmp_path / "student", teacher=str(teacher), distil_on="images",
+                                distil_crop=24, distil_epochs=1, use_val=False, tta_flips=True, evaluate=False,
+                                **{**tiny, "input_size": 64}))  # the teacher's input size and scale win
+    card = load_card(out)
+    assert card.working_scale == 0.5 and card.config["glass_min_size"] == 0 and card.config["tta_flips"]
+    assert card.config["distil"]["distil_on"] == "images" and card.config["distil"]["n_tiles"] == 2
+    assert card.config["distil"]["crop_size"] == 24
+    tiles = seen["tiles"]
+    assert sorted(t.key for t in tiles) == ["img_0", "img_1"]
+    for t in tiles:  # whole images at the working scale, targets zero where the covering patch lacks the class
+        assert t.labels.shape == (2, *t.image.shape[:2]) and t.image.shape[0] in (32, 48)
+        forbidden = t.labels == 0
+        assert forbidden.any() and (t.labels == 1).any()
+        assert np.all(t.target.transpose(2, 0, 1)[forbidden] == 0)
+    pred = load_segmenter(out, "cpu").predict(np.full((1, 64, 96, 3), 120, np.uint8))
+    assert pred.class_map.shape == (1, 64, 96)
