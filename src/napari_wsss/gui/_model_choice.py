@@ -116,7 +116,11 @@ def preferred_version(layer: Any, versions: list[tuple[str, Any]]) -> tuple[int,
 
 
 def list_model_versions() -> list[tuple[str, Path, str]]:
-    """(label, folder, method) of model versions: shipped ones first."""
+    """(label, folder, method) of model versions: shipped ones first.
+
+    A shipped version distilled from another method's network (``sshr-glas``: SSHR's maps distilled into a
+    segmentation network, an ``ifkd`` version) is listed under its own method and under its teacher's, where a
+    user who reads its name looks (the same rule as fine-tuned versions, ``_sessions.project_model_versions``)."""
     from ..models.card import load_card
     from ..resources import shipped_models_dir
 
@@ -129,6 +133,9 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
             except (ValueError, FileNotFoundError):
                 continue
             out.append((f"{d.name} (shipped)", d, card.method))
+            teacher = (card.config.get("teacher_card") or {}).get("method")
+            if teacher and teacher != card.method:
+                out.append((f"{d.name} (shipped)", d, teacher))
     return out
 
 
