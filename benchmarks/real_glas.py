@@ -218,7 +218,12 @@ def hitl_table(rows: list[dict]) -> list[str]:
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
             *(f"| {r['k']} | {f(r['IoU']['gland'])} | {f(r['IoU']['non-gland'])} | {f(r['mIoU'])} | "
               f"{r['mIoU'] - base:+.3f} | {' / '.join(f'{c:+.3f}' for c in r.get('changes', [])) or '-'} | "
-              f"{r['seconds']:.0f} s | {r['cpu_seconds']:.0f} s |" for r in rows)]
+              f"{r['seconds']:.0f} s | {_cpu(r)} |" for r in rows)]
+
+
+def _cpu(row: dict) -> str:
+    """A row's CPU time; "-" where it was not recorded (runs rebuilt from their saved versions)."""
+    return "-" if row.get("cpu_seconds") is None else f"{row['cpu_seconds']:.0f} s"
 
 
 def luad_demo_row(val: tuple) -> dict | None:

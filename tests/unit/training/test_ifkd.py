@@ -141,6 +141,7 @@ def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     assert card.method == "ifkd" and card.parent == "tiny-sshr" and card.config["teacher"] == "tiny-sshr"
     ft = card.config["finetune"]
     assert ft["student"] == "dense" and ft["student_started_from"] == "base version's backbone, new head"
+    assert (ft["lr"], ft["backbone_lr_mult"]) == (1e-3, 1.0)  # a fresh head on a CAM network's backbone
     used = {c["key"]: c for c in ft["corrections"]}
     # the default (dense) checks on one held-out tile, then trains the version on all four
     assert ft["refit"] is True and len(used) == 4 and not any(c["held_out"] for c in used.values())
@@ -159,6 +160,9 @@ def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     # a second run gets the next free name; an existing name is refused before any work
     with pytest.raises(FileExistsError):
         run_to_end(finetune(project, tiny_sshr, "tiny-sshr-ft1", options=FAST))
+    # that version is already a segmentation network (as the shipped sshr-glas is): fine-tuning it copies it whole
+    again = load_card(run_to_end(finetune(project, out, options=FAST))).config["finetune"]
+    assert again["student_started_from"] == "copy of the base version (already a segmentation network)"
 
 
 def test_cancel_mid_epoch_leaves_the_store_unchanged(tmp_path, tiny_sshr):
