@@ -221,6 +221,10 @@ def hitl_table(rows: list[dict]) -> list[str]:
               f"{r['seconds']:.0f} s | {_cpu(r)} |" for r in rows)]
 
 
+def _draws(n: int) -> str:
+    return "1 draw" if n == 1 else f"{n} draws"
+
+
 def _cpu(row: dict) -> str:
     """A row's CPU time; "-" where it was not recorded (runs rebuilt from their saved versions)."""
     return "-" if row.get("cpu_seconds") is None else f"{row['cpu_seconds']:.0f} s"
@@ -334,7 +338,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
             continue
         lines += ["", f"Human in the loop on real tissue, base: {res['hitl_base']}. k whole real training images "
                   f"corrected to their masks and accepted ({where}), IFKD fine-tune with default settings, the "
-                  f"held-out images scored (none of them corrected); {len(rows[-1].get('runs', []))} draws of which "
+                  f"held-out images scored (none of them corrected); {_draws(len(rows[-1].get('runs', [])))} of which "
                   "images are corrected "
                   "(draw d: seed d; nested in k), each row their mean:", "", *hitl_table(rows)]
         reused = sum(bool(r.get("reused")) for row in rows for r in row.get("runs", []))
