@@ -115,6 +115,16 @@ def preferred_version(layer: Any, versions: list[tuple[str, Any]]) -> tuple[int,
     return None
 
 
+def also_listed_under(card: Any) -> str | None:
+    """The method whose list a version also belongs in when its network changed kind: a fine-tuned IFKD student
+    under its base's method, a distilled shipped version (``sshr-glas``) under its teacher's; None otherwise."""
+    for other in ((card.config.get("finetune") or {}).get("base_method"),
+                  (card.config.get("teacher_card") or {}).get("method")):  # a fine-tune of sshr-glas: its teacher's
+        if other and other != card.method:
+            return other
+    return None
+
+
 def list_model_versions() -> list[tuple[str, Path, str]]:
     """(label, folder, method) of model versions: shipped ones first.
 
@@ -133,9 +143,8 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
             except (ValueError, FileNotFoundError):
                 continue
             out.append((f"{d.name} (shipped)", d, card.method))
-            teacher = (card.config.get("teacher_card") or {}).get("method")
-            if teacher and teacher != card.method:
-                out.append((f"{d.name} (shipped)", d, teacher))
+            if also := also_listed_under(card):
+                out.append((f"{d.name} (shipped)", d, also))
     return out
 
 

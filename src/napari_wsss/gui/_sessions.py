@@ -161,6 +161,7 @@ def project_model_versions(viewer: Any) -> list[tuple[str, Path, str]]:
     listed under its own method and under its base's, where the pathologist who fine-tuned that base looks.
     """
     from ..models.card import load_card
+    from ._model_choice import also_listed_under
 
     out = []
     for sess in sessions(viewer):
@@ -170,7 +171,6 @@ def project_model_versions(viewer: Any) -> list[tuple[str, Path, str]]:
             except (ValueError, FileNotFoundError):
                 continue
             out.append((f"{d.name} (project)", d, card.method))
-            base_method = (card.config.get("finetune") or {}).get("base_method")
-            if base_method and base_method != card.method:
-                out.append((f"{d.name} (project, fine-tuned: {card.method})", d, base_method))
+            if also := also_listed_under(card):
+                out.append((f"{d.name} (project, fine-tuned: {card.method})", d, also))
     return out
