@@ -122,6 +122,9 @@ class FinetuneConfig(RunConfig):
     crop_size: int = 0  # px at the working scale; 0: the base's input size (copy), at least 112 (dense)
     keep: str = ""  # the version written: "best" student by held-out mIoU or the "last"; "": dense last, copy best
     min_epoch_crops: int = 0  # an epoch draws at least this many crops; 0: 2000 (dense; ~250 steps), none (copy)
+    anchor_weight: float = 0.0  # L2-SP (Li et al. 2018): alpha/2 * ||w - w_base||^2 on the weights the student
+    # took from the base version, so a few corrected images move it less far from what it learnt before
+    freeze_bn: bool = False  # keep the base's batch-norm statistics (a few corrected images are a narrow sample)
     refit: bool | None = None  # after the held-out check, train the version again on every correction (2x the
     # time); None: dense yes (5 corrected real images: -0.14 -> -0.01 on the worst draw), copy no (it keeps "best")
 

@@ -181,11 +181,26 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
     opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     method = teacher_seg.card.method
+    alpha = float(getattr(cfg, "anchor_weight", 0.0) or 0.0)
+    anchored = ([(p, p.detach().clone()) for p in (student.parameters() if stu.twin_of_teacher else old)]
+                if alpha > 0 and stu.from_base else [])
+    freeze_bn = bool(getattr(cfg, "freeze_bn", False))
+
     def step(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        if freeze_bn:
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         x, target, full, valid = (b.to(device) for b in batch)
         if stu.dense:
-            return dense_student_loss(model(x), target, full, valid, cfg)
-        return ifkd_loss(dense_outputs(method, model, x, config), target, full, valid, cfg)
+            loss, metrics = dense_student_loss(model(x), target, full, valid, cfg)
+        else:
+            loss, metrics = ifkd_loss(dense_outputs(method, model, x, config), target, full, valid, cfg)
+        if anchored:
+            drift = sum(((p - p0) ** 2).sum() for p, p0 in anchored)
+            loss = loss + 0.5 * alpha * drift
+            metrics = {**metrics, "drift": float(drift.detach())}
+        return loss, metrics
 
     state: dict[str, Any] = {"teacher_score": score_before, "best_score": None, "best_state": None,
                              "bad": 0, "early": False, "switches": 0, "history": [], "pending_teacher": False,

@@ -52,6 +52,11 @@ class Student:
     init: str
     twin_of_teacher: bool
 
+    @property
+    def from_base(self) -> bool:
+        """Whether the weights started from the base version (what an anchor to them, L2-SP, keeps)."""
+        return self.init.startswith(("copy of the base", "base version"))
+
 
 def _imagenet_if_cached(card: Any) -> bool:
     """Whether a pretrained card's ImageNet weights are at hand without the network (in torch's cache)."""

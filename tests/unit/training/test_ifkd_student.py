@@ -97,3 +97,23 @@ def test_dense_version_loads_as_ifkd_and_keeps_the_post_processing(tmp_path, tin
     got = flipped.predict(img)
     assert not np.allclose(got.probs, plain.probs)
     np.testing.assert_array_equal(got.class_map[0], expect.argmax(1)[0].numpy())
+
+
+def test_anchor_keeps_the_student_near_the_base_weights(tmp_path, tiny_sshr):  # noqa: F811
+    """L2-SP (``anchor_weight``): the backbone taken from the base drifts less from it; BN statistics can stay."""
+    from napari_wsss.models.card import load_weights
+
+    base = {k: v for k, v in load_weights(tiny_sshr).items() if k.startswith("backbone.")}
+
+    def drift(opts: dict, name: str) -> tuple[float, float]:
+        project = make_project(tmp_path / name)
+        w = load_weights(run_to_end(finetune(project, tiny_sshr, options=dict(FAST, refit=False, lr=1e-2, **opts))))
+        params = sum(float(((w[k] - v) ** 2).sum()) for k, v in base.items() if "running" not in k
+                     and v.dtype.is_floating_point)
+        stats = sum(float(((w[k] - v) ** 2).sum()) for k, v in base.items() if "running" in k)
+        return params, stats
+
+    free, free_stats = drift({}, "free")
+    held, held_stats = drift({"anchor_weight": 100.0, "freeze_bn": True}, "anchored")
+    assert held < 0.5 * free
+    assert free_stats > 0 and held_stats == 0  # frozen batch-norm statistics are the base's
