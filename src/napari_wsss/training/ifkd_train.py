@@ -162,7 +162,8 @@ def train_ifkd(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFl
                             switch_every=cfg.switch_every, switch_margin=cfg.switch_margin, patience=0,
                             keep="best" if held else "last", crop_size=int(cfg.distil_crop or tcard.input_size), min_epoch_crops=1,
                             flips=cfg.flips, seed=cfg.seed, num_threads=cfg.num_threads, device=cfg.device,
-                            hed_scale=cfg.hed_scale, hed_shift=cfg.hed_shift, image_loss_weight=0.0)
+                            hed_scale=cfg.hed_scale, hed_shift=cfg.hed_shift, image_loss_weight=0.0,
+                            anchor_weight=0.0)  # a student learning from image labels: nothing to anchor to
     tcard.config["seg_head"] = cfg.seg_head
     stu = build_student(teacher_seg, tcard, "dense", cfg.student_init, device)
     ds = TargetDataset(tiles, stage2.crop_size, tcard.mean, tcard.std, flips=cfg.flips, seed=cfg.seed,

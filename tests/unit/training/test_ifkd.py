@@ -142,6 +142,7 @@ def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     ft = card.config["finetune"]
     assert ft["student"] == "dense" and ft["student_started_from"] == "base version's backbone, new head"
     assert (ft["lr"], ft["backbone_lr_mult"]) == (1e-3, 1.0)  # a fresh head on a CAM network's backbone
+    assert ft["anchor_weight"] == 0.1 and ft["freeze_bn"] is False  # L2-SP to the base's backbone by default
     used = {c["key"]: c for c in ft["corrections"]}
     # the default (dense) checks on one held-out tile, then trains the version on all four
     assert ft["refit"] is True and len(used) == 4 and not any(c["held_out"] for c in used.values())
