@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
                    help="after the held-out check, train the version again on every correction (default for the "
                         "dense student; twice the time)")
+    p.add_argument("--anchor", type=float, dest="anchor_weight", metavar="WEIGHT",
+                   help="L2-SP pull towards the base's weights, so few corrections do not make the model forget "
+                        "(default 0.1 for the dense student; 0 = off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_name(args.out, project)
     options = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "held_out_fraction", "switch_every",
                                              "patience", "seed", "device", "num_threads", "student", "student_init",
-                                             "refit")
+                                             "refit", "anchor_weight")
                if getattr(args, k) is not None}
     options.update(parse_set(args.set))
     command = "napari-wsss " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -261,10 +261,12 @@ def test_finetune_a_mil_version_and_cli(tmp_path, tiny_dataset):
                                pretrained="none", device="cpu", num_threads=2, evaluate=False))
     project = make_project(tmp_path)
     rc = main(["finetune", "--project", str(project.root), "--base", str(mil), "--epochs", "1",
-               "--batch-size", "4", "--device", "cpu", "--threads", "2", "--set", "min_epoch_crops=1"])
+               "--batch-size", "4", "--device", "cpu", "--threads", "2", "--set", "min_epoch_crops=1",
+               "--anchor", "0"])
     assert rc == 0
     out = project.models_dir / "mil-ft1"
     card = load_card(out)
+    assert card.config["finetune"]["anchor_weight"] == 0.0  # --anchor 0 turns the default pull off
     assert card.method == "ifkd" and card.parent == "mil" and card.metrics["held_out"]["n_tiles"] == 1
     assert card.config["teacher"] == "mil"
     assert "napari-wsss finetune" in card.command
