@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "dense student; twice the time)")
     p.add_argument("--anchor", type=float, dest="anchor_weight", metavar="WEIGHT",
                    help="L2-SP pull towards the base's weights, so few corrections do not make the model forget "
-                        "(default 0.1 for the dense student; 0 = off)")
+                        "(default 0 = off; 0.1 steadied 10 corrected GlaS images and capped 20, docs/design.md)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")

@@ -142,7 +142,7 @@ def test_finetune_writes_a_new_version(tmp_path, tiny_sshr):
     ft = card.config["finetune"]
     assert ft["student"] == "dense" and ft["student_started_from"] == "base version's backbone, new head"
     assert (ft["lr"], ft["backbone_lr_mult"]) == (1e-3, 1.0)  # a fresh head on a CAM network's backbone
-    assert ft["anchor_weight"] == 0.1 and ft["freeze_bn"] is False  # L2-SP to the base's backbone by default
+    assert ft["anchor_weight"] == 0.0 and ft["freeze_bn"] is False  # L2-SP only when asked
     used = {c["key"]: c for c in ft["corrections"]}
     # the default (dense) checks on one held-out tile, then trains the version on all four
     assert ft["refit"] is True and len(used) == 4 and not any(c["held_out"] for c in used.values())
@@ -262,11 +262,11 @@ def test_finetune_a_mil_version_and_cli(tmp_path, tiny_dataset):
     project = make_project(tmp_path)
     rc = main(["finetune", "--project", str(project.root), "--base", str(mil), "--epochs", "1",
                "--batch-size", "4", "--device", "cpu", "--threads", "2", "--set", "min_epoch_crops=1",
-               "--anchor", "0"])
+               "--anchor", "0.5"])
     assert rc == 0
     out = project.models_dir / "mil-ft1"
     card = load_card(out)
-    assert card.config["finetune"]["anchor_weight"] == 0.0  # --anchor 0 turns the default pull off
+    assert card.config["finetune"]["anchor_weight"] == 0.5  # --anchor sets the L2-SP pull
     assert card.method == "ifkd" and card.parent == "mil" and card.metrics["held_out"]["n_tiles"] == 1
     assert card.config["teacher"] == "mil"
     assert "napari-wsss finetune" in card.command
