@@ -203,8 +203,9 @@ def hitl(args: argparse.Namespace, data: Path, work: Path, base: Path, val: tupl
     for k in [k for k in args.ks if k > 0]:
         mine = sorted((r for r in runs if r["k"] == k), key=lambda r: r["draw"])
         mean = lambda key, sub=None: float(np.mean([r[key] if sub is None else r[key][sub] for r in mine]))  # noqa: E731
+        cpu = [r["cpu_seconds"] for r in mine if r.get("cpu_seconds") is not None]  # reused runs may lack it
         rows.append({"k": k, "mIoU": mean("mIoU"), "IoU": {c: mean("IoU", c) for c in ("gland", "non-gland")},
-                     "seconds": mean("seconds"), "cpu_seconds": mean("cpu_seconds"),
+                     "seconds": mean("seconds"), "cpu_seconds": float(np.mean(cpu)) if cpu else None,
                      "changes": [r["mIoU"] - base_scores["mIoU"] for r in mine], "runs": mine})
     return rows
 
