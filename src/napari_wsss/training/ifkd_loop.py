@@ -181,10 +181,9 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
     opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     method = teacher_seg.card.method
-    alpha = float(getattr(cfg, "anchor_weight", 0.0) or 0.0)
+    alpha, freeze_bn = cfg.anchor_weight, cfg.freeze_bn
     anchored = ([(p, p.detach().clone()) for p in (student.parameters() if stu.twin_of_teacher else old)]
                 if alpha > 0 and stu.from_base else [])
-    freeze_bn = bool(getattr(cfg, "freeze_bn", False))
 
     def step(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         if freeze_bn:

@@ -51,11 +51,7 @@ class Student:
     dense: bool
     init: str
     twin_of_teacher: bool
-
-    @property
-    def from_base(self) -> bool:
-        """Whether the weights started from the base version (what an anchor to them, L2-SP, keeps)."""
-        return self.init.startswith(("copy of the base", "base version"))
+    from_base: bool = False  # the weights started from the base version's (what an L2-SP anchor pulls towards)
 
 
 def _imagenet_if_cached(card: Any) -> bool:
@@ -88,26 +84,28 @@ def build_student(base_seg: Any, base_card: Any, student: str, init: str, device
     method = base_card.method
     if student == "copy":
         model = copy.deepcopy(base_seg.model).to(device)
-        return Student(model, method, segmenter_with(base_seg, model), False, "copy of the base version", True)
+        return Student(model, method, segmenter_with(base_seg, model), False, "copy of the base version", True,
+                       from_base=True)
     card = dense_card(base_card, method if method in SEGNET_METHODS else "ifkd")
     k = card.class_schema.n_foreground
     if method in SEGNET_METHODS and init == "base":
         model = copy.deepcopy(base_seg.model)
         how = "copy of the base version (already a segmentation network)"
+        from_base = True
     else:
         model = SegNet(card.backbone, k, head=card.config["seg_head"], pretrained=_imagenet_if_cached(card))
-        how = "backbone's initial weights" + (" (ImageNet)" if _imagenet_if_cached(card) else "")
+        how, from_base = "backbone's initial weights" + (" (ImageNet)" if _imagenet_if_cached(card) else ""), False
         source = getattr(base_seg.model, "backbone", None)
         if init == "base" and source is not None:
             try:
                 model.backbone.load_state_dict(source.state_dict())
-                how = "base version's backbone, new head"
+                how, from_base = "base version's backbone, new head", True
             except RuntimeError:  # e.g. CAM+SAM's 4-channel ADL backbone: not a plain backbone
                 how += f" (the base's {type(source).__name__} backbone does not fit a plain one)"
     model = model.to(device)
     model.train()
     return Student(model, card.method, SegNetSegmenter(model, card, device), True, how,
-                   method in SEGNET_METHODS)
+                   method in SEGNET_METHODS, from_base=from_base)
 
 
 def segmenter_with(template: Any, model: torch.nn.Module) -> Any:
