@@ -33,6 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--anchor", type=float, dest="anchor_weight", metavar="WEIGHT",
                    help="L2-SP pull towards the base's weights, so few corrections do not make the model forget "
                         "(default 0 = off; 0.1 steadied 10 corrected GlaS images and capped 20, docs/design.md)")
+    p.add_argument("--interpolate", type=float, metavar="SHARE",
+                   help="the new version's weights: SHARE x the fine-tuned ones + the rest of the base's (WiSE-FT), "
+                        "so a few corrections add to what the model knew instead of replacing it (default 0.6; "
+                        "1 = the fine-tuned weights alone; docs/design.md)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_name(args.out, project)
     options = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "held_out_fraction", "switch_every",
                                              "patience", "seed", "device", "num_threads", "student", "student_init",
-                                             "refit", "anchor_weight")
+                                             "refit", "anchor_weight", "interpolate")
                if getattr(args, k) is not None}
     options.update(parse_set(args.set))
     command = "napari-wsss " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -38,6 +38,12 @@ Loss of the dense student (``ifkd_loss.dense_student_loss``): IFKD's weighted cr
     on 112-px crops, at least 2000 crops an epoch, keeps the last epoch (a held-out slice of a few tiles is
     noisier than the gains it would pick between) and does not stop early.
 
+Mixing with the base (``interpolate``, ``ifkd_loop.mix_with_base``)
+    When the student started as a whole copy of the base (a base that already is a segmentation network, or the
+    copy student), the version written is 0.6 x its fine-tuned weights + 0.4 x the base's (WiSE-FT): a network
+    retrained on a handful of images forgets part of what it knew, and the mix keeps both. The held-out check
+    scores the mixed weights. A dense student with a new head has nothing to mix with and is written as trained.
+
 Loss of the copy student (student outputs as per-class maps in [0, 1] at input resolution)
     soft Dice of every side output and of the fusion against the combined target, plus IFKD's weighted
     cross-entropy between the student's fusion and the teacher's (per-image softmax of the negative
@@ -127,6 +133,9 @@ class FinetuneConfig(RunConfig):
     anchor_weight: float = 0.0  # L2-SP (Li et al. 2018): alpha/2 * ||w - w_base||^2 on the weights the
     # student took from the base version, so a few corrected images pull it less far from what it learnt before.
     # Off by default: on GlaS it steadied k = 10 but capped k = 20 (docs/design.md, "An anchor to the base")
+    interpolate: float = 0.6  # the written weights: this share of the fine-tuned ones + the rest of the base's
+    # (WiSE-FT), when the student started as a whole copy of the base; 1 = the fine-tuned weights alone.
+    # On GlaS (docs/design.md, "Mixing with the base") it kept every draw of 10 corrected images above the base
     freeze_bn: bool = False  # keep the base's batch-norm statistics (a few corrected images are a narrow sample)
     refit: bool | None = None  # after the held-out check, train the version again on every correction (2x the
     # time); None: dense yes (5 corrected real images: -0.14 -> -0.01 on the worst draw), copy no (it keeps "best")
@@ -286,6 +295,9 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     base_dir = Path(base_version_dir)
     base_card = load_card(base_dir)
     cfg = cfg.resolved(int(base_card.input_size))
+    if not 0 < cfg.interpolate <= 1:
+        raise ValueError(f"interpolate={cfg.interpolate:g} is not a share: give the fine-tuned weights' share in "
+                         "(0, 1], e.g. 0.6 (1 = the fine-tuned weights alone).")
     if cfg.keep not in ("best", "last"):
         raise ValueError(f"Unknown keep={cfg.keep!r}; use 'best' (the best student on held-out tiles) or 'last'.")
     project.check_model(base_card)
@@ -348,6 +360,8 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
         "base_method": (base_card.config.get("finetune") or {}).get("base_method", method),
         "student_started_from": stu.init,
         "corrections": corrections, "refit": refit,
+        "mixed_with_base": (f"{res.mixed:g} x fine-tuned + {1 - res.mixed:g} x {base_card.name or base_dir.name}"
+                            if res.mixed is not None else "no: the fine-tuned weights alone"),
         "n_teacher_tiles": len(unrev), "correction_repeat": repeat, "working_scale": base_card.working_scale,
         "crops_per_epoch": len(ds)}}
     card.metrics = {

@@ -38,6 +38,7 @@ class DistilResult:
     losses: list[float]
     kept: str
     n_held: int
+    mixed: float | None = None  # the fine-tuned weights' share when mixed with the base's (``mix_with_base``)
 
     @staticmethod
     def nan_score(v: float | None) -> float:
@@ -182,8 +183,11 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
 
     method = teacher_seg.card.method
     alpha, freeze_bn = cfg.anchor_weight, cfg.freeze_bn
-    anchored = ([(p, p.detach().clone()) for p in (student.parameters() if stu.twin_of_teacher else old)]
+    anchored = ([(p, p.detach().clone()) for p in (student.parameters() if stu.whole_from_base else old)]
                 if alpha > 0 and stu.from_base else [])
+    share = float(cfg.interpolate)
+    base_state = ({k_: v.detach().clone() for k_, v in student.state_dict().items()}
+                  if share < 1 and stu.whole_from_base else None)
 
     def step(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         if freeze_bn:
@@ -272,6 +276,21 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
     keep_best = cfg.keep == "best" and held and state["best_state"] is not None
     final_state = state["best_state"] if keep_best else student.state_dict()
     student.load_state_dict(final_state)
+    if base_state is not None:
+        student.load_state_dict(mix_with_base(student.state_dict(), base_state, share))
     score_after = held_out_score(segmenter_with(stu.segmenter, student), held, n_classes)
     return DistilResult(score_before, score_after, margin, state["history"], state["switches"],
-                        bool(state["early"]), losses, cfg.keep, len(held))
+                        bool(state["early"]), losses, cfg.keep, len(held),
+                        share if base_state is not None else None)
+
+
+def mix_with_base(tuned: dict[str, torch.Tensor], base: dict[str, torch.Tensor], share: float
+                  ) -> dict[str, torch.Tensor]:
+    """``share`` x the fine-tuned weights + (1 - share) x the base's (WiSE-FT, Wortsman et al. 2022).
+
+    A network retrained on a handful of corrected images forgets some of what it knew; halfway between the two
+    keeps both (on GlaS, 10 corrected images: one draw in three fell to -0.09, mixed none did; docs/design.md).
+    Floating tensors (weights, batch-norm statistics) are mixed; counters keep the fine-tuned value.
+    """
+    return {k_: (share * v + (1 - share) * base[k_].to(v.device, v.dtype)) if v.is_floating_point() else v
+            for k_, v in tuned.items()}

@@ -52,6 +52,7 @@ class Student:
     init: str
     twin_of_teacher: bool
     from_base: bool = False  # the weights started from the base version's (what an L2-SP anchor pulls towards)
+    whole_from_base: bool = False  # every weight, head included, is the base's: the student can be mixed with it
 
 
 def _imagenet_if_cached(card: Any) -> bool:
@@ -85,14 +86,15 @@ def build_student(base_seg: Any, base_card: Any, student: str, init: str, device
     if student == "copy":
         model = copy.deepcopy(base_seg.model).to(device)
         return Student(model, method, segmenter_with(base_seg, model), False, "copy of the base version", True,
-                       from_base=True)
+                       from_base=True, whole_from_base=True)
     card = dense_card(base_card, method if method in SEGNET_METHODS else "ifkd")
     k = card.class_schema.n_foreground
     if method in SEGNET_METHODS and init == "base":
         model = copy.deepcopy(base_seg.model)
         how = "copy of the base version (already a segmentation network)"
-        from_base = True
+        from_base = whole = True
     else:
+        whole = False
         model = SegNet(card.backbone, k, head=card.config["seg_head"], pretrained=_imagenet_if_cached(card))
         how, from_base = "backbone's initial weights" + (" (ImageNet)" if _imagenet_if_cached(card) else ""), False
         source = getattr(base_seg.model, "backbone", None)
@@ -105,7 +107,7 @@ def build_student(base_seg: Any, base_card: Any, student: str, init: str, device
     model = model.to(device)
     model.train()
     return Student(model, card.method, SegNetSegmenter(model, card, device), True, how,
-                   method in SEGNET_METHODS, from_base=from_base)
+                   method in SEGNET_METHODS, from_base=from_base, whole_from_base=whole)
 
 
 def segmenter_with(template: Any, model: torch.nn.Module) -> Any:

@@ -163,7 +163,7 @@ def train_ifkd(data_dir: str | Path, out_dir: str | Path, *, should_stop: StopFl
                             keep="best" if held else "last", crop_size=int(cfg.distil_crop or tcard.input_size), min_epoch_crops=1,
                             flips=cfg.flips, seed=cfg.seed, num_threads=cfg.num_threads, device=cfg.device,
                             hed_scale=cfg.hed_scale, hed_shift=cfg.hed_shift, image_loss_weight=0.0,
-                            anchor_weight=0.0)  # a student learning from image labels: nothing to anchor to
+                            anchor_weight=0.0, interpolate=1.0)  # learning from image labels: no base to keep
     tcard.config["seg_head"] = cfg.seg_head
     stu = build_student(teacher_seg, tcard, "dense", cfg.student_init, device)
     ds = TargetDataset(tiles, stage2.crop_size, tcard.mean, tcard.std, flips=cfg.flips, seed=cfg.seed,

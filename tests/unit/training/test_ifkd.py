@@ -262,11 +262,14 @@ def test_finetune_a_mil_version_and_cli(tmp_path, tiny_dataset):
     project = make_project(tmp_path)
     rc = main(["finetune", "--project", str(project.root), "--base", str(mil), "--epochs", "1",
                "--batch-size", "4", "--device", "cpu", "--threads", "2", "--set", "min_epoch_crops=1",
-               "--anchor", "0.5"])
+               "--anchor", "0.5", "--interpolate", "0.7"])
     assert rc == 0
     out = project.models_dir / "mil-ft1"
     card = load_card(out)
     assert card.config["finetune"]["anchor_weight"] == 0.5  # --anchor sets the L2-SP pull
+    assert card.config["finetune"]["interpolate"] == 0.7
+    # a dense student on a MIL net's backbone has a new head: nothing of the base to mix it with
+    assert card.config["finetune"]["mixed_with_base"].startswith("no")
     assert card.method == "ifkd" and card.parent == "mil" and card.metrics["held_out"]["n_tiles"] == 1
     assert card.config["teacher"] == "mil"
     assert "napari-wsss finetune" in card.command

@@ -117,3 +117,28 @@ def test_anchor_keeps_the_student_near_the_base_weights(tmp_path, tiny_sshr):  #
     held, held_stats = drift({"anchor_weight": 100.0, "freeze_bn": True}, "anchored")
     assert held < 0.5 * free
     assert free_stats > 0 and held_stats == 0  # frozen batch-norm statistics are the base's
+
+
+def test_the_version_mixes_fine_tuned_and_base_weights(tmp_path, tiny_sshr):  # noqa: F811
+    """``interpolate`` (WiSE-FT): a student that started as the whole base is written as share x its fine-tuned
+    weights + the rest of the base's; the card says so, and a share outside (0, 1] is refused."""
+    from napari_wsss.models.card import load_weights
+
+    base = load_weights(tiny_sshr)
+
+    def run(share: float, name: str) -> tuple[dict, dict]:
+        project = make_project(tmp_path / name)
+        out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, student="copy", refit=False, lr=1e-2,
+                                                                    num_threads=1, interpolate=share)))
+        return load_weights(out), load_card(out).config["finetune"]
+
+    tuned, tuned_ft = run(1.0, "alone")
+    mixed, mixed_ft = run(0.25, "mixed")
+    moved = [k for k, v in base.items() if v.is_floating_point() and not torch.equal(v, tuned[k])]
+    assert len(moved) > 10  # the fine-tune changed the network
+    for k in moved:
+        torch.testing.assert_close(mixed[k], 0.25 * tuned[k] + 0.75 * base[k], rtol=1e-4, atol=1e-5)
+    assert tuned_ft["mixed_with_base"].startswith("no")
+    assert mixed_ft["mixed_with_base"].startswith("0.25 x fine-tuned + 0.75 x ")
+    with pytest.raises(ValueError, match="interpolate=0 is not a share"):
+        run_to_end(finetune(make_project(tmp_path / "zero"), tiny_sshr, options=dict(FAST, interpolate=0.0)))
