@@ -67,7 +67,7 @@ def test_a_tile_stack_opens_on_tile_0_with_a_tile_slider(make_napari_viewer, tin
     assert viewer.dims.axis_labels[0] == "tile"
     assert viewer.dims.current_step[0] == 0
     review = dock(viewer, REVIEW)
-    assert review.position_label.text().startswith("tile 0 of 0–2")
+    assert review.position_label.text().startswith("tile 1 / 3")
 
 
 def test_glas_layout_opens_with_its_ground_truth(make_napari_viewer, tmp_path) -> None:  # noqa: ANN001

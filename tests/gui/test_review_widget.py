@@ -57,8 +57,8 @@ def test_segment_correct_change_tile_reopen_restores(qtbot, make_napari_viewer, 
     assert review.session.project.counts()["predicted"] == 3
 
     viewer.dims.set_current_step(0, 0)  # napari opens a stack on its middle tile
-    review.next_btn.click()  # the second tile: index 1 on napari's slider, and in the widget
-    assert viewer.dims.current_step[0] == 1 and "tile 1 of 0–2" in review.position_label.text()
+    review.next_btn.click()  # the second tile: index 1 on napari's slider, counted from 1 in the widget
+    assert viewer.dims.current_step[0] == 1 and "tile 2 / 3" in review.position_label.text()
     before = np.array(layer.data[1])
     cls = "NEC" if before[20, 20] != NEC + 1 else "LYM"  # a class the model did not predict there
     btn = next(b for b in review.palette_buttons if cls in b.text())

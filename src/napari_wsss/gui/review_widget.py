@@ -385,9 +385,7 @@ class ReviewWidget(QWidget):
             if editor is not None and editor.index is not None:
                 self.position_label.setText(f"region {editor.index + 1} / {len(editor.regions)} (full "
                                             f"resolution): {key}")
-            elif s.kind == "tiles":  # numbered as napari's slider under the image numbers them (from 0)
-                self.position_label.setText(f"tile {i} of 0–{len(s.units) - 1}: {key}")
-            else:
+            else:  # counted from 1, as Tag counts its tiles ("tile 1 / 6"), not as napari's slider (from 0)
                 self.position_label.setText(f"{what} {i + 1} / {len(s.units)}: {key}")
             status = s.project.item(key).status if key in s.project else "unreviewed"
             self.status_label.setText(f"status: {status}")
