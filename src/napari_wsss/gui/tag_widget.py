@@ -56,6 +56,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self.pos = 0  # position in ``order``
         self.pending: set[str] = set()  # classes toggled on for the tile on screen (not saved until Enter)
         self.overlay: Any = None
+        self.hidden_layers: list[Any] = []  # segmentation layers hidden while Tag is on screen (shown again after)
         self.class_buttons: list[QPushButton] = []
         self.job: Job | None = None
 
@@ -142,6 +143,43 @@ class TagWidget(JobControlsMixin, QWidget):
             self._build_classes()
             self._sync_buttons()
 
+    # -- the view while tagging ----------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        """Docking narrows the canvas: fit the whole tile again once the layout settles, as Review does."""
+        super().showEvent(event)
+        from ._view import fit_view_when_shown
+
+        fit_view_when_shown(self, self.viewer)
+        self._hide_segmentation()
+
+    def hideEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name; also sent when the dock is closed)
+        if not event.spontaneous():  # a minimised window is no reason to change the layers
+            self._show_segmentation()
+        super().hideEvent(event)
+
+    def _hide_segmentation(self) -> None:
+        """Hide the image's segmentation layers while Tag is on screen: a tile is tagged with the classes its tissue
+        shows, and the model's colours (50% opacity) cover that tissue and suggest an answer. Shown again when Tag
+        closes (or is hidden); a layer the user shows meanwhile stays shown."""
+        from ._layers import is_segmentation_of
+
+        layer = self.image_layer
+        if layer is None or self.session is None or not self.isVisible():
+            return
+        segs = [ly for ly in self.viewer.layers if is_segmentation_of(ly, layer.name) and ly.visible]
+        for ly in segs:
+            ly.visible = False
+            self.hidden_layers.append(ly)
+        if segs:
+            self.status.setText("The segmentation is hidden while you tag, so the tissue shows; closing Tag shows "
+                                "it again.")
+
+    def _show_segmentation(self) -> None:
+        for ly in self.hidden_layers:
+            if ly in self.viewer.layers:
+                ly.visible = True
+        self.hidden_layers = []
+
     # -- which image, which tiles ----------------------------------------------------------------------------
     def _image_layers(self) -> list[Any]:
         from napari.layers import Image
@@ -180,6 +218,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self._build_classes()
         self._refresh_models()
         self._make_tiles()
+        self._hide_segmentation()
 
     @property
     def image_layer(self) -> Any:
@@ -306,7 +345,10 @@ class TagWidget(JobControlsMixin, QWidget):
         layer = self.image_layer
         i = self.order[self.pos]
         if self.session.kind == "tiles":
+            from ._view import fit_view_if_cropped
+
             self.viewer.dims.set_current_step(0, i)
+            fit_view_if_cropped(self.viewer)  # the whole tile is tagged: a view zoomed into the last one is reset
         elif layer is not None:
             y0, x0, y1, x1, _ = t.region  # type: ignore[misc]
             scale, translate = np.asarray(layer.scale[-2:], float), np.asarray(layer.translate[-2:], float)

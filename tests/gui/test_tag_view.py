@@ -1,0 +1,66 @@
+"""What Tag shows: the whole tile (a pathologist tags the classes present in all of it) and the tissue itself.
+
+Walk-through on GlaS images (775 x 522, wider than tall): docking Tag narrowed the canvas and each tile showed only
+its middle ~55%; the restored segmentation (50% opacity) covered the tissue being tagged. Reads real GlaS images
+from ../shared/data/glas (copied into the test's temporary folder) and skips, saying why, where they are absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_wsss.gui._view import view_shows_all
+
+from .._glas import GLAS, require_glas
+from ._plugin import TAG, dock, open_path
+
+NAMES = ("train_1.png", "train_2.png", "train_3.png")  # 775 x 522 each
+
+
+@pytest.fixture
+def glas_folder(tmp_path: Path) -> Path:
+    require_glas(*(GLAS / "images" / n for n in NAMES))
+    folder = tmp_path / "colon"
+    folder.mkdir()
+    for n in NAMES:
+        shutil.copy(GLAS / "images" / n, folder / n)
+    return folder
+
+
+def _segmented(folder: Path) -> None:
+    """The folder's project holds a gland prediction for every image (what reopening restores as a layer)."""
+    from napari_wsss.classes import GLAS as GLAS_SCHEMA
+    from napari_wsss.store import Project
+
+    project = Project.open(folder, GLAS_SCHEMA)
+    project.register([{"key": Path(n).stem, "image": n} for n in NAMES])
+    for n in NAMES:
+        project.save_prediction(Path(n).stem, np.zeros((522, 775), np.uint8), "sshr-glas")
+
+
+def test_tag_shows_each_whole_tile_without_the_segmentation(glas_folder: Path, qtbot,  # noqa: ANN001
+                                                            make_napari_viewer) -> None:
+    _segmented(glas_folder)
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1048, 651)  # the walk-through's window
+    qtbot.waitUntil(lambda: window.height() == 651, timeout=3000)
+    open_path(viewer, glas_folder)
+    tag = dock(viewer, TAG)
+    seg = next(ly for ly in viewer.layers if ly.name.startswith("colon segmentation"))
+    qtbot.waitUntil(tag.isVisible, timeout=3000)
+    qtbot.wait(300)  # the dock has settled (Tag fits the view 150 ms after it shows)
+    assert view_shows_all(viewer)  # was: the canvas, narrowed by the dock, showed the tile's middle only
+    assert not seg.visible and "segmentation is hidden" in tag.status.text()
+
+    viewer.scene.camera.zoom *= 4  # the pathologist looks closer at one gland, then confirms
+    assert not view_shows_all(viewer)
+    tag.confirm()
+    assert viewer.dims.current_step[0] == 1 and view_shows_all(viewer)  # the next tile comes whole
+
+    viewer.window.remove_dock_widget(tag)  # closing Tag (its x) gives the segmentation back
+    assert seg.visible
