@@ -49,3 +49,44 @@ def fit_view_when_shown(widget: Any, viewer: Any) -> None:
         return
     widget._view_fitted = True
     QTimer.singleShot(150, lambda: fit_view_if_cropped(viewer))
+
+
+def visible_box(viewer: Any, layer: Any) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) in ``layer``'s data pixels (level 0 of a pyramid) that the canvas shows, clipped to the
+    image; every pixel drawn even in part is in. None when the canvas has no size yet (nothing drawn).
+
+    From the camera (centre, zoom) and the canvas size, for any layer: napari's ``layer.corner_pixels`` is the
+    visible area only for a multiscale layer of several levels; on a single-level slide or a plain image it stays
+    the whole extent at every zoom, and zooming in to segment the field of view still asked for the whole image.
+
+    Raises:
+        ValueError: the view is 3D (the field of view is a 2D notion).
+    """
+    import numpy as np
+
+    from ._layers import camera
+
+    if viewer.dims.ndisplay != 2:
+        raise ValueError("The visible field of view needs the 2D view; switch the viewer to 2D and segment again.")
+    cam = camera(viewer)
+    h, w = viewer.canvas.size
+    if not (h > 1 and w > 1 and cam.zoom > 0):
+        return None
+    cy, cx = cam.center[-2:]
+    hy, hx = h / cam.zoom / 2, w / cam.zoom / 2
+    point = np.asarray(viewer.dims.point, float)  # the current tile's position on the other axes
+    ay, ax = viewer.dims.displayed[-2:]  # the world axes on screen (transposed views included)
+    corners = []
+    for y in (cy - hy, cy + hy):
+        for x in (cx - hx, cx + hx):
+            p = point.copy()
+            p[ay], p[ax] = y, x
+            corners.append(np.asarray(layer.world_to_data(p), float)[-2:])
+    lo, hi = np.min(corners, 0), np.max(corners, 0)
+    eps = 1e-6  # a view edge exactly on a pixel edge leaves that pixel out
+    # pixel i spans i - 0.5 .. i + 0.5 in data coordinates
+    y0, x0 = (int(np.floor(v + 0.5 + eps)) for v in lo)
+    y1, x1 = (int(np.ceil(v + 0.5 - eps)) for v in hi)
+    shape = layer.level_shapes[0] if layer.multiscale else layer.data.shape[:-1] if layer.rgb else layer.data.shape
+    ih, iw = shape[-2:]  # napari's level shapes leave the colour axis out
+    return max(0, y0), max(0, x0), min(int(ih), y1), min(int(iw), x1)

@@ -238,7 +238,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
         if 0 in data.shape:
             raise ValueError(f"Layer {layer.name!r} holds no pixels (shape {tuple(data.shape)}); open tiles or a "
                              "slide with image data first.")
-        rect = drawn_rectangle(self.viewer, layer) if scope == "rect" else None
+        rect = drawn_rectangle(self.viewer, layer) if scope == "rect" else \
+            self._visible_region(layer) if scope == "view" else None
         crop = (slice(rect[0], rect[2]), slice(rect[1], rect[3])) if rect else ()
         if data.ndim == 3:
             plane = rgb_plane(data)
@@ -256,27 +257,17 @@ class SegmentWidget(JobControlsMixin, QWidget):
         h0, w0 = levels[0].shape[:2]
         eps = 1e-6  # float noise: 3567 / (3567 / 1783) must stay 1783
         if scope == "view":
-            fy, fx = level_factors(levels, layer.data_level)
-            (cy0, cx0), (cy1, cx1) = np.asarray(layer.corner_pixels)[:, :2]  # the last visible pixel, inclusive
-            y0, x0 = int(cy0 * fy + eps), int(cx0 * fx + eps)
-            y1, x1 = math.ceil((cy1 + 1) * fy - eps), math.ceil((cx1 + 1) * fx - eps)
+            y0, x0, y1, x1 = self._visible_region(layer) or (0, 0, h0, w0)
         elif scope == "rect":
             y0, x0, y1, x1 = drawn_rectangle(self.viewer, layer)
         else:
             y0, x0, y1, x1 = 0, 0, h0, w0
-        y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h0, y1), min(w0, x1)
-        if y1 <= y0 or x1 <= x0:
-            raise ValueError("The visible field of view does not overlap the slide; pan to tissue first.")
         for level in range(len(levels)):
             fy, fx = level_factors(levels, level)
             if ((y1 - y0) / fy) * ((x1 - x0) / fx) <= MAX_PIXELS:
                 break
         else:
-            raise ValueError(
-                f"The region ({y1 - y0} x {x1 - x0} level-0 pixels) is too large to segment in one go even at the "
-                "coarsest level; choose the region 'whole slide, full resolution' (tiled, any size), or zoom in and "
-                "segment the visible field of view."
-            )
+            raise ValueError(_too_large(scope, layer.name, y1 - y0, x1 - x0, len(levels)))
         lh, lw = levels[level].shape[:2]
         # whole level pixels covering the region (the last partial one included: it is drawn on screen too)
         ly0, lx0 = int(y0 / fy + eps), int(x0 / fx + eps)
@@ -284,6 +275,20 @@ class SegmentWidget(JobControlsMixin, QWidget):
         plane = levels[level][ly0:ly1, lx0:lx1]
         return [((), plane)], {"kind": "slide", "level": level, "downsample": [fy, fx],
                                "origin": (ly0 * fy, lx0 * fx)}
+
+    def _visible_region(self, layer: Any) -> tuple[int, int, int, int] | None:
+        """(y0, x0, y1, x1) of ``layer`` (level-0 pixels) on screen; None before the canvas is drawn (then the
+        whole image is what the user sees)."""
+        from ._view import visible_box
+
+        box = visible_box(self.viewer, layer)
+        if box is None:
+            return None
+        y0, x0, y1, x1 = box
+        if y1 - y0 < 16 or x1 - x0 < 16:  # the rectangle's minimum: a model cannot read a few pixels
+            raise ValueError(f"The visible field of view shows {max(0, y1 - y0)} x {max(0, x1 - x0)} pixels of "
+                             f"{layer.name!r}; pan to the image or zoom out until at least 16 x 16 pixels show.")
+        return box
 
     def segment(self) -> None:
         """Start segmenting (the Segment button)."""
@@ -449,3 +454,17 @@ class SegmentWidget(JobControlsMixin, QWidget):
         for ly in self.viewer.layers:
             if layer_meta(ly).get("kind") == "confidence":
                 ly.visible = on
+
+
+def _too_large(scope: str, name: str, h: int, w: int, n_levels: int) -> str:
+    """Why a region cannot be segmented in one go, and a choice that can: each scope has its own way out."""
+    at = "" if n_levels == 1 else " even at the coarsest level"
+    tiled = "choose the region 'whole slide, full resolution' (tiled, any size)"
+    if scope == "view":
+        return (f"The visible field of view ({h} x {w} pixels) is too large to segment in one go{at}; zoom in, "
+                f"or {tiled}.")
+    if scope == "rect":
+        return f"The drawn rectangle ({h} x {w} pixels) is too large to segment in one go{at}; draw a smaller one, " \
+               f"or {tiled}."
+    return (f"{name!r} ({h} x {w} pixels{', one level' if n_levels == 1 else ''}) is too large to segment in one "
+            f"go{at}; {tiled}, or zoom in and choose 'visible field of view'.")
