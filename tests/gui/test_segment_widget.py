@@ -83,10 +83,10 @@ def test_non_rgb_layer_gives_clear_error(qtbot, make_napari_viewer, tiny_model: 
     viewer.add_image(np.zeros((32, 32), np.uint8), name="grey")
     w = dock(viewer, SEGMENT)
     w.add_model_version(tiny_model)
-    w.image_combo.setCurrentText("grey")
+    assert w.image_combo.count() == 0  # not offered: Segment reads colour H&E only
     w.segment()
     assert w.job is None
-    assert "not an RGB image" in str(w.last_error)
+    assert "No colour (RGB) H&E image to segment ('grey' is not one)" in str(w.last_error)
     assert len(viewer.layers) == 1
 
 

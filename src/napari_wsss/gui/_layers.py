@@ -73,6 +73,19 @@ def layer_meta(layer: Any) -> dict[str, Any]:
     return dict(getattr(layer, "metadata", {}).get(META_KEY, {}))
 
 
+SOURCE_KINDS = ("tiles", "slide", "image")  # what the reader opens; the plugin's outputs carry other kinds
+
+
+def is_tissue_image(layer: Any) -> bool:
+    """An RGB image layer of tissue that Segment and SAM can read: the reader's tiles, slides and images, or a
+    user's own RGB array; never the plugin's outputs (a (classes, H, W) confidence map is an Image layer too, and
+    choosing it switched the model line and failed as "not an RGB image")."""
+    from napari.layers import Image
+
+    kind = layer_meta(layer).get("kind")
+    return isinstance(layer, Image) and bool(getattr(layer, "rgb", False)) and (kind is None or kind in SOURCE_KINDS)
+
+
 def layer_schema(layer: Any) -> ClassSchema | None:
     d = layer_meta(layer).get("schema")
     return ClassSchema.from_dict(d) if d else None

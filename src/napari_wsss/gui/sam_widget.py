@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..events import Cancelled, Progress
 from ._job_controls import JobControlsMixin, with_button
-from ._layers import layer_schema, rgb_plane, to_numpy
+from ._layers import is_tissue_image, layer_schema, rgb_plane, to_numpy
 from ._worker import run_job
 
 if TYPE_CHECKING:
@@ -132,7 +132,8 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         import napari.layers
 
         cls = getattr(napari.layers, kind)
-        return [ly for ly in self.viewer.layers if isinstance(ly, cls) and ly.name not in (POINTS_NAME, BOX_NAME)]
+        return [ly for ly in self.viewer.layers if isinstance(ly, cls) and ly.name not in (POINTS_NAME, BOX_NAME)
+                and (kind != "Image" or is_tissue_image(ly))]  # not a confidence map: SAM reads the H&E
 
     def _refresh_layers(self, *_: Any) -> None:
         for combo, kind in ((self.image_combo, "Image"), (self.labels_combo, "Labels")):

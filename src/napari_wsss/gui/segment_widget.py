@@ -24,6 +24,7 @@ from ._layers import (
     META_KEY,
     confidence_name,
     drawn_rectangle,
+    is_tissue_image,
     labels_layer_kwargs,
     layer_meta,
     level_factors,
@@ -122,9 +123,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
 
     # -- choices -------------------------------------------------------------------------------------
     def _image_layers(self) -> list[Any]:
-        from napari.layers import Image
-
-        return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
+        return [ly for ly in self.viewer.layers if is_tissue_image(ly)]
 
     def _refresh_images(self, *_: Any) -> None:
         current = self.image_combo.currentText()
@@ -222,8 +221,14 @@ class SegmentWidget(JobControlsMixin, QWidget):
 
     # -- running -------------------------------------------------------------------------------------
     def _selected_layer(self) -> Any:
+        from napari.layers import Image
+
         name = self.image_combo.currentText()
         if not name or name not in self.viewer.layers:
+            others = [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and not is_tissue_image(ly)]
+            if others and not self._image_layers():
+                raise ValueError(f"No colour (RGB) H&E image to segment ({others[0]!r} is not one); open H&E tiles "
+                                 "or a slide first (File > Open, or the samples).")
             raise ValueError("No image selected: open H&E tiles or a slide first (File > Open, or the samples).")
         return self.viewer.layers[name]
 
