@@ -23,6 +23,31 @@ def sample_data_dir() -> Path:
     return _find("sample_data", "sample_data")
 
 
+def shipped_model_dirs() -> list[Path]:
+    """The shipped model version folders (those holding card.json), by name."""
+    root = shipped_models_dir()
+    return sorted(d for d in root.iterdir() if (d / "card.json").is_file()) if root.is_dir() else []
+
+
+def resolve_model(value: str | Path, option: str = "--model") -> Path:
+    """A model version folder from a path or a shipped model's name (``sshr-glas``): ``napari-wsss info`` lists
+    the names, so every ``--model`` takes them. A path holding card.json wins over a name.
+
+    Raises:
+        FileNotFoundError: neither; one line naming the shipped models.
+    """
+    path = Path(value)
+    if (path / "card.json").is_file():
+        return path
+    shipped = shipped_models_dir() / str(value)
+    if path.name == str(value) and (shipped / "card.json").is_file():  # a plain name, not a path
+        return shipped
+    names = ", ".join(d.name for d in shipped_model_dirs()) or "none"
+    what = "is a folder without card.json" if path.is_dir() else "does not exist"
+    raise FileNotFoundError(f"{option} {value}: {what}, and no shipped model has that name; give a model version "
+                            f"folder (card.json + weights.pt) or a shipped model: {names}.")
+
+
 DEFAULT_MODEL = "sshr-default"
 
 

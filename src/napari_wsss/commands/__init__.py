@@ -17,3 +17,11 @@ def print_progress(p: Progress) -> None:
         print("\r" + line[:150].ljust(150), end="", file=sys.stderr, flush=True)
     else:
         print(line, file=sys.stderr, flush=True)
+
+
+def print_notes(args: object) -> None:
+    """Print the notes a command kept for when its work starts (which model it chose and why), once: said
+    before a refusal they would only add a line to its one-line error."""
+    for line in getattr(args, "notes", ()):
+        print(line, file=sys.stderr, flush=True)
+    setattr(args, "notes", [])

@@ -32,4 +32,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"model {d.name}: method={card.method} backbone={card.backbone} classes={card.class_schema.names}"
                   + (f" test mIoU={miou:.3f}" if miou is not None else ""))
             print("  " + model_summary(card).splitlines()[-1])
+    print(default_models_line())
     return 0
+
+
+def default_models_line() -> str:
+    """How commands find a model: by shipped name or folder, and which one predict takes when none is named (the
+    Segment widget's rule, ``model_choice``), so the choice is no surprise."""
+    from ..model_choice import SHIPPED, preferred_version, shipped_versions
+
+    rows = shipped_versions()
+    versions = [(label, card) for label, _, card in rows]
+    picks = []
+    for origin, what in (("plain", "real images (file names without class labels)"),
+                         ("sample", "the generated sample data")):
+        found = preferred_version(versions, origin, None)
+        if found is not None:
+            picks.append(f"{rows[found[0]][0].removesuffix(SHIPPED)} for {what}")
+    return ("--model/--base take a shipped model's name or a model version folder; predict without --model uses "
+            + (", ".join(picks) if picks else "the default model") + " (it says which).")

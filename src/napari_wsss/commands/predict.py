@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "slides, a glob or a CSV (column 'path', optional 'id') run as a cohort on a Dask cluster: "
                        "<out>/<slide>/labels.zarr + summary.json per slide and <out>/cohort.json; a rerun skips "
                        "finished slides.")
-    p.add_argument("--model", type=Path, help="model version folder (default: the shipped default model)")
+    p.add_argument("--model", help="model version folder, or a shipped model's name (napari-wsss info lists them; "
+                   "default: chosen for the input as the Segment widget does: sshr-glas for real images whose names "
+                   "carry no class labels, the demo for the sample data; the choice is printed)")
     p.add_argument("input", type=Path, nargs="+", help="an image file, a folder of tiles, or a slide (SVS, NDPI, MRXS, "
                    "SCN, BIF, Philips/OME/pyramidal TIFF); or, for a cohort, several slides, a folder of slides, a glob "
                    "or a CSV")
@@ -50,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.segmenter import load_segmenter
     from ..models.card import load_card
     from ..models.sam import ENV_CHECKPOINT, ENV_MODEL_TYPE
-    from ..resources import default_model_dir
+    from ..resources import resolve_model
 
-    model_dir = args.model or default_model_dir()
+    model_dir = resolve_model(args.model) if args.model else _choose_model(args)
+    if args.model:
+        _warn_if_demo_on_real_images(args, model_dir)
     if args.method and load_card(model_dir).method != args.method:
         raise ValueError(f"{model_dir} is a {load_card(model_dir).method} model, not {args.method}; choose a "
                          f"{args.method} model version with --model.")
@@ -80,6 +84,42 @@ def run(args: argparse.Namespace) -> int:
     if slide:
         return _predict_slide(seg, args)
     return _predict_tiles(seg, args)
+
+
+def _choose_model(args: argparse.Namespace) -> Path:
+    """The model for the input when no --model was given, chosen as the Segment widget chooses it (real H&E got
+    the synthetic LUAD demo silently); says which and why on stderr."""
+    from ..model_choice import choose_for_input, describe_choice
+
+    folder, card, why = choose_for_input(_inputs(args), args.method)
+    args.notes = [*getattr(args, "notes", []), f"napari-wsss predict: {describe_choice(folder.name, card, why)}"]
+    return folder
+
+
+def _warn_if_demo_on_real_images(args: argparse.Namespace, model_dir: Path) -> None:
+    """A named demo model on images without class names (real H&E, most likely): say so once, and which shipped
+    model was trained on real tissue; the run goes on (the user chose)."""
+    from ..model_choice import SHIPPED, files_origin, input_files, is_demo, shipped_versions
+    from ..models.card import load_card
+
+    if not is_demo(load_card(model_dir)) or files_origin(input_files(_inputs(args)))[0] != "plain":
+        return
+    real = [label.removesuffix(SHIPPED) for label, _, card in shipped_versions() if not is_demo(card)]
+    args.notes = [*getattr(args, "notes", []),
+                  f"napari-wsss predict: warning: {model_dir.name} is a DEMO trained on generated (synthetic) tiles, "
+                  "not on real tissue, and these file names carry no class labels (real H&E?)"
+                  + (f"; for real tissue use --model {real[0]}" if real else "") + "."]
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """The images a run segments, for choosing a model: a cohort's slides, else the one input (which must exist)."""
+    if predict_cohort.wants_cohort(args):
+        from ..data.slide_list import list_slides
+
+        return [s.path for s in list_slides(args.input)] or list(args.input)
+    if not Path(args.input[0]).exists():
+        raise FileNotFoundError(f"{args.input[0]} does not exist; give an image file, a folder of tiles or a slide.")
+    return list(args.input)
 
 
 _FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".zarr", ".json", ".geojson")
@@ -136,10 +176,11 @@ def _predict_slide(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
     from ..data.slide import open_slide
     from ..events import run_to_end
     from ..inference.slide_segmentation import segment_slide
-    from . import print_progress
+    from . import print_notes, print_progress
 
     out = args.out if args.out.suffix == ".zarr" else args.out / f"{args.input.stem}.zarr"
     with open_slide(args.input) as slide:
+        print_notes(args)
         thumb = slide.levels[-1]  # the slide's stain, judged on its coarsest level (cheap)
         flagged = (_stain_flags(seg.card, [np.asarray(thumb)[..., :3]], [args.input])
                    if thumb.shape[0] * thumb.shape[1] <= WINDOW_PIXELS else [])
@@ -162,7 +203,7 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
     from ..data.tiles import list_images, read_rgb, write_mask
     from ..events import Progress, run_to_end
     from ..inference.tiling import segment_image
-    from . import print_progress
+    from . import print_notes, print_progress
 
     schema = seg.card.class_schema
     if args.input.is_dir():
@@ -171,6 +212,7 @@ def _predict_tiles(seg, args: argparse.Namespace) -> int:  # noqa: ANN001
     else:
         files = [args.input]
         targets = [args.out if args.out.suffix.lower() == ".png" else args.out / f"{args.input.stem}.png"]
+    print_notes(args)  # the folder holds images: the run starts
 
     def write(dst: Path, class_map: np.ndarray, probs: np.ndarray) -> None:
         write_mask(dst, class_map, schema)

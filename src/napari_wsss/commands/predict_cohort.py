@@ -35,7 +35,7 @@ def run_cohort_command(args: argparse.Namespace, model_dir: Path) -> int:
     from ..events import run_to_end
     from ..inference.cohort import CohortOptions, run_cohort
     from ..inference.cohort_cluster import cohort_client, dashboard_link
-    from . import print_progress
+    from . import print_notes, print_progress
 
     if args.confidence:
         raise ValueError("--confidence writes PNGs beside tiles; a cohort's <slide>/labels.zarr already holds "
@@ -61,6 +61,7 @@ def run_cohort_command(args: argparse.Namespace, model_dir: Path) -> int:
                          stain_normalise=args.stain_normalise,
                          stain_reference=str(args.stain_reference) if args.stain_reference else None,
                          geojson=args.geojson, overwrite=args.overwrite)
+    print_notes(args)  # the model chosen for the slides, now that they are checked
     with cohort_client(args.workers, args.scheduler, args.device) as (client, threads):
         link = dashboard_link(client)
         n_workers = len(client.scheduler_info().get("workers", {}))
