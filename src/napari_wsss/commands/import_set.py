@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not src.is_file():
         raise FileNotFoundError(f"{src} does not exist; give an exported set folder or a GeoJSON file.")
+    check_geojson(src)
     if args.out is None:
         raise ValueError("GeoJSON import needs --out MASK.png (or .tif): where to write the rasterised mask.")
     if args.out.exists() and not args.overwrite:
@@ -65,3 +66,24 @@ def run(args: argparse.Namespace) -> int:
     write_class_map(args.out, cm, schema)
     print(f"{args.out} ({cm.shape[0]} x {cm.shape[1]} px, top-left at level-0 y={origin[0]}, x={origin[1]})")
     return 0
+
+
+GEOJSON_SUFFIXES = (".geojson", ".json")
+
+
+def check_geojson(src: Path) -> None:
+    """Refuse a file that is not GeoJSON before asking for GeoJSON's options (a PNG was taken for GeoJSON and the
+    user told to add --out).
+
+    Raises:
+        ValueError: one line saying what the file is and what import takes.
+    """
+    if src.suffix.lower() in GEOJSON_SUFFIXES:
+        return
+    with open(src, "rb") as f:
+        head = f.read(64).lstrip()
+    if head.startswith(b"{"):  # GeoJSON under another name (QuPath writes .geojson, but files get renamed)
+        return
+    kind = f"a {src.suffix} file" if src.suffix else "a file without a suffix that does not hold JSON"
+    raise ValueError(f"{src} is {kind}, not GeoJSON: import takes a folder written by `napari-wsss export` (into "
+                     "--project) or a .geojson/.json file of class polygons (e.g. from QuPath, with --out MASK.png).")

@@ -2,7 +2,8 @@
 
 Before: `predict` without --model segmented real colon images with the synthetic LUAD demo, silently; every
 --model took folders only, though `info` lists the shipped models by name; `evaluate` on a missing folder
-asked for img/ and mask/, and on masks of other classes for a --schema it does not have.
+asked for img/ and mask/, and on masks of other classes for a --schema it does not have; `import` of a PNG
+asked for GeoJSON's --out.
 """
 
 from __future__ import annotations
@@ -122,6 +123,19 @@ def test_evaluate_on_masks_of_other_classes_names_the_model_that_fits(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "[255]" in err and "give --model sshr-glas" in err
     assert "choose the matching class schema" not in err  # evaluate has no --schema to choose one with
+
+
+def test_import_of_a_file_that_is_not_geojson_says_what_import_takes(tmp_path, capsys):
+    png = tmp_path / "notanimage.png"
+    png.write_bytes(b"not an image at all")
+    assert main(["import", str(png), "--project", str(tmp_path / "p.wsss")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a .png file, not GeoJSON" in err and "napari-wsss export" in err
+    assert "needs --out" not in err
+    renamed = tmp_path / "polygons.txt"  # GeoJSON under another suffix is still read as GeoJSON
+    renamed.write_text('{"type": "FeatureCollection", "features": []}')
+    main(["import", str(renamed)])
+    assert "needs --out" in capsys.readouterr().err
 
 
 def test_info_says_how_models_are_named_and_which_predict_takes(capsys):
