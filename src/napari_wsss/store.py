@@ -81,6 +81,21 @@ def beside_project_root(source: str | Path) -> Path:
     return source.parent / f"{source.stem}{PROJECT_SUFFIX}"
 
 
+def takes_projects(folder: Path) -> bool:
+    """Whether a project may be written into ``folder``: writable, and not marked read-only for everyone.
+
+    ``os.access`` says yes to root everywhere; a walk-through run as root (as napari in a container is) wrote a
+    project into a shared data folder whose mode, r-xr-xr-x, says nobody should write there.
+    """
+    import stat
+
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 def default_project_root(source: str | Path) -> Path:
     """Where the project of ``source`` lives: beside the data (:func:`beside_project_root`), unless the data ships
     with napari-wsss (sample data inside the package or the checkout) or its folder is not writable and no
@@ -93,7 +108,7 @@ def default_project_root(source: str | Path) -> Path:
     beside = beside_project_root(source)
     if (beside / INDEX_FILE).is_file():
         return beside
-    if not is_shipped(beside.parent) and os.access(beside.parent, os.W_OK):
+    if not is_shipped(beside.parent) and takes_projects(beside.parent):
         return beside
     digest = hashlib.sha1(str(beside.parent).encode()).hexdigest()[:12]
     return user_data_dir() / "projects" / digest / beside.name

@@ -55,6 +55,13 @@ def test_read_only_or_shipped_data_keeps_its_project_in_the_user_data_folder(til
     root = default_project_root(tiles)
     assert root.name == "tiles.wsss" and (tmp_path / "data" / "projects") in root.parents and root != sample
     monkeypatch.undo()
+    tiles.parent.chmod(0o555)  # marked read-only for everyone: root too keeps out (os.access says yes to root)
+    try:
+        from napari_wsss.resources import user_data_dir
+
+        assert (user_data_dir() / "projects") in default_project_root(tiles).parents
+    finally:
+        tiles.parent.chmod(0o755)
     Project.open(tiles)  # a project already beside the data stays there, writable or not
     monkeypatch.setattr(store.os, "access", lambda path, mode: False)
     assert default_project_root(tiles) == tiles.parent / "tiles.wsss"
