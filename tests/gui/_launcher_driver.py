@@ -3,7 +3,7 @@
 napari runs it (settings ``application.startup_script``) before it opens the command line's folder and docks
 the ``-w`` widgets; it schedules :func:`drive` on the event loop, which then finds everything the way a user
 sees it: the folder opened by the napari-wsss reader, Segment and Review docked from the manifest, Fine-tune
-docked as Plugins > napari-wsss > Fine-tune does. It writes what it saw to ``WSSS_E2E_REPORT`` (JSON) and
+docked as Plugins > WSSS tissue segmentation > Fine-tune does. It writes what it saw to ``WSSS_E2E_REPORT`` (JSON) and
 closes the viewer, so the launcher exits.
 
 Phases (``WSSS_E2E_PHASE``): ``first`` segments all tiles, paints tile 1, accepts tile 0, fine-tunes one

@@ -12,7 +12,7 @@ TAG = "Tag"
 
 
 def dock(viewer: Any, name: str) -> Any:
-    """Dock a widget as Plugins > napari-wsss > ``name`` does: napari builds it with a PublicOnlyProxy viewer."""
+    """Dock a widget as Plugins > WSSS tissue segmentation > ``name`` does: napari builds it with a PublicOnlyProxy viewer."""
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
     return widget
 

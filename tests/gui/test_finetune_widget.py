@@ -120,7 +120,7 @@ def test_segment_lists_the_new_version_when_it_is_done(qtbot, make_napari_viewer
     listed = [seg.version_combo.itemText(i) for i in range(seg.version_combo.count())]
     assert any(t.startswith("tiny-sshr-ft1 (project") for t in listed), listed
     # the status says where it is listed and how to use it, not only the held-out verdict
-    assert "Segment (Plugins > napari-wsss > Segment) lists it as 'tiny-sshr-ft1 (project)'" in ft.status.text()
+    assert "Segment (Plugins > WSSS tissue segmentation > Segment) lists it as 'tiny-sshr-ft1 (project)'" in ft.status.text()
     assert "'Use this version' selects it in Segment" in ft.status.text()
 
 

@@ -223,7 +223,7 @@ def test_status_after_training_says_where_segment_lists_the_version(make_napari_
     version = Project.load(folder.parent / "tiles.wsss").add_model_version(tiny_model, "sshr-tags1")
     train._on_result(version)  # what a run from the project's tags returns: a folder in its models/
     assert "Browse" not in train.status.text()
-    assert "Segment (Plugins > napari-wsss > Segment) lists it as 'sshr-tags1 (project)'" in train.status.text()
+    assert "Segment (Plugins > WSSS tissue segmentation > Segment) lists it as 'sshr-tags1 (project)'" in train.status.text()
     seg = dock(viewer, SEGMENT)
     seg.method_combo.setCurrentText("sshr")
     assert "sshr-tags1 (project)" in [seg.version_combo.itemText(i) for i in range(seg.version_combo.count())]

@@ -29,6 +29,7 @@ from ..data.folder_schema import schema_of_training_folder
 from ..events import Progress
 from ._job_controls import JobControlsMixin
 from ._layers import same
+from ._menu import menu_path
 from ._train_live import LiveTrainingMixin
 from ._worker import Job, run_job
 
@@ -392,7 +393,7 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
             root = self.project_combo.currentData()
             if not root:
                 raise ValueError("No annotation project is open: open tiles or a slide and tag them in the Tag "
-                                 "widget (Plugins > napari-wsss > Tag) first.")
+                                 f"widget ({menu_path('Tag')}) first.")
             name = self.out_edit.text().strip() or None
             if name is not None and (Path(name).name != name):
                 raise ValueError(f"{name!r}: give the new version's name (it goes into the project's models/), "
