@@ -62,13 +62,16 @@ def test_order_by_model_visits_the_tile_the_model_gets_most_wrong_first(qtbot, m
 def test_model_choice_follows_the_classes_the_project_takes(qtbot, make_napari_viewer, tmp_path: Path,  # noqa: ANN001
                                                            tiny_dataset: Path) -> None:
     """Walk-through on real GlaS tiles: Review docked first offered the demo LUAD model to order by; after sshr-glas
-    segmented the folder (the project took the gland classes) it still showed the demo model, of other classes."""
+    segmented the folder (the project took the gland classes) it still showed the demo model, of other classes.
+    Every shipped model is listed while the project holds no work of the user's (LUAD-named tiles: the demo first)."""
     tiles = Path(shutil.copytree(tiny_dataset / "test" / "img", tmp_path / "case"))
     viewer = make_napari_viewer()
     open_path(viewer, tiles)
     review = dock(viewer, REVIEW)
     combo = review.order_box.model_combo
-    assert [combo.itemText(i) for i in range(combo.count())] == ["sshr-default (shipped)"]
+    shipped = ["sshr-default (shipped)", "sshr-glas (shipped)"]
+    assert [combo.itemText(i) for i in range(combo.count())] == shipped
+    assert combo.currentText() == "sshr-default (shipped)"
     seg = dock(viewer, SEGMENT)
     seg.version_combo.setCurrentIndex(seg.version_combo.findText("sshr-glas (shipped)"))
     seg.scope_combo.setCurrentText("all tiles in the stack")
@@ -76,4 +79,10 @@ def test_model_choice_follows_the_classes_the_project_takes(qtbot, make_napari_v
     qtbot.waitUntil(lambda: seg.job is not None and not seg.job.running, timeout=60_000)
     assert seg.last_error is None, seg.last_error
     assert review.session.project.schema.name == "colon-gland"
+    assert combo.currentText() == "sshr-glas (shipped)"
+    assert sorted(combo.itemText(i) for i in range(combo.count())) == shipped  # machine output only: not fixed
+    key = review.session.units[0].key  # a correction fixes the classes: the demo's can no longer be offered
+    mask = review.session.project.load_mask(key)
+    review.session.project.save_correction(key, mask, np.ones_like(mask, bool))
+    review.order_box.refresh()
     assert [combo.itemText(i) for i in range(combo.count())] == ["sshr-glas (shipped)"]

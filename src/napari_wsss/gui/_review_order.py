@@ -4,8 +4,9 @@ visit them in that order.
 
 Offered for a tile stack and a slide's grid regions; the full-resolution region editor of a whole slide (regions
 computed on the fly) keeps its own order. Models: the project's versions (newest first), the one chosen in the
-Segment widget, then shipped ones, of the project's classes only (another schema's class maps say nothing about
-these tiles).
+Segment widget, then every shipped one, each only where it could write into the project (of its classes, or any
+while they are not yet fixed by the user's work: another schema's class maps say nothing about tiles tagged or
+corrected in these). The one offered first is the one Segment uses or would preselect for the image.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ReviewOrder(JobControlsMixin, QGroupBox):
         self.job: Job | None = None
         self.last_error: BaseException | None = None
         self.order: list[str] = []
+        self._picked: str | None = None  # the version the user chose in the list (kept while it is offered)
         self.pos = -1  # position in ``order`` of the tile last visited
         self.model_combo = QComboBox()
         self.order_btn = QPushButton("Order by model")
@@ -45,13 +47,15 @@ class ReviewOrder(JobControlsMixin, QGroupBox):
         form.addRow(self.progress)
         form.addRow(self.status)
         self.order_btn.clicked.connect(self.order_by_model)
+        self.model_combo.activated.connect(lambda *_: setattr(self, "_picked", self.model_combo.currentData()))
         self.next_btn.clicked.connect(self.next_useful)
         self.cancel_btn.clicked.connect(self.cancel)
         self.next_btn.setEnabled(False)
 
     # -- models ----------------------------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Offer the models that predict the open project's classes (project versions newest first)."""
+        """Offer the models that could write into the open project (project versions newest first), the one Segment
+        uses or would preselect chosen unless the user chose another."""
         from ..models.card import load_card
         from ._model_choice import list_model_versions
 
@@ -64,18 +68,59 @@ class ReviewOrder(JobControlsMixin, QGroupBox):
         found += [(w.version_combo.currentText(), Path(w.version_combo.currentData()))
                   for w in self._segment_widgets() if w.version_combo.currentData()]
         found += [(label, d) for label, d, _ in list_model_versions()]
+        cards = []
         for label, d in found:
             if self.model_combo.findData(str(d)) >= 0:
                 continue
             try:
-                if load_card(d).class_schema.names != s.project.schema.names:
-                    continue
+                card = load_card(d)
             except (ValueError, FileNotFoundError):
                 continue
-            self.model_combo.addItem(label, str(d))
+            if s.project.schema_refusal(card.class_schema) is None:
+                self.model_combo.addItem(label, str(d))
+                cards.append((label, card))
         i = self.model_combo.findData(current)
+        if i < 0 or (current != self._picked and cards[i][1].class_schema.names != s.project.schema.names):
+            i = self._preferred_index(cards)  # the project took other classes since: follow, unless the user chose
         if i >= 0:
             self.model_combo.setCurrentIndex(i)
+
+    def _preferred_index(self, cards: list[tuple[str, Any]]) -> int:
+        """Index of the version Segment uses for the image (its choice), else the one it would preselect."""
+        from ._model_choice import latest_used_version, preferred_version
+
+        chosen = self.segment_choice()
+        if chosen is not None and self.model_combo.findData(str(chosen)) >= 0:
+            return self.model_combo.findData(str(chosen))
+        layer = self.review.session.image_layer
+        found = latest_used_version(layer, cards) or preferred_version(layer, cards)
+        return found[0] if found else 0
+
+    def segment_choice(self) -> Path | None:
+        """The version chosen in a Segment widget of this viewer for the review's image (None: none docked)."""
+        s = self.review.session
+        for w in self._segment_widgets():
+            if s is not None and w.image_combo.currentText() == s.image_layer.name and w.version_combo.currentData():
+                return Path(w.version_combo.currentData())
+        return None
+
+    def preferred_model(self) -> Any:
+        """The card of the model Segment uses for the review's image, or would preselect (a shipped one)."""
+        from ..models.card import load_card
+        from ._model_choice import list_model_versions, preferred_version
+
+        s = self.review.session
+        if s is None:
+            return None
+        try:
+            chosen = self.segment_choice()
+            if chosen is not None:
+                return load_card(chosen)
+            cards = [(label, load_card(d)) for label, d, _ in list_model_versions()]
+        except (ValueError, FileNotFoundError):
+            return None
+        found = preferred_version(s.image_layer, cards)
+        return cards[found[0]][1] if found else None
 
     def _segment_widgets(self) -> list[Any]:
         """This viewer's Segment widgets: the version chosen there (which made the predictions) is offered too."""

@@ -190,10 +190,30 @@ class ReviewWidget(QWidget):
             return
         if self._saved not in self.session.on_saved:
             self.session.on_saved.append(self._saved)
+        took = self._take_model_classes()
         self._show_session()
-        note = _sessions.location_note(self.session)
+        note = "\n".join(m for m in (took, _sessions.location_note(self.session)) if m)
         if note:
             self.message.setText(note)
+
+    def _take_model_classes(self) -> str | None:
+        """A new, empty project takes the classes of the model Segment uses (or would preselect) for the image, as
+        Segment's first run would: docked first on colon images, Review offered the LUAD demo's palette. Returns
+        the line that says so, None when nothing changed."""
+        s = self.session
+        p = s.project
+        if not p.schema_default or p.counts()["predicted"] or any(p.user_work().values()):
+            return None
+        card = self.order_box.preferred_model()
+        if card is None or card.class_schema.names == s.schema.names:
+            return None
+        try:
+            s.use_model(card)
+        except (ValueError, OSError) as e:
+            self._error(e)
+            return None
+        return (f"New project: it takes the {card.class_schema.name} classes of {card.name or 'the model'}, the model "
+                "Segment uses for these images.")
 
     def _browse_project(self) -> None:
         from qtpy.QtWidgets import QFileDialog
