@@ -22,6 +22,8 @@ class Job:
         self.stop_event = threading.Event()
         self.worker: Any = None
         self.done = threading.Event()
+        # how it ended, set before on_finished: "result" (on_result ran), "error" or "cancelled"; None while running
+        self.outcome: str | None = None
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
@@ -54,6 +56,7 @@ def run_job(
         _unless_deleted(cb) for cb in (on_progress, on_result, on_error, on_cancelled, on_finished))
 
     def _error(exc: BaseException) -> None:
+        job.outcome = "cancelled" if isinstance(exc, Cancelled) else "error"
         if isinstance(exc, Cancelled):
             if on_cancelled is not None:
                 on_cancelled()
@@ -64,13 +67,18 @@ def run_job(
 
             show_error(f"{type(exc).__name__}: {exc}")
 
+    def _result(value: Any) -> None:
+        if on_result is not None:
+            on_result(value)
+        job.outcome = "result"
+
     def _finished() -> None:
         job.done.set()
         if on_finished is not None:
             on_finished()
 
     if os.environ.get("NAPARI_WSSS_NO_THREADS") == "1":
-        _run_sync(gen_fn, args, kwargs, job, on_progress, on_result, _error)
+        _run_sync(gen_fn, args, kwargs, job, on_progress, _result, _error)
         _finished()
         return job
 
@@ -79,8 +87,8 @@ def run_job(
     def _returned(value: Any) -> None:
         if isinstance(value, _Failed):
             _error(value.exc)
-        elif on_result is not None:
-            on_result(value)
+        else:
+            _result(value)
 
     # Exceptions come back as a _Failed result, never raised into the worker: superqt treats a RuntimeError
     # escaping a worker as "the Qt object was deleted" and silently drops it (no errored, no finished), and

@@ -324,8 +324,7 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         return [self.start_btn, self.browse_btn, self.checkpoint_edit, self.model_type_combo]
 
     def _embedding_ready(self, session: Any) -> None:
-        self._session = session
-        self.progress.setValue(self.progress.maximum())
+        self._session = session  # the bar ends full in JobControlsMixin._set_running
 
     def _cancelled(self) -> None:
         self._job_cancelled = True
