@@ -87,6 +87,8 @@ def test_missing_checkpoint_is_a_clear_message(qtbot, widget: SamRefineWidget, m
     widget.points_layer = None
     widget.start()  # refused at once, not at the first point
     assert isinstance(widget.last_error, FileNotFoundError)
+    assert widget.status.text() == str(widget.last_error)  # the message alone, no "FileNotFoundError:" before it
+    assert widget.status.text().startswith("No SAM checkpoint set; Browse")
     assert "NAPARI_WSSS_SAM_CHECKPOINT" in widget.status.text() and len(widget.status.text()) < 160
     assert widget.points_layer is None and "SAM prompts" not in widget.viewer.layers
     widget.checkpoint_edit.setText("/nowhere/" + "x" * 300 + ".pth")  # a long path must not widen the window

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..events import Cancelled, Progress
-from ._job_controls import JobControlsMixin, with_button
+from ._job_controls import JobControlsMixin, job_error_message, with_button
 from ._layers import is_tissue_image, layer_schema, rgb_plane, to_numpy
 from ._worker import run_job
 
@@ -374,13 +374,14 @@ class SamRefineWidget(JobControlsMixin, QWidget):
             labels.data_setitem(idx, snap["data"][ys, xs])
 
     def _show_error(self, exc: BaseException) -> None:
-        # the mixin's, plus the exception type (FileNotFoundError says "no checkpoint" at a glance) and a prefix:
-        # SAM errors arrive from layer events, with no button press to tie them to this widget
+        # the message alone (a class name such as "FileNotFoundError:" means nothing to a user); the notification
+        # says "SAM refine": SAM errors arrive from layer events, with no button press to tie them to this widget
         self.last_error = exc
-        self.status.setText(f"{type(exc).__name__}: {exc}")
+        msg = job_error_message(exc)
+        self.status.setText(msg)
         try:
             from napari.utils.notifications import show_error
 
-            show_error(f"SAM refine: {exc}")
+            show_error(f"SAM refine: {msg}")
         except Exception:  # noqa: BLE001  (no notification manager in some test set-ups)
             pass
