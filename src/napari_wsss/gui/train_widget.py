@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -61,6 +62,31 @@ def _patches_job(source: str, out: str, schema: Any, *, should_stop: Any, **opti
     from ..export.patches import make_patches
 
     return (yield from make_patches(source, out, schema, should_stop=should_stop, **options))
+
+
+def schema_of_masks(folder: str | Path, current: str, n: int = 12) -> str | None:
+    """The classes box's choice for an images/ + masks/ folder: ``current`` when its schema reads the masks, else the
+    first preset that does, as the viewer's reader picks a folder's ground truth (GlaS' 0/255 are not LUAD's
+    indices). Reads the first ``n`` masks (a GlaS mask of no gland is all 0, a valid LUAD map). None: not such a
+    folder, or no schema fits (``make_patches`` then says what is wrong)."""
+    from ..classes import PRESETS, load_schema
+    from ..data.tiles import find_mask_layout, list_mask_pairs, read_mask
+
+    try:
+        if find_mask_layout(folder) is None:
+            return None
+        masks = [p.mask for p in list_mask_pairs(folder)[:n]]
+        choices = [(current, load_schema(current))] if current else []
+    except (ValueError, KeyError, OSError):
+        return None
+    for name, schema in (*choices, *PRESETS.items()):
+        try:
+            for m in masks:
+                read_mask(m, schema)
+        except ValueError:
+            continue
+        return name
+    return None
 
 
 def _folder_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
@@ -115,6 +141,9 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         pform.addRow("stride (px)", self.patch_stride_spin)
         pform.addRow("validation share (by image)", self.val_spin)
         pform.addRow(self.patches_btn)
+        self.patch_note = QLabel("")  # outside the box: a disabled box greys its own text
+        self.patch_note.setWordWrap(True)
+        self.patch_note.setVisible(False)
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("new model version folder, e.g. models/my-sshr")
         self.out_btn = QPushButton("Output…")
@@ -193,6 +222,7 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         buttons.addWidget(self.cancel_btn)
         layout = QVBoxLayout(self)
         layout.addWidget(self.patch_box)
+        layout.addWidget(self.patch_note)
         layout.addLayout(form)
         layout.addWidget(self.cam_box)
         layout.addLayout(buttons)
@@ -212,6 +242,7 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         self.src_btn.clicked.connect(lambda: self._pick(self.src_edit, "Folder with images/ and masks/"))
         self.schema_btn.clicked.connect(self._pick_schema)
         self.data_edit.textChanged.connect(self._schema_from_data)
+        self.src_edit.textChanged.connect(self._schema_from_masks)
         self.cancel_btn.clicked.connect(self.cancel)
         self.source_combo.currentTextChanged.connect(self._sync_source)
         if "sshr" in METHODS.names():
@@ -244,6 +275,15 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         if found is not None:
             self.schema_combo.setCurrentText(found[0])
             self.status.setText(f"Classes set to {found[0]}, as {found[1]} says.")
+
+    def _schema_from_masks(self, folder: str) -> None:
+        """Images with masks choose the classes their mask values fit, and say so: a GlaS folder (0/255) left on
+        the LUAD default failed with 'values [255] are outside the LUAD-HistoSeg schema'."""
+        current = self.schema_combo.currentText().strip()
+        found = schema_of_masks(folder.strip(), current) if folder.strip() else None
+        if found is not None and found != current:
+            self.schema_combo.setCurrentText(found)
+            self.status.setText(f"Classes set to {found}: the masks' values in {Path(folder.strip()).name} fit them.")
 
     def make_patches(self) -> None:
         """Cut the chosen images with masks into a patch training set beside them, then use it as the data."""
@@ -366,8 +406,12 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
             self._refresh_projects()
         for w in (self.project_combo, self.corrections_check):
             w.setEnabled(tags)
+        why = "Greyed out while labels come from the project's tags." if tags else ""
         for w in (self.data_edit, self.data_btn, self.schema_combo, self.schema_btn, self.patch_box):
             w.setEnabled(not tags)
+            w.setToolTip(why)  # a greyed row says why when pointed at
+        self.patch_note.setText(why)
+        self.patch_note.setVisible(tags)
         self.out_edit.setPlaceholderText("version name in the project's models/ (default <method>-tags<n>)" if tags
                                          else "new model version folder, e.g. models/my-sshr")
 
