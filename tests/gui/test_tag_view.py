@@ -55,7 +55,7 @@ def test_tag_shows_each_whole_tile_without_the_segmentation(glas_folder: Path, q
     qtbot.waitUntil(tag.isVisible, timeout=3000)
     qtbot.wait(300)  # the dock has settled (Tag fits the view 150 ms after it shows)
     assert view_shows_all(viewer)  # was: the canvas, narrowed by the dock, showed the tile's middle only
-    assert not seg.visible and "segmentation is hidden" in tag.status.text()
+    assert not seg.visible and "hidden while you tag" in tag.status.text()
 
     viewer.scene.camera.zoom *= 4  # the pathologist looks closer at one gland, then confirms
     assert not view_shows_all(viewer)

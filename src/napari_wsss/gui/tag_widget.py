@@ -171,8 +171,7 @@ class TagWidget(JobControlsMixin, QWidget):
             ly.visible = False
             self.hidden_layers.append(ly)
         if segs:
-            self.status.setText("The segmentation is hidden while you tag, so the tissue shows; closing Tag shows "
-                                "it again.")
+            self.status.setText("Segmentation hidden while you tag; closing Tag shows it again.")
 
     def _show_segmentation(self) -> None:
         for ly in self.hidden_layers:
