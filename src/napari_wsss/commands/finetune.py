@@ -35,8 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default 0 = off; 0.1 steadied 10 corrected GlaS images and capped 20, docs/design.md)")
     p.add_argument("--interpolate", type=float, metavar="SHARE",
                    help="the new version's weights: SHARE x the fine-tuned ones + the rest of the base's (WiSE-FT), "
-                        "so a few corrections add to what the model knew instead of replacing it (default 0.6; "
-                        "1 = the fine-tuned weights alone; docs/design.md)")
+                        "so a few corrections add to what the model knew instead of replacing it (default: 0.6 when "
+                        "the project holds only reviewed tiles, 1 = the fine-tuned weights alone when unreviewed "
+                        "tiles take part; docs/design.md)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, mps or auto")
     p.add_argument("--threads", type=int, dest="num_threads", help="CPU threads for torch")

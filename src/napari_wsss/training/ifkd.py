@@ -40,9 +40,11 @@ Loss of the dense student (``ifkd_loss.dense_student_loss``): IFKD's weighted cr
 
 Mixing with the base (``interpolate``, ``ifkd_loop.mix_with_base``)
     When the student started as a whole copy of the base (a base that already is a segmentation network, or the
-    copy student), the version written is 0.6 x its fine-tuned weights + 0.4 x the base's (WiSE-FT): a network
-    retrained on a handful of images forgets part of what it knew, and the mix keeps both. The held-out check
-    scores the mixed weights. A dense student with a new head has nothing to mix with and is written as trained.
+    copy student) and learns from the corrections alone, the version written is 0.6 x its fine-tuned weights +
+    0.4 x the base's (WiSE-FT): a network retrained on a handful of images forgets part of what it knew, and the
+    mix keeps both. Where unreviewed tiles take part, their targets (the base's maps) already hold the student
+    near the base, and mixing too only held corrections back (docs/design.md). The held-out check scores the
+    weights as written. A dense student with a new head has nothing to mix with and is written as trained.
 
 Loss of the copy student (student outputs as per-class maps in [0, 1] at input resolution)
     soft Dice of every side output and of the fusion against the combined target, plus IFKD's weighted
@@ -77,6 +79,7 @@ save, so the project and the base version are untouched.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as _dt
 import time
 from collections.abc import Callable, Generator
@@ -133,9 +136,10 @@ class FinetuneConfig(RunConfig):
     anchor_weight: float = 0.0  # L2-SP (Li et al. 2018): alpha/2 * ||w - w_base||^2 on the weights the
     # student took from the base version, so a few corrected images pull it less far from what it learnt before.
     # Off by default: on GlaS it steadied k = 10 but capped k = 20 (docs/design.md, "An anchor to the base")
-    interpolate: float = 0.6  # the written weights: this share of the fine-tuned ones + the rest of the base's
-    # (WiSE-FT), when the student started as a whole copy of the base; 1 = the fine-tuned weights alone.
-    # On GlaS (docs/design.md, "Mixing with the base") it kept every draw of 10 corrected images above the base
+    interpolate: float | None = None  # the written weights: this share of the fine-tuned ones + the rest of the
+    # base's (WiSE-FT), when the student started as a whole copy of the base; 1 = the fine-tuned weights alone.
+    # None: 0.6 when the corrections are all it learns from, 1 when unreviewed tiles (the base's maps) take part
+    # and already keep it near the base (docs/design.md, "Mixing with the base")
     freeze_bn: bool = False  # keep the base's batch-norm statistics (a few corrected images are a narrow sample)
     refit: bool | None = None  # after the held-out check, train the version again on every correction (2x the
     # time); None: dense yes (5 corrected real images: -0.14 -> -0.01 on the worst draw), copy no (it keeps "best")
@@ -156,6 +160,7 @@ class FinetuneConfig(RunConfig):
             refit=self.refit if self.refit is not None else dense)
 
 
+MIX_ALONE = 0.6  # fine-tuned share when only corrections are learnt from (chosen on GlaS tuning images)
 DENSE_CROP = 112  # px: a dense student needs context (a GlaS gland spans ~100 px at 0.62 um/px)
 DENSE_EPOCH_CROPS = 2000  # 8 epochs x 2000 crops of 112 px: ~2 CPU minutes on 2 cores with small_cnn
 
@@ -304,7 +309,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     base_dir = Path(base_version_dir)
     base_card = load_card(base_dir)
     cfg = cfg.resolved(int(base_card.input_size))
-    if not 0 < cfg.interpolate <= 1:
+    if cfg.interpolate is not None and not 0 < cfg.interpolate <= 1:
         raise ValueError(f"interpolate={cfg.interpolate:g} is not a share: give the fine-tuned weights' share in "
                          "(0, 1], e.g. 0.6 (1 = the fine-tuned weights alone).")
     if cfg.keep not in ("best", "last"):
@@ -344,6 +349,8 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     unrev = [it for it in project.items() if it.status == "unreviewed" and (src := item_source(project, it)) is not None
              and src.is_file()]
     unrev = [unrev[i] for i in sorted(rng.permutation(len(unrev))[: cfg.max_teacher_tiles])]
+    if cfg.interpolate is None:
+        cfg = dataclasses.replace(cfg, interpolate=1.0 if unrev else MIX_ALONE)
     refit = bool(cfg.refit and held)
     fit = _Fit(project, base_seg, base_card, cfg, device, stop_or_wait, should_stop)
     stu, res, ds, repeat, used = yield from fit.run(train_items, unrev, held,

@@ -185,7 +185,7 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
     alpha, freeze_bn = cfg.anchor_weight, cfg.freeze_bn
     anchored = ([(p, p.detach().clone()) for p in (student.parameters() if stu.whole_from_base else old)]
                 if alpha > 0 and stu.from_base else [])
-    share = float(cfg.interpolate)
+    share = 1.0 if cfg.interpolate is None else float(cfg.interpolate)
     base_state = ({k_: v.detach().clone() for k_, v in student.state_dict().items()}
                   if share < 1 and stu.whole_from_base else None)
 

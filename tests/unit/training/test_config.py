@@ -44,7 +44,7 @@ DEFAULTS = {
                      "switch_margin": 0.02, "swap_on_switch": True,
                      "patience": None, "dice_weight": 1.0, "ce_weight": 1.0, "correction_weight": 1.0,
                      "image_loss_weight": 0.5, "student": "dense", "student_init": "base", "crop_size": 0,
-                     "keep": "", "min_epoch_crops": 0, "anchor_weight": 0.0, "interpolate": 0.6,
+                     "keep": "", "min_epoch_crops": 0, "anchor_weight": 0.0, "interpolate": None,
                      "freeze_bn": False, "refit": None,
                      "flips": True, "seed": 0, "num_threads": None,
                      "device": None, "hed_scale": 0.0, "hed_shift": 0.0},

@@ -121,7 +121,8 @@ def test_anchor_keeps_the_student_near_the_base_weights(tmp_path, tiny_sshr):  #
 
 def test_the_version_mixes_fine_tuned_and_base_weights(tmp_path, tiny_sshr):  # noqa: F811
     """``interpolate`` (WiSE-FT): a student that started as the whole base is written as share x its fine-tuned
-    weights + the rest of the base's; the card says so, and a share outside (0, 1] is refused."""
+    weights + the rest of the base's; the card says so, the default depends on what else it learns from, and a
+    share outside (0, 1] is refused."""
     from napari_wsss.models.card import load_weights
 
     base = load_weights(tiny_sshr)
@@ -140,5 +141,11 @@ def test_the_version_mixes_fine_tuned_and_base_weights(tmp_path, tiny_sshr):  # 
         torch.testing.assert_close(mixed[k], 0.25 * tuned[k] + 0.75 * base[k], rtol=1e-4, atol=1e-5)
     assert tuned_ft["mixed_with_base"].startswith("no")
     assert mixed_ft["mixed_with_base"].startswith("0.25 x fine-tuned + 0.75 x ")
+    # the default: mixed when the corrections are all the student learns from, not when unreviewed tiles (the
+    # base's maps) already hold it near the base
+    for n_tiles, expected in ((4, "0.6 x fine-tuned"), (8, "no")):
+        project = make_project(tmp_path / f"default{n_tiles}", n_tiles=n_tiles)
+        out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, student="copy", refit=False, epochs=1)))
+        assert load_card(out).config["finetune"]["mixed_with_base"].startswith(expected)
     with pytest.raises(ValueError, match="interpolate=0 is not a share"):
         run_to_end(finetune(make_project(tmp_path / "zero"), tiny_sshr, options=dict(FAST, interpolate=0.0)))
