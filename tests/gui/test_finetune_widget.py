@@ -60,7 +60,11 @@ def test_short_finetune_lists_a_new_version(qtbot, widget: FinetuneWidget, corre
     assert len(widget.plot.values) == 3  # before + 2 epochs
     from napari_wsss.models.card import load_card
 
-    card = load_card(widget.last_result)  # the default student: a segmentation network, an ifkd version
+    card = load_card(widget.last_result)
+    after = card.metrics["held_out"]["after"]
+    # the plot's caption and the verdict name the same number, the version written's (walk-through: 0.807 / 0.857)
+    assert widget.plot.caption == f"held-out mIoU {after:.3f} (the version written)"
+    assert f"-> {after:.3f}" in widget.status.text()  # the default student: a segmentation network, an ifkd version
     assert card.method == "ifkd" and card.config["finetune"]["student"] == "dense"
     assert card.config["teacher"] == "tiny-sshr"
     print(f"event-loop gaps during the fine-tune: {stats}")
@@ -158,10 +162,13 @@ def test_use_this_version_on_a_slide_segments_the_whole_slide_again(qtbot, make_
     assert ft.counts_label.text().startswith("0 corrected, 1 accepted") and ft.counts_label.text().endswith(" regions")
     ft.last_result = review.session.project.add_model_version(tiny_model, "tiny-ft1")  # as a finished fine-tune
     assert ft.use_version() is seg
+    assert ft.status.text().startswith("Re-segmenting the unreviewed regions with tiny-ft1")
     qtbot.waitUntil(lambda: not seg.job.running, timeout=60_000)
     assert seg.last_error is None, seg.last_error
     assert seg.scope_combo.currentText().startswith("whole slide, full resolution")
     assert seg.last_result_layer.metadata["napari_wsss"]["zarr"] != first  # a new whole-slide result
-    assert ft.status.text().startswith("Re-segmenting the unreviewed regions with tiny-ft1")
+    # when Segment is done the line says so (walk-through: "Re-segmenting …" stayed after it had finished)
+    qtbot.waitUntil(lambda: ft.status.text().startswith("tiny-ft1 in use. Segment: "), timeout=10_000)
+    assert ft.status.text().endswith(seg.status.text()) and "Re-segmenting" not in ft.status.text()
     ft._on_result(ft.last_result)  # the status at the end of a fine-tune names the slide's units too
     assert ft.status.text().endswith("re-segments the unreviewed regions."), ft.status.text()
