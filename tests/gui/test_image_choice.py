@@ -1,4 +1,4 @@
-"""Segment and SAM offer only images of tissue: never the plugin's own outputs.
+"""Segment, SAM and Export offer only images of tissue: never the plugin's own outputs.
 
 Walk-through: after a run, Segment's image chooser listed "folder3 confidence [sshr-glas]", a (2, H, W) float
 layer; choosing it switched the model line to the demo model and Segment failed with "not an RGB image".
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._plugin import SAM, SEGMENT, dock, open_path
+from ._plugin import EXPORT, SAM, SEGMENT, dock, open_path
 
 
 def _items(combo) -> list[str]:  # noqa: ANN001
@@ -33,6 +33,7 @@ def test_choosers_list_tissue_images_not_results(qtbot, make_napari_viewer, tiny
     assert seg.last_error is None, seg.last_error
     conf = [ly.name for ly in viewer.layers if ly.metadata.get("napari_wsss", {}).get("kind") == "confidence"]
     assert conf, [ly.name for ly in viewer.layers]
-    for combo in (seg.image_combo, sam.image_combo):
+    export = dock(viewer, EXPORT)  # it exports the project of the image chosen: a result has none
+    for combo in (seg.image_combo, sam.image_combo, export.image_combo):
         assert _items(combo) == ["test", "my rgb"], _items(combo)
     assert seg.image_combo.currentText() == "test"

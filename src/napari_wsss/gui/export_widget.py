@@ -137,9 +137,9 @@ class ExportWidget(JobControlsMixin, QWidget):
         make_room_when_shown(self)
 
     def _image_layers(self) -> list[Any]:
-        from napari.layers import Image
+        from ._layers import is_tissue_image
 
-        return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
+        return [ly for ly in self.viewer.layers if is_tissue_image(ly)]  # not the plugin's confidence maps
 
     def _refresh_images(self, *_: Any) -> None:
         current = self.image_combo.currentText()
