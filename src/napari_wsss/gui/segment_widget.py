@@ -58,7 +58,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         from .. import methods  # noqa: F401  (fills the registry)
-        from ..device import available_devices
+        from ..device import likely_devices
         from ..models._registry import METHODS
 
         self.viewer = napari_viewer
@@ -74,7 +74,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
         self.version_combo = QComboBox()
         self.browse_btn = QPushButton("Browse…")
         self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
+        self.device_combo.addItems(likely_devices())  # no torch import on the Qt thread
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
         self.model_info = wrapping_label()  # the model's classes and what it was trained on (model_summary)

@@ -102,7 +102,7 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         from .. import methods  # noqa: F401  (fills the registry)
-        from ..device import available_devices
+        from ..device import likely_devices
         from ..models import backbones  # noqa: F401  (fills BACKBONES)
         from ..models._registry import BACKBONES, METHODS
 
@@ -154,7 +154,7 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         self.backbone_combo = QComboBox()
         self.backbone_combo.addItems(BACKBONES.names())
         self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
+        self.device_combo.addItems(likely_devices())  # no torch import on the Qt thread
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 1000)
         self.epochs_spin.setValue(10)
