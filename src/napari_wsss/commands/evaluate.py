@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.segmenter import load_segmenter
     from ..models.card import save_card
     from ..data.tiles import find_mask_layout
-    from ..resources import resolve_model
+    from ..resources import is_shipped, resolve_model
     from . import print_progress
 
     if args.json is not None and args.json.is_dir():  # say so now, not after evaluating every image
@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None and args.json.exists() and not args.overwrite:
         raise FileExistsError(f"--json {args.json} already exists; give another file name or pass --overwrite.")
     model_dir = resolve_model(args.model)
+    if args.save_to_card and is_shipped(model_dir):  # names made the shipped folders one word away
+        raise ValueError(f"--save-to-card would change the shipped model {model_dir.name}, which napari-wsss never "
+                         f"writes to; copy its folder and evaluate the copy, or leave out --save-to-card.")
     folder = args.data
     if not folder.is_dir():  # said before "must contain img/ and mask/", which sent the user looking for folders
         raise FileNotFoundError(f"--data {folder} {'is a file' if folder.exists() else 'does not exist'}; give a "

@@ -117,6 +117,16 @@ def test_evaluate_on_a_missing_folder_says_it_does_not_exist(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "nosuch does not exist" in err and "must contain" not in err
 
 
+def test_evaluate_never_writes_into_a_shipped_card(tmp_path, capsys):
+    """With names, ``--save-to-card`` on a shipped model was one word from changing the installed files."""
+    card = shipped_models_dir() / "sshr-glas" / "card.json"
+    before = card.read_bytes()
+    assert main(["evaluate", "--model", "sshr-glas", "--data", str(tmp_path), "--save-to-card"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "shipped model sshr-glas" in err and "copy its folder" in err
+    assert card.read_bytes() == before
+
+
 def test_evaluate_on_masks_of_other_classes_names_the_model_that_fits(tmp_path, capsys):
     data = _glas_layout(tmp_path / "glas")
     assert main(["evaluate", "--model", str(shipped_models_dir() / "sshr-default"), "--data", str(data)]) == 2
