@@ -20,3 +20,14 @@ def require_glas(*paths: Path) -> None:
         pytest.skip(f"real GlaS images not found ({missing[0]}): this test runs where the workplace's shared data "
                     "sits beside the checkout (../shared/data/glas, see its README), as on the developers' "
                     "machines; a checkout without it skips")
+
+
+def glas_copy(folder: Path, names: tuple[str, ...]) -> Path:
+    """``folder`` made, holding copies of these GlaS training images (``train_1.png`` ...): a user's own folder."""
+    import shutil
+
+    require_glas(*(GLAS / "images" / n for n in names))
+    folder.mkdir(parents=True)
+    for n in names:
+        shutil.copy(GLAS / "images" / n, folder / n)
+    return folder

@@ -8,14 +8,13 @@ temporary folder) and skips, saying why, where they are absent.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from napari_wsss.store import Project
 
-from .._glas import GLAS, require_glas
+from .._glas import glas_copy
 from ._plugin import REVIEW, SEGMENT, dock, open_path
 
 NAMES = ("train_30.png", "train_31.png", "train_32.png")
@@ -23,12 +22,7 @@ NAMES = ("train_30.png", "train_31.png", "train_32.png")
 
 @pytest.fixture
 def glas_folder(tmp_path: Path) -> Path:
-    require_glas(*(GLAS / "images" / n for n in NAMES))
-    folder = tmp_path / "colon"
-    folder.mkdir()
-    for n in NAMES:
-        shutil.copy(GLAS / "images" / n, folder / n)
-    return folder
+    return glas_copy(tmp_path / "colon", NAMES)
 
 
 def test_review_docked_first_offers_the_real_tissue_model_and_its_classes(glas_folder: Path,  # noqa: ANN001

@@ -7,7 +7,6 @@ from ../shared/data/glas (copied into the test's temporary folder) and skips, sa
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 
 from napari_wsss.gui._view import view_shows_all
 
-from .._glas import GLAS, require_glas
+from .._glas import glas_copy
 from ._plugin import TAG, dock, open_path
 
 NAMES = ("train_1.png", "train_2.png", "train_3.png")  # 775 x 522 each
@@ -23,12 +22,7 @@ NAMES = ("train_1.png", "train_2.png", "train_3.png")  # 775 x 522 each
 
 @pytest.fixture
 def glas_folder(tmp_path: Path) -> Path:
-    require_glas(*(GLAS / "images" / n for n in NAMES))
-    folder = tmp_path / "colon"
-    folder.mkdir()
-    for n in NAMES:
-        shutil.copy(GLAS / "images" / n, folder / n)
-    return folder
+    return glas_copy(tmp_path / "colon", NAMES)
 
 
 def _segmented(folder: Path) -> None:
