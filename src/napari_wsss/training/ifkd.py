@@ -9,9 +9,10 @@ Roles
     *Student* (``ifkd_student``): by default a segmentation network on the base's backbone with a new FCN
     head (``student="dense"``), saved as an ``ifkd`` version whose card names its teacher; with
     ``student="copy"`` the base version's own network (SSHR CAM net, multi-stage SegNet, CAM+SAM classifier or
-    MIL net), so the new version keeps the base's method and loads through the same Segmenter. Measured on real
-    GlaS images (docs/benchmarks.md): 10 corrected images lift untouched images' mIoU by +0.09 with the dense
-    student and lowered it with the copy.
+    MIL net), so the new version keeps the base's method and loads through the same Segmenter. The dense student
+    is the default because a CAM network learns little from pixel targets (docs/design.md); measured on real GlaS
+    images (docs/benchmarks.md), 10 corrected images lift untouched images' mIoU by +0.20 from the LUAD demo
+    remapped to glands and by +0.04 (folder) / +0.02 (alone) from the GlaS-trained ``sshr-glas``.
     The loop itself (targets, switching, early stopping) is ``ifkd_loop.distil``, shared with the full
     ``ifkd`` training method (``ifkd_train``).
 
