@@ -58,3 +58,21 @@ def test_tag_shows_each_whole_tile_without_the_segmentation(glas_folder: Path, q
 
     viewer.window.remove_dock_widget(tag)  # closing Tag (its x) gives the segmentation back
     assert seg.visible
+
+
+def test_tag_on_a_fresh_colon_folder_takes_the_gland_classes_and_hides_the_confidence(
+        glas_folder: Path, qtbot, make_napari_viewer) -> None:  # noqa: ANN001
+    """Walk-through: docked on colon images, Tag offered LUAD's lung classes (TE, NEC, ...) where Review offered
+    glands, and the confidence overlay stayed over the tissue being tagged."""
+    viewer = make_napari_viewer(show=True)  # Tag hides layers only while it is on screen
+    open_path(viewer, glas_folder)
+    conf = viewer.add_image(np.zeros((3, 2, 522, 775), np.float32), name="colon confidence [sshr-glas]",
+                            metadata={"napari_wsss": {"kind": "confidence", "model": "sshr-glas", "image": "colon"}})
+    tag = dock(viewer, TAG)
+    qtbot.waitUntil(tag.isVisible, timeout=3000)
+    assert tag.classes_combo.currentText() == "glas" and tag.classes_combo.isEnabled()  # still the user's to change
+    assert [b.text() for b in tag.class_buttons] == ["1: gland", "2: non-gland"]
+    assert not conf.visible
+    tag.classes_combo.setCurrentText("luad")  # the counts line follows a change of classes (it kept the old ones)
+    tag.classes_combo.activated.emit(tag.classes_combo.currentIndex())
+    assert tag.counts_label.text().startswith("TE: 0")

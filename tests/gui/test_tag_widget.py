@@ -86,6 +86,11 @@ def test_slide_grid_tags_regions(qtbot, make_napari_viewer, tmp_path: Path) -> N
     viewer = make_napari_viewer()
     open_path(viewer, path)
     tag = dock(viewer, TAG)
+    # a slide without class names starts on the classes of the model Segment would pick (the real-tissue one), as
+    # Review does; this generated slide is LUAD-like, so the user picks luad before the first tag
+    assert tag.classes_combo.currentText() == "glas"
+    tag.classes_combo.setCurrentText("luad")
+    tag.classes_combo.activated.emit(tag.classes_combo.currentIndex())
     tag.tile_spin.setValue(128)
     tag.level_spin.setValue(1)
     tag.grid_btn.click()

@@ -145,6 +145,12 @@ def is_segmentation_of(layer: Any, image_name: str) -> bool:
     return m.get("kind") == "segmentation" and m.get("image") == image_name
 
 
+def is_result_of(layer: Any, image_name: str) -> bool:
+    """True for a segmentation or its confidence map made for the image layer called ``image_name``."""
+    m = layer_meta(layer)
+    return m.get("kind") in ("segmentation", "confidence") and m.get("image") == image_name
+
+
 def level_factors(levels: Any, level: int) -> tuple[float, float]:
     """(y, x) level-0 pixels per pixel of pyramid ``level``, per axis as napari draws the level.
 

@@ -448,7 +448,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
         else:
             self.viewer.add_image(conf, name=cname, colormap="magma", contrast_limits=(0, 1), opacity=0.6,
                                   scale=scale, translate=translate, visible=self.confidence_check.isChecked(),
-                                  metadata={META_KEY: {"kind": "confidence", "model": version}})
+                                  metadata={META_KEY: {"kind": "confidence", "model": version,
+                                                         "image": image_layer.name}})
         layer.refresh()
         self.viewer.layers.selection.active = layer
         self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.{note}"

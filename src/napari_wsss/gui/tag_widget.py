@@ -161,12 +161,12 @@ class TagWidget(JobControlsMixin, QWidget):
         """Hide the image's segmentation layers while Tag is on screen: a tile is tagged with the classes its tissue
         shows, and the model's colours (50% opacity) cover that tissue and suggest an answer. Shown again when Tag
         closes (or is hidden); a layer the user shows meanwhile stays shown."""
-        from ._layers import is_segmentation_of
+        from ._layers import is_result_of
 
         layer = self.image_layer
         if layer is None or self.session is None or not self.isVisible():
             return
-        segs = [ly for ly in self.viewer.layers if is_segmentation_of(ly, layer.name) and ly.visible]
+        segs = [ly for ly in self.viewer.layers if is_result_of(ly, layer.name) and ly.visible]  # and confidence
         for ly in segs:
             ly.visible = False
             self.hidden_layers.append(ly)
@@ -214,6 +214,7 @@ class TagWidget(JobControlsMixin, QWidget):
             self._show_error(e)
             return
         self.project_label.setText(str(self.session.project.root))
+        self._take_model_classes()
         self._build_classes()
         self._refresh_models()
         self._make_tiles()
@@ -270,6 +271,34 @@ class TagWidget(JobControlsMixin, QWidget):
             self._show_error(e)
         self._follow_session()
         sync_classes_combo(self.classes_combo, self.session.project)
+        self._show()  # the counts line names the new classes (it kept the old ones)
+
+    def _take_model_classes(self) -> None:
+        """A new, empty project takes the classes of the model Segment would preselect for the image, as Review does
+        (walk-through: on colon images Tag offered LUAD's lung classes while Review offered glands)."""
+        from ..models.card import load_card
+        from ._model_choice import list_model_versions, preferred_version
+
+        s = self.session
+        p = s.project
+        if not p.schema_default or p.counts()["predicted"] or any(p.user_work().values()):
+            return
+        try:
+            cards = [(label, load_card(d)) for label, d, _ in list_model_versions()]
+        except (ValueError, FileNotFoundError):
+            return
+        found = preferred_version(s.image_layer, cards)
+        card = cards[found[0]][1] if found else None
+        if card is None or card.class_schema.names == s.schema.names:
+            return
+        try:
+            s.use_model(card)
+        except (ValueError, OSError) as e:
+            self._show_error(e)
+            return
+        self.status.setText(f"New project: it takes the {card.class_schema.name} classes of {card.name or 'the model'}"
+                            ", the model Segment would use for these images; 'classes' changes them before the "
+                            "first tag.")
 
     def _build_classes(self) -> None:
         for b in self.class_buttons:
