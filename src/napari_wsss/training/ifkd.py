@@ -345,7 +345,8 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     n_hold = 0 if len(items) < 2 else min(len(changed), len(items) - 1,
                                           max(1, round(cfg.held_out_fraction * len(items))))
     hold_items = changed[:n_hold]
-    train_items = [it for it in order if it.key not in {h.key for h in hold_items}]
+    held_keys = {it.key for it in hold_items}
+    train_items = [it for it in order if it.key not in held_keys]
     held = [_read_record(project, it, True) for it in hold_items]
     unrev = [it for it in project.items() if it.status == "unreviewed" and (src := item_source(project, it)) is not None
              and src.is_file()]
