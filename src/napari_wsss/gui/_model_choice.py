@@ -46,6 +46,36 @@ def preferred_version(layer: Any, versions: list[tuple[str, Any]]) -> tuple[int,
     return (found[0], f"preselected: {found[1]}") if found else None
 
 
+def shipped_preferred_card(layer: Any) -> Any:
+    """The card of the version Segment would preselect for ``layer`` among the listed ones; None: none fits."""
+    from ..models.card import load_card
+
+    try:
+        cards = [(label, load_card(d)) for label, d, _ in list_model_versions()]
+    except (ValueError, FileNotFoundError):
+        return None
+    found = preferred_version(layer, cards)
+    return cards[found[0]][1] if found else None
+
+
+def adopt_model_classes(session: Any, card: Any) -> str | None:
+    """A new, empty project (default classes, no prediction, no user work) takes ``card``'s classes, as Segment's
+    first run would; returns the line that says so, None when nothing changed. Review and Tag docked before
+    Segment on colon images offered LUAD's lung classes.
+
+    Raises:
+        ValueError / OSError: the project refused them.
+    """
+    p = session.project
+    if card is None or not p.schema_default or p.counts()["predicted"] or any(p.user_work().values()):
+        return None
+    if card.class_schema.names == session.schema.names:
+        return None
+    session.use_model(card)
+    return (f"New project: it takes the {card.class_schema.name} classes of {card.name or 'the model'}, the model "
+            "Segment uses for these images")
+
+
 def also_listed_under(card: Any) -> str | None:
     """The method whose list a version also belongs in when its network changed kind: a fine-tuned IFKD student
     under its base's method, a distilled shipped version (``sshr-glas``) under its teacher's; None otherwise."""

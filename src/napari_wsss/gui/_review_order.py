@@ -107,20 +107,18 @@ class ReviewOrder(JobControlsMixin, QGroupBox):
     def preferred_model(self) -> Any:
         """The card of the model Segment uses for the review's image, or would preselect (a shipped one)."""
         from ..models.card import load_card
-        from ._model_choice import list_model_versions, preferred_version
+        from ._model_choice import shipped_preferred_card
 
         s = self.review.session
         if s is None:
             return None
+        chosen = self.segment_choice()
+        if chosen is None:
+            return shipped_preferred_card(s.image_layer)
         try:
-            chosen = self.segment_choice()
-            if chosen is not None:
-                return load_card(chosen)
-            cards = [(label, load_card(d)) for label, d, _ in list_model_versions()]
+            return load_card(chosen)
         except (ValueError, FileNotFoundError):
             return None
-        found = preferred_version(s.image_layer, cards)
-        return cards[found[0]][1] if found else None
 
     def _segment_widgets(self) -> list[Any]:
         """This viewer's Segment widgets: the version chosen there (which made the predictions) is offered too."""

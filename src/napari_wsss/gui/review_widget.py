@@ -200,20 +200,16 @@ class ReviewWidget(QWidget):
         """A new, empty project takes the classes of the model Segment uses (or would preselect) for the image, as
         Segment's first run would: docked first on colon images, Review offered the LUAD demo's palette. Returns
         the line that says so, None when nothing changed."""
-        s = self.session
-        p = s.project
-        if not p.schema_default or p.counts()["predicted"] or any(p.user_work().values()):
-            return None
-        card = self.order_box.preferred_model()
-        if card is None or card.class_schema.names == s.schema.names:
+        from ._model_choice import adopt_model_classes
+
+        if self.session is None:
             return None
         try:
-            s.use_model(card)
+            took = adopt_model_classes(self.session, self.order_box.preferred_model())
         except (ValueError, OSError) as e:
             self._error(e)
             return None
-        return (f"New project: it takes the {card.class_schema.name} classes of {card.name or 'the model'}, the model "
-                "Segment uses for these images.")
+        return took and took + "."
 
     def _browse_project(self) -> None:
         from qtpy.QtWidgets import QFileDialog

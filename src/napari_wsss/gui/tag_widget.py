@@ -276,29 +276,15 @@ class TagWidget(JobControlsMixin, QWidget):
     def _take_model_classes(self) -> None:
         """A new, empty project takes the classes of the model Segment would preselect for the image, as Review does
         (walk-through: on colon images Tag offered LUAD's lung classes while Review offered glands)."""
-        from ..models.card import load_card
-        from ._model_choice import list_model_versions, preferred_version
+        from ._model_choice import adopt_model_classes, shipped_preferred_card
 
-        s = self.session
-        p = s.project
-        if not p.schema_default or p.counts()["predicted"] or any(p.user_work().values()):
-            return
         try:
-            cards = [(label, load_card(d)) for label, d, _ in list_model_versions()]
-        except (ValueError, FileNotFoundError):
-            return
-        found = preferred_version(s.image_layer, cards)
-        card = cards[found[0]][1] if found else None
-        if card is None or card.class_schema.names == s.schema.names:
-            return
-        try:
-            s.use_model(card)
+            took = adopt_model_classes(self.session, shipped_preferred_card(self.session.image_layer))
         except (ValueError, OSError) as e:
             self._show_error(e)
             return
-        self.status.setText(f"New project: it takes the {card.class_schema.name} classes of {card.name or 'the model'}"
-                            ", the model Segment would use for these images; 'classes' changes them before the "
-                            "first tag.")
+        if took:
+            self.status.setText(f"{took}; 'classes' changes them before the first tag.")
 
     def _build_classes(self) -> None:
         for b in self.class_buttons:
