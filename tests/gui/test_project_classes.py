@@ -110,6 +110,12 @@ def test_tag_widget_follows_the_new_classes_and_a_tag_fixes_them(gland_image: Pa
     seg, tag = dock(viewer, SEGMENT), dock(viewer, TAG)
     # a fresh project of plain images takes the classes of the model Segment would pick (sshr-glas), as Review does
     assert [b.text() for b in tag.class_buttons][0] == "1: gland"
+    # and "Order by model" works before the project has a version of its own: the shipped model is offered
+    assert tag.model_combo.currentText() == "sshr-glas (shipped)"
+    tag.rank_by_model()
+    qtbot.waitUntil(lambda: tag.job is not None and not tag.job.running, timeout=120_000)
+    assert tag.last_error is None, tag.last_error
+    assert "1 untagged tile(s) ordered by the model" in tag.status.text()
     _segment_with(qtbot, seg, "sshr-glas (shipped)")
     assert seg.last_error is None, seg.last_error
     assert [b.text() for b in tag.class_buttons] == ["1: gland", "2: non-gland"]

@@ -109,6 +109,29 @@ def list_model_versions() -> list[tuple[str, Path, str]]:
     return out
 
 
+def fitting_versions(project: Any, extra: list[tuple[str, Path]] = ()) -> list[tuple[str, Path, Any]]:
+    """(label, folder, card) of the versions that could write into ``project``: its own versions newest first,
+    then ``extra`` (a docked Segment's choice), then the shipped ones; each folder once, unreadable or
+    other-class versions left out. Review's and Tag's "Order by model" offer these, so a fresh project (no
+    version of its own yet) can be ordered by the shipped model of its classes."""
+    from ..models.card import load_card
+
+    found = [(d.name, d) for d in reversed(project.model_versions())] + list(extra)
+    found += [(label, d) for label, d, _ in list_model_versions()]
+    out, seen = [], set()
+    for label, d in found:
+        if str(d) in seen:
+            continue
+        seen.add(str(d))
+        try:
+            card = load_card(d)
+        except (ValueError, FileNotFoundError):
+            continue
+        if project.schema_refusal(card.class_schema) is None:
+            out.append((label, Path(d), card))
+    return out
+
+
 def combo_cards(combo: Any) -> list[tuple[str, Any]]:
     """(label, card or None when unreadable) of every version in a versions combo (folder as item data)."""
     from ..models.card import load_card

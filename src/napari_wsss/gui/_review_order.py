@@ -56,29 +56,19 @@ class ReviewOrder(JobControlsMixin, QGroupBox):
     def refresh(self) -> None:
         """Offer the models that could write into the open project (project versions newest first), the one Segment
         uses or would preselect chosen unless the user chose another."""
-        from ..models.card import load_card
-        from ._model_choice import list_model_versions
+        from ._model_choice import fitting_versions
 
         s = self.review.session
         current = self.model_combo.currentData()
         self.model_combo.clear()
         if s is None:
             return
-        found = [(d.name, d) for d in reversed(s.project.model_versions())]
-        found += [(w.version_combo.currentText(), Path(w.version_combo.currentData()))
+        chosen = [(w.version_combo.currentText(), Path(w.version_combo.currentData()))
                   for w in self._segment_widgets() if w.version_combo.currentData()]
-        found += [(label, d) for label, d, _ in list_model_versions()]
         cards = []
-        for label, d in found:
-            if self.model_combo.findData(str(d)) >= 0:
-                continue
-            try:
-                card = load_card(d)
-            except (ValueError, FileNotFoundError):
-                continue
-            if s.project.schema_refusal(card.class_schema) is None:
-                self.model_combo.addItem(label, str(d))
-                cards.append((label, card))
+        for label, d, card in fitting_versions(s.project, chosen):
+            self.model_combo.addItem(label, str(d))
+            cards.append((label, card))
         i = self.model_combo.findData(current)
         if i < 0 or (current != self._picked and cards[i][1].class_schema.names != s.project.schema.names):
             i = self._preferred_index(cards)  # the project took other classes since: follow, unless the user chose

@@ -419,10 +419,12 @@ class SegmentWidget(JobControlsMixin, QWidget):
             labels, conf = schema.to_labels(cm), cf.astype(np.float32)
         note = ""
         units: list = []
+        done = len(planes)  # regions given the new prediction (the user's kept ones are not)
         if session is not None:
             units = session.units_for(placement, labels.shape, [k for k, _, _ in planes])
             session.adopted_from = None
             saved, skipped = session.store_prediction(units, labels, card)
+            done = len(saved)
             if session.adopted_from is not None:
                 note += (f" The project held no work of yours, so it now uses the {schema.name} classes; the "
                          f"{session.adopted_from.name} predictions were kept aside in "
@@ -452,7 +454,7 @@ class SegmentWidget(JobControlsMixin, QWidget):
                                                          "image": image_layer.name}})
         layer.refresh()
         self.viewer.layers.selection.active = layer
-        self.status.setText(f"{len(planes)} region(s) segmented with {version}; paint to correct.{note}"
+        self.status.setText(f"{done} region(s) segmented with {version}; paint to correct.{note}"
                             + (f" {stain_warning}" if stain_warning else ""))
         self.last_result_layer = layer
 

@@ -4,9 +4,9 @@ On a tile folder (a stack) or a slide (a grid of tiles over tissue at a chosen t
 pathologist sees one tile, toggles the classes present with keys 1-9 (the project schema's order, the palette of
 the Review widget) and confirms with Enter, which saves the tags into the annotation project (``store_tags``,
 under the project lock) and moves on. A light Shapes overlay outlines every tile in the colour of its first tag
-(grey: untagged) with its tags written in it, so the whole slide shows what is tagged with what. Once the project
-holds a model version, "Order by model" proposes the untagged tiles that help most first
-(``tagging.next_tile``: uncertainty plus diversity), computed in a background worker.
+(grey: untagged) with its tags written in it, so the whole slide shows what is tagged with what. "Order by model" proposes the untagged tiles
+that help most first (``tagging.next_tile``: uncertainty plus diversity), computed in a background worker, with
+the project's newest version or, before it has one, the shipped model of its classes.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ class TagWidget(JobControlsMixin, QWidget):
         elif [b.text().split(": ")[-1] for b in self.class_buttons] != self.schema.foreground_names:
             self._build_classes()
             self._sync_buttons()
+            self._refresh_models()  # the versions offered are those of the new classes
 
     # -- the view while tagging ----------------------------------------------------------------------------
     def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
@@ -429,21 +430,40 @@ class TagWidget(JobControlsMixin, QWidget):
 
     # -- which tile next -------------------------------------------------------------------------------------
     def _refresh_models(self) -> None:
+        """The project's versions newest first, then the shipped ones of its classes (a fresh project can be ordered
+        by the model Segment would pick, which is preselected until the project has a version of its own)."""
+        from ._model_choice import fitting_versions, latest_used_version, preferred_version
+
+        current = self.model_combo.currentData()
+        offered = {self.model_combo.itemData(i) for i in range(self.model_combo.count())}
         self.model_combo.clear()
-        if self.session is not None:
-            for d in reversed(self.session.project.model_versions()):  # newest name last -> offered first
-                self.model_combo.addItem(d.name, str(d))
+        if self.session is None:
+            return
+        cards = []
+        for label, d, card in fitting_versions(self.session.project):
+            self.model_combo.addItem(label, str(d))
+            cards.append((label, card))
+        own = self.session.project.model_versions()
+        i = self.model_combo.findData(current)
+        if any(str(d) not in offered for d in own):
+            i = 0  # a version trained since (Train widget): the newest, offered first, is chosen
+        elif i < 0 and not own and self.image_layer is not None:
+            found = latest_used_version(self.image_layer, cards) or preferred_version(self.image_layer, cards)
+            i = found[0] if found else -1
+        if i >= 0:
+            self.model_combo.setCurrentIndex(i)
 
     def rank_by_model(self) -> None:
         """Order the untagged tiles by what the chosen model version is least sure of, spread out (worker)."""
         if self.session is None or not self.tiles or (self.job is not None and self.job.running):
             return
-        if self.model_combo.count() != len(self.session.project.model_versions()):
+        if any(self.model_combo.findData(str(d)) < 0 for d in self.session.project.model_versions()):
             self._refresh_models()  # a version trained since (Train widget) is offered, newest first
         model = self.model_combo.currentData()
         if not model:
-            self._show_error(ValueError("No model version in the project yet: train one from the tags first "
-                                        "(Train widget, source: the open project's tags)."))
+            self._show_error(ValueError(f"No model of the classes {', '.join(self.session.schema.names)} yet: "
+                                        "train one from the tags first (Train widget, source: the open "
+                                        "project's tags)."))
             return
         from ..tagging.next_tile import rank_tiles_job
 
@@ -460,7 +480,7 @@ class TagWidget(JobControlsMixin, QWidget):
         ranked = [todo[j] for j in order]
         self.order = ranked + [i for i in range(len(self.tiles)) if i not in set(ranked)]
         self.pos = 0
-        self.status.setText(f"{len(ranked)} untagged tiles ordered by the model (most useful first).")
+        self.status.setText(f"{len(ranked)} untagged tile(s) ordered by the model (most useful first).")
         self.show_current()
 
     def _run_buttons(self) -> list[Any]:
