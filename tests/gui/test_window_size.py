@@ -3,7 +3,9 @@ Segment docked grew a 1000 px high window to 1238 px, past the screen)."""
 
 from __future__ import annotations
 
-from ._plugin import EXPORT, REVIEW, SEGMENT, dock
+import pytest
+
+from ._plugin import EXPORT, REVIEW, SAM, SEGMENT, TAG, TRAIN, dock, open_path
 
 
 def test_docking_three_widgets_keeps_the_window_within_its_size(make_napari_viewer, qtbot) -> None:  # noqa: ANN001
@@ -55,3 +57,32 @@ def test_docking_more_widgets_keeps_the_earlier_ones_main_buttons_on_screen(make
     qtbot.waitUntil(lambda: _shows(seg.segment_btn) and _shows(review.accept_btn) and _shows(ft.start_btn),
                     timeout=3000)
     assert window.height() <= 1000
+
+
+# napari's window on fresh settings (its layout's size hint, as a tester saw it): the size a first session docks at
+DEFAULT_SIZE = (1089, 630)
+
+
+@pytest.mark.parametrize("name", [TAG, TRAIN, SAM])
+@pytest.mark.parametrize("after", [(), (SEGMENT, REVIEW)], ids=["alone", "under-segment-review"])
+def test_docking_tag_train_or_sam_keeps_naparis_default_window_size(make_napari_viewer, qtbot, tiny_dataset,  # noqa: ANN001
+                                                                    tmp_path, name: str, after: tuple) -> None:
+    """Tester at napari's default size: Train alone grew the window from 630 to 943 px high, Segment + Review +
+    Tag to 872 px, and napari saved that size for the next session (their forms did not scroll)."""
+    import shutil
+
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(*DEFAULT_SIZE)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == DEFAULT_SIZE, timeout=3000)
+    open_path(viewer, shutil.copytree(tiny_dataset / "training", tmp_path / "case"))  # Tag shows its class keys
+    for other in after:
+        dock(viewer, other)
+        qtbot.wait(100)
+    widget = dock(viewer, name)
+    qtbot.wait(400)  # napari lays the docks out, _dock_room resizes them
+    assert window.height() <= DEFAULT_SIZE[1], f"docking {name} grew the window to {window.height()} px high"
+    assert window.width() <= DEFAULT_SIZE[0], f"docking {name} grew the window to {window.width()} px wide"
+    assert widget.findChild(QScrollArea) is not None, f"{name}'s form does not scroll when its dock is short"

@@ -25,12 +25,11 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..events import Cancelled, Progress
-from ._job_controls import JobControlsMixin, job_error_message, with_button
+from ._job_controls import JobControlsMixin, job_error_message, scrolling_layout, with_button
 from ._layers import is_tissue_image, layer_schema, rgb_plane, to_numpy
 from ._worker import run_job
 
@@ -91,6 +90,7 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         self.negative_check = QCheckBox("next points are negative (not this class)")
         self.start_btn = QPushButton("Start prompting")
         self.clear_btn = QPushButton("Accept && clear prompts")
+        self.primary_row = self.start_btn  # kept on screen when docks stack (_dock_room)
         self._init_job_controls()
 
         form = QFormLayout()
@@ -103,7 +103,7 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.clear_btn)
         buttons.addWidget(self.cancel_btn)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: docking never grows the window
         layout.addLayout(form)
         layout.addWidget(self.negative_check)
         layout.addLayout(buttons)
@@ -126,6 +126,12 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._dock_room import make_room_when_shown
+
+        make_room_when_shown(self)
 
     # -- choices ---------------------------------------------------------------------------------------
     def _layers_of(self, kind: str) -> list[Any]:

@@ -24,14 +24,13 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..tagging.tiles import TagTile, edge_remainder_text, folder_tiles, slide_tiles
 from . import _sessions
 from ._class_choice import choose_classes, make_classes_combo, sync_classes_combo
-from ._job_controls import JobControlsMixin
+from ._job_controls import JobControlsMixin, scrolling_layout
 from ._layers import camera as _camera
 from ._layers import image_source, layer_meta, same
 from ._tag_overlay import add_overlay, highlight_tile, paint_tile
@@ -81,6 +80,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self.counts_label.setWordWrap(True)
         self.model_combo = QComboBox()
         self.rank_btn = QPushButton("Order by model (most useful first)")
+        self.primary_row = self.confirm_btn  # kept on screen when docks stack (_dock_room)
         self._init_job_controls()
 
         form = QFormLayout()
@@ -96,7 +96,7 @@ class TagWidget(JobControlsMixin, QWidget):
         rank = QFormLayout()
         rank.addRow("model", self.model_combo)
         rank.addRow(self.rank_btn)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: docking never grows the window
         layout.addLayout(form)
         layout.addWidget(QLabel("classes present (keys 1-9 toggle, Enter confirms)"))
         layout.addLayout(self.classes_box)
@@ -148,9 +148,11 @@ class TagWidget(JobControlsMixin, QWidget):
     def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
         """Docking narrows the canvas: fit the whole tile again once the layout settles, as Review does."""
         super().showEvent(event)
+        from ._dock_room import make_room_when_shown
         from ._view import fit_view_when_shown
 
         fit_view_when_shown(self, self.viewer)
+        make_room_when_shown(self)
         self._hide_segmentation()
 
     def hideEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name; also sent when the dock is closed)

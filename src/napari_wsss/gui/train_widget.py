@@ -22,13 +22,12 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..data.folder_schema import schema_of_training_folder
 from ..events import Progress
-from ._job_controls import JobControlsMixin
+from ._job_controls import JobControlsMixin, scrolling_layout
 from ._layers import same
 from ._menu import menu_path
 from ._train_live import LiveTrainingMixin
@@ -198,6 +197,7 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         self.project_combo = QComboBox()  # the viewer's open annotation projects (Tag / Review widgets)
         self.corrections_check = QCheckBox("then fine-tune on the project's corrections (pixel supervision)")
         self.train_btn = QPushButton("Train")
+        self.primary_row = self.train_btn  # kept on screen when docks stack (_dock_room)
         self._init_job_controls()
         self._init_live()
 
@@ -220,7 +220,7 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
         buttons.addWidget(self.train_btn)
         buttons.addWidget(self.pause_btn)
         buttons.addWidget(self.cancel_btn)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)  # scrolls when the dock is short: docking never grows the window
         layout.addWidget(self.patch_box)
         layout.addWidget(self.patch_note)
         layout.addLayout(form)
@@ -249,6 +249,12 @@ class TrainWidget(LiveTrainingMixin, JobControlsMixin, QWidget):
             self.method_combo.setCurrentText("sshr")
         self._sync_enabled()
         self._sync_source()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        from ._dock_room import make_room_when_shown
+
+        make_room_when_shown(self)
 
     # -- options -------------------------------------------------------------------------------------
     def _sync_enabled(self, *_: Any) -> None:
