@@ -63,10 +63,13 @@ def test_keys_tag_tiles_autosave_and_reopen(qtbot, make_napari_viewer, tiles: Pa
     assert np.allclose(overlay.edge_color[0][:3], te) and np.allclose(overlay.edge_color[1], UNTAGGED_COLOUR)
     assert overlay.features["tags"][0] == "TE TAS"
 
-    _press(viewer, "Enter")  # nothing toggled: tagged as holding none of the classes
-    assert Project.load(tiles.parent / "case.wsss").tags()[second] == []
-    _press(viewer, "Backspace")  # back to the second tile: its saved (empty) tag shows
-    assert tag.current.key == second and tag.pending == set()
+    _press(viewer, "Enter")  # nothing toggled: a slip, not saved (test_confirm_with_no_class_ticked_saves_nothing)
+    assert tag.current.key == second and second not in Project.load(tiles.parent / "case.wsss").tags()
+    _press(viewer, "2")  # NEC
+    _press(viewer, "Enter")
+    assert Project.load(tiles.parent / "case.wsss").tags()[second] == ["NEC"]
+    _press(viewer, "Backspace")  # back to the second tile: its saved tag shows
+    assert tag.current.key == second and tag.pending == {"NEC"}
 
     viewer.close()
     viewer2 = make_napari_viewer()
@@ -77,6 +80,48 @@ def test_keys_tag_tiles_autosave_and_reopen(qtbot, make_napari_viewer, tiles: Pa
     tag2.go(-2)
     assert tag2.pending == {"TE", "TAS"}
     assert tag2.overlay.features["tags"][0] == "TE TAS"
+
+
+def test_confirm_with_no_class_ticked_saves_nothing(qtbot, make_napari_viewer, tiles: Path) -> None:  # noqa: ANN001
+    """A tester's Enter with no class ticked saved the tile as tagged with no classes ("1 / 8 tagged", counts
+    unchanged) without a word: nothing is saved, the tile stays, and a line says what to do."""
+    viewer = make_napari_viewer()
+    open_path(viewer, tiles)
+    tag = dock(viewer, TAG)
+    project = tiles.parent / "case.wsss"
+    first, second = tag.current.key, tag.tiles[tag.order[1]].key
+
+    _press(viewer, "Enter")
+    assert Project.load(project).tags() == {} and tag.progress_label.text() == "0 / 8 tagged"
+    assert tag.current.key == first
+    said = tag.status.text()
+    assert said.startswith("No class ticked for this tile: press 1-4 to tick") and "Skip ▶ moves on without tagging" \
+        in said
+    tag.confirm_btn.click()  # the button does the same
+    assert Project.load(project).tags() == {} and tag.current.key == first
+    _press(viewer, "1")  # ticking a class answers the line
+    assert tag.status.text() == ""
+    _press(viewer, "1")
+    tag.skip_btn.click()  # Skip moves on without tagging
+    assert tag.current.key == second and Project.load(project).tags() == {}
+
+    # a tagged tile whose classes are all unticked keeps its tags: Enter says so, Skip keeps them
+    tag.go(-1)
+    _press(viewer, "1")
+    _press(viewer, "4")
+    _press(viewer, "Enter")
+    assert Project.load(project).tags() == {first: ["TE", "TAS"]} and tag.current.key == second
+    _press(viewer, "Backspace")
+    _press(viewer, "1")
+    _press(viewer, "4")
+    assert tag.pending == set()
+    _press(viewer, "Enter")
+    assert Project.load(project).tags() == {first: ["TE", "TAS"]} and tag.current.key == first
+    assert "Skip ▶ moves on and keeps its saved tags (TE, TAS)" in tag.status.text()
+    assert tag.progress_label.text() == "1 / 8 tagged" and "TE: 1" in tag.counts_label.text()
+    tag.skip_btn.click()
+    assert tag.current.key == second and tag.status.text() == ""
+    assert Project.load(project).tags() == {first: ["TE", "TAS"]}
 
 
 def test_slide_grid_tags_regions(qtbot, make_napari_viewer, tmp_path: Path) -> None:  # noqa: ANN001
@@ -166,22 +211,32 @@ def test_untagged_slide_to_trained_model_to_segmentation(qtbot, make_napari_view
     viewer = make_napari_viewer()
     open_path(viewer, path)
     tag = dock(viewer, TAG)
+    # the truth is LUAD's: a fresh project takes the classes of the model Segment would pick (GlaS' here), where
+    # keys 1-2 tagged gland / non-gland, 3-4 nothing, and Enter saved a TAS-only tile with no class
+    tag.classes_combo.setCurrentText("luad")
+    tag.classes_combo.activated.emit(tag.classes_combo.currentIndex())
+    assert [b.text() for b in tag.class_buttons] == ["1: TE", "2: NEC", "3: LYM", "4: TAS"]
     tag.tile_spin.setValue(64)
     tag.level_spin.setValue(1)
     tag.grid_btn.click()
     n = min(12, len(tag.tiles))
     assert n >= 8
+    tagged = 0
     for _ in range(n):
         y0, x0, y1, x1, _lv = tag.current.region  # level-0 box of the tile
         present = [c for c in np.unique(truth[y0:y1, x0:x1]) if c < 4]
+        if not present:  # none of the tissue classes: Enter would save nothing, the pathologist skips it
+            tag.skip_btn.click()
+            continue
         for c in present:
             _press(viewer, str(int(c) + 1))
         _press(viewer, "Enter")
-    assert tag.progress_label.text().startswith(f"{n} / ")
+        tagged += 1
+    assert tagged >= 6 and tag.progress_label.text().startswith(f"{tagged} / ")
     seg = dock(viewer, SEGMENT)
     train = dock(viewer, TRAIN)
     train.source_combo.setCurrentText(SOURCE_TAGS)
-    assert f"({n} tagged, classes " in train.project_combo.currentText()
+    assert f"({tagged} tagged, classes " in train.project_combo.currentText()
     train_tiny(qtbot, train, "slide-tags", 180_000)
     assert train.last_error is None, train.last_error
     version = tmp_path / "s.wsss" / "models" / "slide-tags"

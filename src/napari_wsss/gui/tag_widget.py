@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QWidget,
 )
@@ -54,6 +55,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self.order: list[int] = []  # tile indices in the order they are proposed
         self.pos = 0  # position in ``order``
         self.pending: set[str] = set()  # classes toggled on for the tile on screen (not saved until Enter)
+        self._slip = ""  # the status line shown after Enter with no class ticked
         self.overlay: Any = None
         self.hidden_layers: list[Any] = []  # segmentation layers hidden while Tag is on screen (shown again after)
         self.class_buttons: list[QPushButton] = []
@@ -312,6 +314,8 @@ class TagWidget(JobControlsMixin, QWidget):
         """Key / button: the class ``name`` is present in the tile on screen, or no longer."""
         self.pending ^= {name}
         self._sync_buttons()
+        if self.pending:
+            self._clear_slip()
 
     def _button_toggled(self, name: str, *_: Any) -> None:
         self.toggle(name)
@@ -328,11 +332,19 @@ class TagWidget(JobControlsMixin, QWidget):
         return self.tiles[self.order[self.pos]] if self.tiles and 0 <= self.pos < len(self.order) else None
 
     def confirm(self) -> None:
-        """Enter: save the toggled classes as the tile's tags (autosaved to the project), then the next tile."""
+        """Enter: save the toggled classes as the tile's tags (autosaved to the project), then the next tile.
+
+        With no class toggled nothing is saved and the tile stays, with a line saying what to do: a tile holding
+        none of the schema's tissue classes is almost always a slip (Enter before the keys; saving it counted the tile
+        as tagged, with no class). Unticking a tagged tile's classes keeps its saved tags the same way.
+        """
         t = self.current
         if t is None:
             return
         names = [c.name for c in self.schema.foreground if c.name in self.pending]
+        if not names:
+            self._say_nothing_ticked(self.session.project.tags().get(t.key))
+            return
         try:
             self.session.project.set_tags(t.key, names, image=t.image,
                                           region=list(t.region) if t.region is not None else None)
@@ -342,6 +354,24 @@ class TagWidget(JobControlsMixin, QWidget):
         self._paint_tile(self.order[self.pos])
         sync_classes_combo(self.classes_combo, self.session.project)  # the first tag fixes the classes
         self.go(+1)
+
+    def _say_nothing_ticked(self, saved: list[str] | None) -> None:
+        n = len(self.schema.foreground)
+        how = f"press 1-{min(n, 9)}" + (" or click a class" if n > 9 else "")
+        after = "without tagging" if saved is None else \
+            f"and keeps its saved tags ({', '.join(saved) or 'none of the classes'})"
+        self._slip = (f"No class ticked for this tile: {how} to tick the classes it shows, then Enter; "
+                      f"Skip ▶ moves on {after}.")
+        self.status.setText(self._slip)
+        scroll = self.findChild(QScrollArea)  # a short dock: the line is below the buttons
+        if scroll is not None:
+            scroll.ensureWidgetVisible(self.status)
+
+    def _clear_slip(self) -> None:
+        """The no-class line goes once a class is ticked or the tile changes (it is about one Enter)."""
+        if self._slip and self.status.text() == self._slip:
+            self.status.setText("")
+        self._slip = ""
 
     def go(self, delta: int) -> None:
         """Previous (-1) / next (+1) tile in the proposed order (wraps around)."""
@@ -359,6 +389,7 @@ class TagWidget(JobControlsMixin, QWidget):
         saved = self.session.project.tags().get(t.key)
         self.pending = set(saved or [])
         self._sync_buttons()
+        self._clear_slip()
         layer = self.image_layer
         i = self.order[self.pos]
         if self.session.kind == "tiles":
