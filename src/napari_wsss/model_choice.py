@@ -95,8 +95,6 @@ def preferred_version(versions: list[tuple[str, Any]], origin: str, n: int | Non
     (``files_origin``) whose project holds ``classes`` (``saved_project_classes``); None: no rule applies."""
     if classes:
         origin = "project"
-    if origin == "unknown":
-        return None
     for i, (label, card) in enumerate(versions):
         if card is None:
             continue
@@ -108,6 +106,9 @@ def preferred_version(versions: list[tuple[str, Any]], origin: str, n: int | Non
             return i, "the demo model for the generated sample data"
         if origin == "plain" and label.endswith(SHIPPED) and not is_demo(card):
             return i, ("the file names carry no class labels, so the shipped model trained on real H&E (the demo "
+                       "model was trained on generated tiles only)")
+        if origin == "unknown" and label.endswith(SHIPPED) and not is_demo(card):
+            return i, ("no file names to read the classes from, so the shipped model trained on real H&E (the demo "
                        "model was trained on generated tiles only)")
     return None
 

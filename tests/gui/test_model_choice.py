@@ -24,3 +24,18 @@ def test_also_listed_under_base_or_teacher_method() -> None:
 def test_shipped_sshr_glas_is_listed_under_its_own_and_its_teachers_method() -> None:
     rows = [(label, m) for label, _, m in list_model_versions() if label == "sshr-glas (shipped)"]
     assert sorted(m for _, m in rows) == ["ifkd", "sshr"]
+
+
+def test_real_tiles_opened_by_napari_builtins_get_the_real_tissue_model(qtbot, make_napari_viewer,  # noqa: ANN001
+                                                                        tmp_path) -> None:  # noqa: ANN001
+    """napari's reader dialog offers its builtins beside napari-wsss: a user who picks them must not get the demo
+    model (trained on generated tiles) preselected for real colon tiles (walk-through at the default window)."""
+    from tests._glas import glas_copy
+    from tests.gui._plugin import SEGMENT, dock
+
+    folder = glas_copy(tmp_path / "colon", ("train_1.png",))
+    viewer = make_napari_viewer()
+    viewer.open(str(folder / "train_1.png"), plugin="napari")  # not the plugin's reader: no plugin metadata
+    seg = dock(viewer, SEGMENT)
+    assert seg.version_combo.currentText() == "sshr-glas (shipped)"
+    assert "file names carry no class labels" in seg.model_info.text()  # the reason, from the file name napari kept

@@ -162,6 +162,12 @@ def test_keys_pick_classes_and_accept_counts(qtbot, make_napari_viewer, tiles: P
     assert review.counts_label.text() == "1 / 3 reviewed (0 corrected, 1 accepted)"
     assert review.status_label.text() == "status: unreviewed"
 
+    # accepting a tile the user painted keeps it counted as corrected (it became "accepted", hiding the work)
+    layer.paint((1, 20, 20), 2 if layer.data[1, 20, 20] != 2 else 3)
+    review.accept_next_btn.click()
+    assert review.counts_label.text() == "2 / 3 reviewed (1 corrected, 1 accepted)", review.counts_label.text()
+    assert Project.open(tiles).item(review.session.units[1].key).status == "corrected"
+
 
 def test_keys_typed_on_the_canvas_pick_classes(qtbot, make_napari_viewer, tiles: Path,  # noqa: ANN001
                                               tiny_model: Path) -> None:

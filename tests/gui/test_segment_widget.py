@@ -219,7 +219,7 @@ def test_model_line_is_shown_whole_in_a_squeezed_dock(make_napari_viewer, qtbot)
 
 
 def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: SegmentWidget,  # noqa: ANN001
-                                                            tiny_dataset: Path) -> None:
+                                                            tiny_dataset: Path, tiny_model: Path) -> None:
     from PIL import Image
 
     from napari_wsss.ops.stain import hed_to_rgb, rgb_to_hed
@@ -231,13 +231,14 @@ def test_status_warns_when_stained_unlike_the_training_data(qtbot, widget: Segme
     widget.viewer.add_image(hed_to_rgb(rgb_to_hed(tile, clip=False) * np.float32([1, 1, 4])), name="other lab",
                             rgb=True)
     widget.image_combo.setCurrentText("other lab")
+    widget.add_model_version(tiny_model)  # an array has no file names: Segment preselects the real-tissue model
     qtbot.mouseClick(widget.segment_btn, Qt.LeftButton)
     _wait(qtbot, widget)
     assert widget.last_error is None, widget.last_error
     text = widget.status.text()
-    assert "WARNING: stained unlike tiny-sshr's training data (the image: R +" in text
+    assert "WARNING: the image is stained unlike the images tiny-sshr was trained on: much more colour" in text
     assert "fine-tune" in text and "\n" not in text
-    assert "R residual colour (neither H nor E)" in text  # what R is
+    assert "neither haematoxylin nor eosin" in text  # what the residual channel is, in words
     assert "tick 'stain-normalise'" in text  # the box to try
 
 
@@ -369,7 +370,8 @@ def test_stain_warning_names_the_tile_file(qtbot, make_napari_viewer, tiny_datas
     qtbot.mouseClick(w.segment_btn, Qt.LeftButton)
     _wait(qtbot, w)
     assert w.last_error is None, w.last_error
-    assert f"1 of 3 images, first tile 1 ({files[1].name}): R +" in w.status.text(), w.status.text()
+    assert f"1 of 3 images is stained unlike the images tiny-sshr was trained on; first tile 1 ({files[1].name}): " \
+           "much more colour" in w.status.text(), w.status.text()
 
 
 def test_a_complete_whole_slide_run_retires_the_cancelled_ones(qtbot, make_napari_viewer, pyramid_tiff: Path,  # noqa: ANN001

@@ -6,7 +6,8 @@ from the Plugins menu after Segment left Segment 120 px high with its Segment bu
 (walk-through on real GlaS tiles). When a plugin dock first shows, the docks stacked in its column are resized so
 that each of ours shows everything down to its ``primary_row`` widget where the column has the room (the dock just
 shown first, then the others from the top); the rest of the height goes to the dock just shown, as napari intends.
-Other plugins' docks keep their height. Pure Qt: the dock widgets and their main window, no napari internals.
+Where the column is too short for that (napari's default window, about 1089 x 630, with three docks), our docks are
+tabbed together instead, the one just shown in front. Other plugins' docks keep their height. Pure Qt: the dock widgets and their main window, no napari internals.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def make_room(widget: Any) -> bool:
     column = sorted((d for d in win.findChildren(QDockWidget) if d.isVisible() and not d.isFloating()
                      and win.dockWidgetArea(d) == win.dockWidgetArea(dock) and d.x() == dock.x()),
                     key=lambda d: d.y())
-    if len(column) < 2 or any(win.tabifiedDockWidgets(d) for d in column):
-        return False  # tabbed docks each get the whole column already
+    if len(column) < 2:
+        return False
+    if any(win.tabifiedDockWidgets(d) for d in column):  # tabbed docks each get the whole column already
+        return _join_our_tabs(win, dock, column)
     heights = [d.height() for d in column]
     need = [_need(d) for d in column]
     if all(h >= n for h, n in zip(heights, need)):
@@ -59,8 +62,9 @@ def make_room(widget: Any) -> bool:
     floor = [n if n == h and not _ours(d) else d.minimumSizeHint().height()
              for d, h, n in zip(column, heights, need)]
     budget = sum(heights) - sum(floor)
+    ours = [d for d in column if _ours(d)]
     if budget < 0:
-        return False
+        return _tab_together(win, dock, ours) if len(ours) > 1 else False
     sizes = list(floor)
     i = column.index(dock)
     for j in [i, *(j for j in range(len(column)) if j != i)]:
@@ -68,7 +72,37 @@ def make_room(widget: Any) -> bool:
             budget -= max(0, need[j] - floor[j])
             sizes[j] = max(floor[j], need[j])
     sizes[i] += budget
+    if len(ours) > 1 and any(sizes[j] < need[j] for j, d in enumerate(column) if _ours(d)):
+        return _tab_together(win, dock, ours)  # too short a column to show each of ours: one tab each
     win.resizeDocks(column, sizes, Qt.Orientation.Vertical)
+    return True
+
+
+def _tab_together(win: Any, dock: Any, ours: list[Any]) -> bool:
+    """Tab our docks of a column together, ``dock`` (the one just shown) in front: each tab has the whole column.
+
+    At napari's default window (about 1089 x 630) three stacked docks could not all show their main button however
+    the height was shared: Segment's button and Review's Accept were scrolled out of sight, and Fine-tune's
+    "Use this version" sat at y = 460 in a 285-px view (walk-through). Other plugins' docks stay where they are;
+    the user can drag a tab out again.
+    """
+    first = ours[0] if ours[0] is not dock else ours[1]
+    for d in ours:
+        if d is not first:
+            win.tabifyDockWidget(first, d)
+    dock.raise_()
+    return True
+
+
+def _join_our_tabs(win: Any, dock: Any, column: list[Any]) -> bool:
+    """Our docks are already tabbed (``_tab_together``): a dock of ours shown under them joins their tabs."""
+    if not _ours(dock) or win.tabifiedDockWidgets(dock):
+        return False
+    tabbed = [d for d in column if d is not dock and _ours(d) and win.tabifiedDockWidgets(d)]
+    if not tabbed:
+        return False
+    win.tabifyDockWidget(tabbed[0], dock)
+    dock.raise_()
     return True
 
 

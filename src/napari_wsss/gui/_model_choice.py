@@ -17,9 +17,17 @@ from ._layers import layer_meta
 
 def image_origin(layer: Any) -> tuple[str, int | None]:
     """("named", n classes) for files with labels in their names, ("sample", None) for the shipped samples,
-    ("plain", None) for files without class names, ("unknown", None) for a layer not read from files."""
+    ("plain", None) for files without class names, ("unknown", None) for a layer not read from files.
+
+    A layer another reader opened (napari's builtins, chosen in napari's reader dialog) has no plugin metadata
+    but napari's ``source.path``: its files are judged by name too (walk-through: real colon tiles opened with
+    the builtins got the demo model preselected)."""
     meta = layer_meta(layer)
-    return model_choice.files_origin(meta.get("files") or ([meta["path"]] if meta.get("path") else []))
+    files = meta.get("files") or ([meta["path"]] if meta.get("path") else [])
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not files and path:
+        files = model_choice.input_files([path])
+    return model_choice.files_origin(files)
 
 
 def saved_project_classes(layer: Any) -> list[str] | None:

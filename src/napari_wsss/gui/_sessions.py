@@ -67,12 +67,47 @@ def open_session(viewer: Any, image_layer: Any, schema: ClassSchema | None = Non
         units = None
         if kind == "slide":
             units = slide_units(layer_meta(layer)["placement"], layer.data.shape)
+        keep_unsaved_prediction(sess, layer, units)
         sess.attach(layer, units)
     else:
         restore_layer(sess)
     for cb in list(SESSION_LISTENERS):
         cb(viewer)
     return sess
+
+
+def keep_unsaved_prediction(sess: ProjectSession, layer: Any, units: list | None = None) -> list[str]:
+    """A segmentation made while no project was open (Segment docked alone, Review docked after it) becomes the
+    project's prediction; returns the keys stored.
+
+    Without this, Review docked second found a project of the default classes and nothing predicted: it switched
+    the project to the model's classes and retired the layer on screen as "old classes" (hidden, read-only), and
+    a class button said "segment the image first" (walk-through at napari's default window on real GlaS tiles).
+    The project takes the layer's classes when it holds no user work; the regions the layer covers whole (no
+    unlabelled pixel) are stored as predicted, the user's corrected or accepted ones kept (and shown) as they are.
+    """
+    import numpy as np
+
+    from ._layers import layer_schema
+
+    schema, model = layer_schema(layer), layer_meta(layer).get("model")
+    if schema is None or not model:
+        return []
+    if schema.names != sess.schema.names:
+        if sess.project.schema_refusal(schema) is not None:
+            return []  # the project's classes hold user work: Segment refuses such a model too; leave it be
+        from types import SimpleNamespace
+
+        sess.use_model(SimpleNamespace(class_schema=schema, name=model))
+    labels = np.array(layer.data)
+    covered = [u for u in (units or sess.units) if labels[u.index].size and labels[u.index].min() > 0]
+    if not covered:
+        return []
+    before = labels.copy()
+    saved, skipped = sess.store_prediction(covered, labels, str(model))
+    if skipped and not np.array_equal(before, labels):
+        layer.data = labels  # the user's own masks, not this model's labels, where they corrected or accepted
+    return saved
 
 
 def location_note(sess: ProjectSession) -> str | None:

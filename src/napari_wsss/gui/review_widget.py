@@ -31,12 +31,14 @@ from ._layers import image_source, same, status_text
 from ._project_session import ProjectSession
 from ._project_units import slide_units
 from ._job_controls import scrolling_layout
+from ._menu import menu_path
 from ._review_order import ReviewOrder
 from ._slide_regions import editor_for, start_region_editor
 
 if TYPE_CHECKING:
     import napari
 
+NOTHING_YET = "Nothing to correct yet"
 DEFAULT_BRUSH = 10  # px: a gland or a necrotic patch in a 224-px tile is 10-40 px across
 
 
@@ -279,7 +281,7 @@ class ReviewWidget(QWidget):
         """Palette click / key: paint with ``label`` (napari label value; 0 = background) in paint mode."""
         layer = self.labels_layer
         if layer is None:
-            self._error(ValueError("Nothing to correct yet: segment the image first (Segment widget)."))
+            self._error(ValueError(f"{NOTHING_YET}: segment the image first ({menu_path('Segment')})."))
             return
         layer.selected_label = label
         layer.brush_size = self.brush_spin.value()
@@ -305,6 +307,8 @@ class ReviewWidget(QWidget):
             layer.bind_key(str(n + 1), self._key_select(label), overwrite=True)
         layer.brush_size = self.brush_spin.value()
         self._bound_layer = layer
+        if self.message.text().startswith(f"Error: {NOTHING_YET}"):
+            self.message.setText("")  # said before a segmentation existed; one is here now
         self._refresh_position()
 
     def _key_select(self, label: int) -> Any:
@@ -372,7 +376,13 @@ class ReviewWidget(QWidget):
         if status not in STATUSES:
             raise ValueError(f"Unknown status {status!r}; expected one of {STATUSES}.")
         s.flush()
-        s.project.set_status(s.units[i].key, status)
+        key = s.units[i].key
+        if status == "accepted" and key in s.project and s.project.item(key).status == "corrected":
+            # "Accept" on a tile the user painted means done with it, as corrected: marking it accepted hid which
+            # tiles were corrected ("1 corrected" became "0 corrected, 1 accepted", and so in the export manifest)
+            self._refresh_position()
+            return
+        s.project.set_status(key, status)
         self._refresh_position()
 
     def _saved(self, keys: list[str]) -> None:

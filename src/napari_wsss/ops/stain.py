@@ -13,13 +13,13 @@ augmentor fits stain vectors per tile (eigen-decomposition, percentiles): about 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 CHANNELS = ("H", "E", "R")  # haematoxylin, eosin, residual
-CHANNEL_NAMES = {"H": "haematoxylin", "E": "eosin", "R": "residual colour (neither H nor E)"}
 TISSUE_GREY = 200  # grey level above which a pixel is glass (the threshold of data.tiles.is_background)
 MIN_TISSUE_PIXELS = 1024  # fewer tissue pixels than this: no statistics (a tile of glass says nothing)
 STATS_VERSION = 1
@@ -180,13 +180,28 @@ def out_of_depth(rgb: np.ndarray, stats: dict[str, Any] | None) -> str | None:
 CLI_ADVICE = "correct a few tiles in napari (Review) and fine-tune (napari-wsss finetune), or try --stain-normalise"
 
 
+# what each channel is, in a pathologist's words (the letters and "spreads" said nothing on their own: "the image:
+# R +6.6 spreads; R residual colour ..." in two walk-throughs on real slides)
+PLAIN_CHANNELS = {"H": "haematoxylin (the blue-purple nuclear stain)", "E": "eosin (the pink stain)",
+                  "R": "colour that is neither haematoxylin nor eosin (ink, another stain or a colour cast)"}
+
+
+def plain_reason(reason: str) -> str:
+    """``"H +4.0 spreads, E -3.5 spreads"`` (``out_of_depth``) in words, its numbers kept."""
+    parts = []
+    for c, v in re.findall(r"([HER]) ([+-][0-9.]+) spreads", reason):
+        parts.append(f"much {'more' if float(v) > 0 else 'less'} {PLAIN_CHANNELS[c]} ({abs(float(v)):.1f} x the "
+                     "usual variation between its training images)")
+    return " and ".join(parts) or reason
+
+
 def out_of_depth_message(flagged: Sequence[tuple[str, str]], n_images: int, model: str,
                          advice: str = CLI_ADVICE) -> str:
     """One line for ``flagged`` [(image name, reason)] out of ``n_images``: what is wrong and what to do."""
     name, reason = flagged[0]
-    which = f"{len(flagged)} of {n_images} images, first {name}" if n_images > 1 else name
-    # the letters and "spreads" say nothing to a pathologist on their own ("the image: R +6.6 spreads" in the
-    # walk-through on a real TCGA slide): name the channels the reason uses and what a spread is
-    legend = ", ".join(f"{c} {CHANNEL_NAMES[c]}" for c in CHANNELS if f"{c} " in reason)
-    return (f"WARNING: stained unlike {model}'s training data ({which}: {reason}; {legend}; a spread is how much "
-            f"the training images' stain varies); the segmentation may be unreliable: {advice}.")
+    if n_images > 1:
+        which = (f"{len(flagged)} of {n_images} images {'is' if len(flagged) == 1 else 'are'} stained unlike the "
+                 f"images {model} was trained on; first {name}")
+    else:
+        which = f"{name} is stained unlike the images {model} was trained on"
+    return f"WARNING: {which}: {plain_reason(reason)}; the segmentation may be unreliable: {advice}."

@@ -175,4 +175,6 @@ def test_the_rule_is_one_for_widget_and_cli(tmp_path):
     assert preferred_version(versions, "sample", None)[0] == 0
     assert preferred_version(versions, "plain", None, ["gland", "non-gland", "glass"])[0] == 1
     assert preferred_version(versions, "plain", None, ["TE", "NEC", "LYM", "TAS", "BG"])[0] == 0
-    assert preferred_version(versions, "unknown", None) is None
+    # an image not read from files (a user's array, another reader): real tissue is likelier than generated tiles
+    assert preferred_version(versions, "unknown", None)[0] == 1
+    assert preferred_version(versions[:1], "unknown", None) is None  # only the demo: the list's order

@@ -58,7 +58,7 @@ def test_shifted_stain_gives_one_warning_line(model_with_stats, tiles, tmp_path,
     err = _predict(model_with_stats, tiles[1], tmp_path / "b", capsys)
     lines = [ln for ln in err.splitlines() if "WARNING" in ln]
     assert len(lines) == 1, err
-    assert "4 of 4 images, first t0.png: H +" in lines[0] and "fine-tune" in lines[0]
+    assert "4 of 4 images are stained unlike" in lines[0] and "first t0.png: much" in lines[0] and "much more haematoxylin" in lines[0] and "fine-tune" in lines[0]
 
 
 def test_models_without_statistics_skip_the_check(tiles, tmp_path, capsys) -> None:  # noqa: ANN001

@@ -158,9 +158,13 @@ def test_models_without_statistics_skip_the_check() -> None:
 def test_warning_is_one_line_naming_images_and_advice() -> None:
     msg = stain.out_of_depth_message([("a.png", "H +4.0 spreads"), ("b.png", "E -3.5 spreads")], 5, "m1")
     assert msg.startswith("WARNING:") and "\n" not in msg
-    assert "m1" in msg and "2 of 5 images, first a.png: H +4.0 spreads" in msg and "fine-tune" in msg
-    assert "H haematoxylin;" in msg and "eosin" not in msg  # the channels of the first reason are named
-    assert "a spread is how much the training images' stain varies" in msg
+    assert "2 of 5 images are stained unlike the images m1 was trained on; first a.png: much" in msg
+    assert "fine-tune" in msg
+    # in a pathologist's words, the number kept: no channel letters, no "spreads"
+    assert "much more haematoxylin (the blue-purple nuclear stain) (4.0 x the usual variation" in msg
+    assert "eosin" not in msg and "spreads" not in msg  # the first image's reason only
+    assert stain.plain_reason("R -6.6 spreads, E +3.1 spreads").startswith("much less colour that is neither")
+    assert " and much more eosin" in stain.plain_reason("R -6.6 spreads, E +3.1 spreads")
 
 
 def test_glas_statistics_are_finite_and_differ_from_generated_tiles(generated_stats: dict) -> None:
