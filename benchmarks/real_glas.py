@@ -311,18 +311,22 @@ def report(res: dict, args: argparse.Namespace) -> str:
                      f"{f(s['IoU']['non-gland'])} | {f(s['mIoU'])} | {f(s['mDice'])} | - |")
     if res.get("shipped"):
         two_stage = res.get("shipped_method") == "ifkd"
-        if res.get("shipped_stage1"):  # the recipe's stage 1 as its trainer scored it (same images, its options)
-            s = res["shipped_stage1"]
-            lines.append(f"| `sshr-glas` stage 1 alone (SSHR + SegMix; + per-image CAM normalisation, lumens filled, "
-                         f"test-time flips; from the shipped card) | {f(s['IoU']['gland'])} | "
+        stages = res.get("shipped_stages") or ([{"stage": 1, "val": res["shipped_stage1"]}]
+                                               if res.get("shipped_stage1") else [])
+        for st in stages[:-1] if len(stages) > 1 else stages:  # earlier stages as the recipe scored them
+            s, n = st["val"], st["stage"]
+            what = ("SSHR + SegMix; + per-image CAM normalisation, lumens filled, test-time flips" if n == 1 else
+                    f"stage {n - 1} distilled on whole images, patch labels gating its maps; test-time flips")
+            lines.append(f"| `sshr-glas` stage {n} alone ({what}; from the shipped card) | {f(s['IoU']['gland'])} | "
                          f"{f(s['IoU']['non-gland'])} | {f(s['mIoU'])} | {f(s['mDice'])} | see its card |")
         s = res["shipped_raw"]
         lines.append(f"| `models/sshr-glas` weights, argmax only{' (no flips)' if two_stage else ''} | "
                      f"{f(s['IoU']['gland'])} | {f(s['IoU']['non-gland'])} | {f(s['mIoU'])} | {f(s['mDice'])} | "
                      "see its card |")
         s = res["shipped"]
-        how = ("stage 1 distilled on whole images, patch labels gating its maps; test-time flips" if two_stage
-               else "+ per-image CAM normalisation, lumens filled, test-time flips")
+        last = len(stages) if len(stages) > 1 else 2
+        how = (f"stage {last - 1} distilled on whole images, patch labels gating its maps; test-time flips"
+               if two_stage else "+ per-image CAM normalisation, lumens filled, test-time flips")
         lines.append(f"| **`models/sshr-glas` (shipped: {how})** | "
                      f"{f(s['IoU']['gland'])} | {f(s['IoU']['non-gland'])} | **{f(s['mIoU'])}** | {f(s['mDice'])} "
                      "| see its card |")
@@ -421,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         res["shipped_raw"] = score_model(raw, val[1], val[2])
         res["shipped_method"] = card.method
         res["shipped_stage1"] = (card.config.get("teacher_card") or {}).get("metrics", {}).get("val")
+        res["shipped_stages"] = card.metrics.get("stages")  # every stage's score, for a recipe of several rounds
     if args.methods_from:
         res["methods"] = json.loads(args.methods_from.read_text())["methods"]
         res["methods_from"] = str(args.methods_from)

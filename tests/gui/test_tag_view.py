@@ -53,6 +53,7 @@ def test_tag_shows_each_whole_tile_without_the_segmentation(glas_folder: Path, q
 
     viewer.scene.camera.zoom *= 4  # the pathologist looks closer at one gland, then confirms
     assert not view_shows_all(viewer)
+    tag.toggle("gland")  # the tile holds glands: Enter with nothing ticked saves nothing and stays
     tag.confirm()
     assert viewer.dims.current_step[0] == 1 and view_shows_all(viewer)  # the next tile comes whole
 

@@ -25,10 +25,15 @@ pytestmark = pytest.mark.skipif(not (MODEL / "card.json").is_file(), reason="mod
 def test_card_says_what_it_was_trained_on_and_how_it_scored():
     card = load_card(MODEL)
     assert card.class_schema.foreground_names == ["gland", "non-gland"]
-    # two stages, image-level labels only: SSHR's maps distilled on whole images, gated by the patches' labels
-    assert card.method == "ifkd" and card.config["teacher_card"]["method"] == "sshr"
+    # image-level labels only: SSHR's maps distilled on whole images, gated by the patches' labels, then the
+    # student's maps distilled the same way once more; each stage's validation score is on the card
+    stages = card.metrics["stages"]
+    assert [st["method"] for st in stages] == ["sshr", "ifkd", "ifkd"] and card.config["distil_rounds"] == 2
+    assert card.method == "ifkd" and card.config["teacher_card"]["method"] == "ifkd"
     assert card.config["distil"]["distil_on"] == "images" and card.config["tta_flips"]
-    assert card.metrics["val"]["mIoU"] > card.config["teacher_card"]["metrics"]["val"]["mIoU"]
+    assert stages[-1]["val"]["mIoU"] == card.metrics["val"]["mIoU"]
+    assert card.metrics["val"]["mIoU"] > card.config["teacher_card"]["metrics"]["val"]["mIoU"] > stages[0]["val"]["mIoU"]
+    assert card.metrics["train_seconds"] == pytest.approx(sum(st["train_seconds"] for st in stages), abs=0.2)
     assert "GlaS" in card.training_data and "image-level labels only" in card.training_data
     assert "Terms" in card.training_data and "scripts/train_glas_model.py" in card.command
     assert card.config["glass_min_size"] == 0  # white gland lumens are gland, not glass
