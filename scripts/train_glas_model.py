@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         card.config["teacher_card"] = {"method": teacher.method, "config": teacher.config,
                                        "metrics": {k: teacher.metrics.get(k) for k in ("val", "train_seconds")}}
         card.config["distil_rounds"] = args.rounds
+        card.config["stage1_method"] = stages[0]["method"]  # Segment lists the version under it too
         card.metrics["stages"] = stages  # each stage's score on the validation images, as its trainer measured it
         card.metrics.setdefault("stage_seconds", {})["teacher"] = teacher.metrics.get("train_seconds", 0)
         card.metrics["train_seconds"] = round(sum(card.metrics["stage_seconds"].values()), 1)

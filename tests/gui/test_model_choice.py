@@ -19,6 +19,10 @@ def test_also_listed_under_base_or_teacher_method() -> None:
     # a fine-tune of the distilled sshr-glas: its base was already ifkd, its teacher's card says sshr
     assert also_listed_under(_card("ifkd", finetune={"base_method": "ifkd"}, teacher_card={"method": "sshr"})) == "sshr"
     assert also_listed_under(_card("ifkd", finetune={"base_method": "ifkd"})) is None
+    # distilled twice (sshr-glas since session 27): the teacher is an ifkd student, the first stage SSHR
+    assert also_listed_under(_card("ifkd", teacher_card={"method": "ifkd"}, stage1_method="sshr")) == "sshr"
+    assert also_listed_under(_card("ifkd", finetune={"base_method": "ifkd"}, teacher_card={"method": "ifkd"},
+                                   stage1_method="sshr")) == "sshr"  # and a fine-tune of it
 
 
 def test_shipped_sshr_glas_is_listed_under_its_own_and_its_teachers_method() -> None:

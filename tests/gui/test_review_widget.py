@@ -102,7 +102,7 @@ def test_segment_correct_change_tile_reopen_restores(qtbot, make_napari_viewer, 
     seg2.image_combo.setCurrentText(tiles.name)
     _segment(qtbot, seg2)
     assert "Kept 1 tile" in seg2.status.text()
-    assert seg2.status.text().startswith("2 region(s) segmented")  # the kept tile is not counted as segmented
+    assert seg2.status.text().startswith("2 tile(s) segmented")  # the kept tile is not counted as segmented
     assert seg2.last_result_layer.data[1, 20, 20] == label
     assert Project.open(tiles).item(key).status == "corrected"
 

@@ -86,9 +86,11 @@ def adopt_model_classes(session: Any, card: Any) -> str | None:
 
 def also_listed_under(card: Any) -> str | None:
     """The method whose list a version also belongs in when its network changed kind: a fine-tuned IFKD student
-    under its base's method, a distilled shipped version (``sshr-glas``) under its teacher's; None otherwise."""
+    under its base's method, a distilled shipped version (``sshr-glas``) under its teacher's or, distilled more
+    than once (its teacher an ifkd student too), under its first stage's; None otherwise."""
     for other in ((card.config.get("finetune") or {}).get("base_method"),
-                  (card.config.get("teacher_card") or {}).get("method")):  # a fine-tune of sshr-glas: its teacher's
+                  (card.config.get("teacher_card") or {}).get("method"),  # a fine-tune of sshr-glas: its teacher's
+                  card.config.get("stage1_method")):
         if other and other != card.method:
             return other
     return None

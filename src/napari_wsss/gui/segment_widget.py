@@ -454,7 +454,8 @@ class SegmentWidget(JobControlsMixin, QWidget):
                                                          "image": image_layer.name}})
         layer.refresh()
         self.viewer.layers.selection.active = layer
-        self.status.setText(f"{done} region(s) segmented with {version}; paint to correct.{note}"
+        what = "region(s)" if rect or kind == "slide" else {"stack": "tile(s)", "single": "image(s)"}[kind]
+        self.status.setText(f"{done} {what} segmented with {version}; paint to correct.{note}"
                             + (f" {stain_warning}" if stain_warning else ""))
         self.last_result_layer = layer
 
