@@ -1,10 +1,11 @@
 """Fine-tune dock widget: learn from the pathologist's corrections (IFKD) in a background worker.
 
-Pick the annotation project and the base model version, see how many tiles were corrected, start; a progress
-bar shows epoch, loss and held-out score, a small plot the held-out score per epoch. Pause waits between
-batches, Cancel stops without writing anything (the base version and the project stay as they were). At the
-end "Use this version" hands the new version to the Segment widget and re-segments the unreviewed tiles
-(corrected and accepted tiles are kept, as the project store protects them).
+Pick the annotation project and the base model version, see how many tiles were corrected, start; one progress
+bar covers the whole job (the held-out check and the refit on every correction), its line says which run is at
+which epoch, the epoch's mean loss and the held-out score, a small plot the held-out score per epoch. Pause
+waits between batches, Cancel stops without writing anything (the base version and the project stay as they
+were). At the end "Use this version" hands the new version to the Segment widget and re-segments the unreviewed
+tiles (corrected and accepted tiles are kept, as the project store protects them).
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class ScorePlot(QWidget):
         p.end()
 
 
+def _score(value: Any) -> float | None:
+    """A held-out score as a float; None when absent or NaN (no held-out tile)."""
+    return None if value is None or value != value else float(value)
+
+
 class FinetuneWidget(JobControlsMixin, QWidget):
     """Fine-tunes a model version on the corrections of an annotation project and lists the new version."""
 
@@ -99,7 +105,7 @@ class FinetuneWidget(JobControlsMixin, QWidget):
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 200)
         self.epochs_spin.setValue(8)
-        # a run with a held-out check trains twice (check, then every correction): the bar runs 1/2 then 2/2
+        # a run with a held-out check trains twice (check, then every correction): one bar covers both
         self.epochs_spin.setToolTip("epochs per training run; with 2 or more painted tiles the version is trained "
                                     "twice (a held-out check, then on every correction), each this many epochs")
         self.student_combo = QComboBox()  # training.ifkd_student.STUDENTS
@@ -337,18 +343,32 @@ class FinetuneWidget(JobControlsMixin, QWidget):
             self.pause_btn.setChecked(False)
 
     def _progress_text(self, p: Progress) -> str:
+        """The line under the one bar of the whole job: which run at which epoch (the core's ``desc``), the
+        epoch's mean loss, and the held-out score named for what it is. During epoch 1 the only score is the base
+        model's, from before any training (it read "epoch 1/8 · held-out mIoU 0.989" as if epoch 1 had scored it)."""
         m = p.metrics
-        text = p.desc
-        if "loss" in m:
-            text += f" · loss {m['loss']:.3f}"
-        held = m.get("held_out")
-        if held is not None and held == held:  # not NaN
-            text += f" · held-out mIoU {held:.3f}"
-            if "epoch" in m:  # epoch 0: the base version's score; epoch e: the student after e epochs
-                self._by_epoch[int(m["epoch"])] = float(held)
-                self.scores = [self._by_epoch[e] for e in sorted(self._by_epoch)]
-                self.plot.set_values(self.scores)
-        return text
+        parts = [p.desc]
+        if "loss" in m:  # the core's mean over the epoch so far: a batch's own loss swung from 0.28 to 1.84
+            parts.append(f"loss {m['loss']:.3f} (epoch mean)")
+        base, held = _score(m.get("held_out_base")), _score(m.get("held_out"))
+        epoch = int(m["epoch"]) if "epoch" in m else None
+        if held is not None and epoch:
+            parts.append(f"held-out mIoU {held:.3f} after epoch {epoch}"
+                         + (f" (base model {base:.3f})" if base is not None else ""))
+        elif base is not None:
+            parts.append(f"held-out mIoU of the base model {base:.3f} (before training)")
+        elif held is not None:
+            parts.append(f"held-out mIoU {held:.3f}")
+        points = dict(self._by_epoch)  # the plot: epoch 0 the base model, epoch e the student after e epochs
+        if base is not None:
+            points[0] = base
+        if held is not None and epoch:
+            points[epoch] = held
+        if points != self._by_epoch:
+            self._by_epoch = points
+            self.scores = [points[e] for e in sorted(points)]
+            self.plot.set_values(self.scores)
+        return " · ".join(parts)
 
     def _on_result(self, out_dir: Any) -> None:
         from ..models.card import load_card

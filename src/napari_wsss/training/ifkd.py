@@ -1,7 +1,10 @@
 """IFKD fine-tuning from the pathologist's corrections (MIL -> IFKD, methods.md), for any model version.
 
 ``finetune(project, base_version_dir, out_name, options=..., should_stop=...)`` is a generator yielding
-Progress per batch and returning the new model version folder inside the project (``models/<out_name>``).
+Progress per batch and returning the new model version folder inside the project (``models/<out_name>``). Its
+Progress covers the whole job (``step / total`` goes once from 0 to 1 over loading, the check fit, the refit and
+saving, each in proportion to its estimated work: ``ifkd_loop.Span``); ``desc`` says which run is at which
+epoch, ``metrics`` hold the epoch-mean loss and the held-out scores (``ifkd_loop.distil``).
 
 Roles
     *Teacher* = a frozen copy of the base version; its map per tile is its *fused map* where it has one (MIL:
@@ -94,6 +97,7 @@ from ..events import Cancelled, Progress, StopFlag, never_stop
 from . import common
 from .config import RunConfig
 from .ifkd_loss import weights_prefix
+from .ifkd_loop import READ_WORK, Span, distil_work
 from .ifkd_loop import distil, held_out_score, swap_teacher_student, switch_margin, teacher_maps  # noqa: F401
 from .ifkd_data import (
     ScaledTile,
@@ -238,6 +242,11 @@ def default_out_name(project: Any, base_version_dir: str | Path) -> str:
     return _next_free_name(project.models_dir, stem)
 
 
+def _correction_repeat(n_corrections: int, n_unreviewed: int) -> int:
+    """How often each corrected tile is drawn: corrected tiles are few, and must not drown among teacher-only ones."""
+    return int(min(4, max(1, n_unreviewed // max(1, 2 * n_corrections))))
+
+
 class _Fit:
     """One distillation of a student from the base version on given corrected and teacher tiles."""
 
@@ -246,19 +255,36 @@ class _Fit:
         self.project, self.base_seg, self.base_card, self.cfg = project, base_seg, base_card, cfg
         self.device, self.stop_or_wait, self.should_stop = device, stop_or_wait, should_stop
 
-    def run(self, train_items: list, unrev: list, held: list[TileRecord], desc: str
+    def work(self, train_items: list, unrev: list, n_held: int) -> tuple[float, float]:
+        """Estimated work (training batches) of reading the tiles and of the distillation, before any is read.
+
+        A tile is counted as one crop an epoch (real tiles give a few): the dense student's ``min_epoch_crops``
+        sets its epochs anyway, and two fits of one job are estimated alike, which is what their shares need."""
+        cfg = self.cfg
+        crops = len(train_items) * _correction_repeat(len(train_items), len(unrev)) + len(unrev)
+        batches = max(1, max(crops, cfg.min_epoch_crops) // max(1, cfg.batch_size))
+        n_teacher = len(unrev) + sum(it.status != "accepted" for it in train_items)
+        return (READ_WORK * (len(train_items) + len(unrev)),
+                sum(distil_work(n_teacher, n_held, batches, cfg.epochs)))
+
+    def run(self, train_items: list, unrev: list, held: list[TileRecord], desc: str, span: Span
             ) -> Generator[Progress, None, tuple[Any, Any, TargetDataset, int, list[dict]]]:
-        """Train a fresh student; returns (student, DistilResult, dataset, correction repeat, card entries)."""
+        """Train a fresh student; returns (student, DistilResult, dataset, correction repeat, card entries).
+
+        ``desc`` names the run in the user's words; ``span`` is its share of the job's progress bar."""
         from ..inference.predict import glass_min_size
 
         cfg, base_card = self.cfg, self.base_card
-        # corrected tiles are few: repeat them so that they are not drowned by teacher-only tiles
-        repeat = int(min(4, max(1, len(unrev) // max(1, 2 * len(train_items)))))
+        repeat = _correction_repeat(len(train_items), len(unrev))
+        reading, distilling = span.split(*self.work(train_items, unrev, len(held)))
         # every training tile kept only at the working scale, read one at a time (bounded memory for big tiles;
         # the teacher's maps read the full-resolution files again)
         tiles: list[ScaledTile] = []
         used = []
-        for it, with_mask in [(it, True) for it in train_items] + [(it, False) for it in unrev]:
+        todo = [(it, True) for it in train_items] + [(it, False) for it in unrev]
+        for i, (it, with_mask) in enumerate(todo):
+            if i % 8 == 0:
+                yield reading.at(i / len(todo), f"{desc}: reading the images ({i}/{len(todo)})")
             rec = _read_record(self.project, it, with_mask)
             tiles.append(scale_record(rec, base_card.working_scale, repeat if with_mask else 1,
                                       glass_min_size(base_card)))
@@ -275,8 +301,21 @@ class _Fit:
                            hed=cfg.hed(), min_len=cfg.min_epoch_crops)
         res = yield from distil(ds, held, teacher_seg, stu, cfg, n_classes=self.project.schema.n_classes,
                                 config=dict(base_card.config), device=self.device, stop_or_wait=self.stop_or_wait,
-                                should_stop=self.should_stop, desc=desc)
+                                should_stop=self.should_stop, desc=desc, span=distilling)
         return stu, res, ds, repeat, used
+
+
+def _run_names(n_held: int, n_items: int, refit: bool, unit: str) -> tuple[str, str]:
+    """What the progress line calls the fit(s), in the pathologist's words: (first fit, refit)."""
+    def n(k: int) -> str:
+        return f"{k} {unit}{'s' if k != 1 else ''}"
+
+    if refit:
+        return (f"checking on {n(n_held)} kept out of training (run 1 of 2)",
+                f"final fit on all {n(n_items)} you reviewed (run 2 of 2)")
+    if n_held:
+        return f"fine-tune, checked on {n(n_held)} kept out of training", ""
+    return f"fine-tune on {n(n_items)} you reviewed", ""
 
 
 # -- the loop --------------------------------------------------------------------------------------------------
@@ -334,7 +373,9 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
             time.sleep(0.05)
         return should_stop()
 
-    yield Progress(0, None, f"fine-tune: loading {base_dir.name} and {len(items)} reviewed tiles")
+    bar = Span()  # one bar over the whole job (loading, the check fit, the refit, saving) that never moves back
+    unit = "region" if any(getattr(it, "region", None) for it in items) else "tile"
+    yield bar.at(0.0, f"fine-tune: loading {base_dir.name} and {len(items)} reviewed {unit}s")
     base_seg = load_segmenter(base_dir, device)
     # held-out slice of the corrected tiles: drives the switch and early stopping, and checks the recipe
     rng = np.random.default_rng(cfg.seed)
@@ -355,12 +396,16 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
         cfg = dataclasses.replace(cfg, interpolate=1.0 if unrev else MIX_ALONE)
     refit = bool(cfg.refit and held)
     fit = _Fit(project, base_seg, base_card, cfg, device, stop_or_wait, should_stop)
-    stu, res, ds, repeat, used = yield from fit.run(train_items, unrev, held,
-                                                    "fine-tune (check, 1/2)" if refit else "fine-tune")
+    # each fit's share of the bar in proportion to its estimated work: the refit is a second fit of about the same
+    # size (the bar ran to 98 % in the check, then started again from 0)
+    first, second = fit.work(train_items, unrev, len(held)), fit.work(train_items + hold_items, unrev, 0)
+    _, first_span, second_span, saving = bar.split(1.0, sum(first), sum(second) if refit else 0.0, 1.0)
+    first_name, second_name = _run_names(len(held), len(items), refit, unit)
+    stu, res, ds, repeat, used = yield from fit.run(train_items, unrev, held, first_name, first_span)
     check = res
     if refit:  # the check said how this recipe does on unseen corrections; the version learns from all of them
-        stu, res, ds, repeat, used = yield from fit.run(train_items + hold_items, unrev, [],
-                                                        "fine-tune (all corrections, 2/2)")
+        stu, res, ds, repeat, used = yield from fit.run(train_items + hold_items, unrev, [], second_name,
+                                                        second_span)
     checked = {r.key for r in held}
     corrections = ([{**e, "held_out_in_check": e["key"] in checked} for e in used] if refit
                    else [_correction_entry(r, True) for r in held] + used)
@@ -399,5 +444,7 @@ def finetune(project: Any, base_version_dir: str | Path, out_name: str | None = 
     }
     for split in ("val", "test"):  # scores of the parent no longer describe this version
         card.metrics["parent_metrics"].get(split, {}).pop("confusion", None)
-    yield Progress(1, 1, "fine-tune: saving", {"held_out": check.nan_score(check.score_after)})
-    return save_model(out_dir, weights, card)
+    yield saving.at(0.0, f"fine-tune: saving {out_name}")
+    out = save_model(out_dir, weights, card)
+    yield saving.at(1.0, f"fine-tune: saved {out_name}")
+    return out

@@ -5,6 +5,10 @@ trained from image-level labels (``ifkd_train.train_ifkd``); see ``ifkd.py``'s d
 the teacher changes) combined with any corrections, scores it on held-out tiles with masks after every epoch,
 and switches teacher and student on IFKD's schedule when the student is better by more than the held-out
 slice's noise (:func:`switch_margin`).
+
+Progress: ``distil`` reports on a :class:`Span` of its caller's bar (the whole bar by default), so a job of
+several parts (fine-tuning: a check fit, then a refit on every correction) shows one bar that only moves forward,
+each part taking a share in proportion to its estimated work (:func:`distil_work`, in training-batch units).
 """
 
 from __future__ import annotations
@@ -23,6 +27,53 @@ from .ifkd_data import ScaledTile, TargetDataset, TileRecord
 from .ifkd_loss import dense_outputs, dense_student_loss, ifkd_loss
 from .ifkd_student import Student, segmenter_with
 from .loop import fit
+
+TILE_WORK = 1.0  # a tile predicted (teacher's maps, held-out scores) ~ one training batch: a forward pass over a
+# ~0.3 MP tile against forward + backward (~3x a forward) over 8 crops of 112 px; a rough guess, only for the bar
+READ_WORK = 0.1  # a tile read from its file and rescaled to the working scale
+EPOCH_LOSS = "epoch_loss"  # the metric ``fit`` yields once an epoch is done and scored (on_epoch_end's return)
+
+
+class Span:
+    """A share ``[lo, hi]`` of one progress bar over a whole job; its reports never move the bar backwards.
+
+    Each part of a job reports the fraction of its own work done (``at``), placed inside its span; spans split
+    (``split``) in proportion to estimated work. All spans of one bar share its furthest point, so a part that
+    redoes work (a teacher switch recomputes maps) or reports out of order holds the bar instead of moving it back.
+    The Progress it gives counts the job in ``UNITS`` (thousandths): ``step / total`` is the whole job's fraction.
+    """
+
+    UNITS = 1000
+
+    def __init__(self, lo: float = 0.0, hi: float = 1.0, _furthest: list[float] | None = None) -> None:
+        self.lo, self.hi = float(lo), float(hi)
+        self._furthest = _furthest if _furthest is not None else [self.lo]
+
+    def split(self, *work: float) -> list[Span]:
+        """Consecutive sub-spans in proportion to ``work`` (any units; all zero: equal shares)."""
+        total = float(sum(work))
+        shares = [w / total for w in work] if total > 0 else [1.0 / len(work)] * len(work)
+        out, lo = [], self.lo
+        for i, share in enumerate(shares):
+            hi = self.hi if i == len(shares) - 1 else min(self.hi, lo + share * (self.hi - self.lo))
+            out.append(Span(lo, hi, self._furthest))
+            lo = hi
+        return out
+
+    def at(self, done: float, desc: str, metrics: dict[str, float] | None = None) -> Progress:
+        """The job's Progress when ``done`` (0..1) of this span's work is done."""
+        self._furthest[0] = max(self._furthest[0], self.lo + (self.hi - self.lo) * min(1.0, max(0.0, float(done))))
+        return self.here(desc, metrics)
+
+    def here(self, desc: str, metrics: dict[str, float] | None = None) -> Progress:
+        """The job's Progress where the bar already is (work that was not planned, e.g. a teacher switch)."""
+        return Progress(int(self._furthest[0] * self.UNITS + 1e-6), self.UNITS, desc, dict(metrics or {}))
+
+
+def distil_work(n_teacher: int, n_held: int, batches: int, epochs: int) -> tuple[float, float, float, float]:
+    """Estimated work of :func:`distil`'s parts in training batches: (scoring the starting model on the held-out
+    tiles, the teacher's maps, the epochs with their held-out scores, scoring the final weights)."""
+    return (n_held * TILE_WORK, n_teacher * TILE_WORK, epochs * (batches + n_held * TILE_WORK), n_held * TILE_WORK)
 
 
 @dataclass
@@ -141,9 +192,21 @@ def swap_teacher_student(teacher: torch.nn.Module, student: torch.nn.Module, bes
 
 
 
+def _relabelled(gen: Generator[Progress, None, Any], report: Callable[[Progress], Progress]
+                ) -> Generator[Progress, None, Any]:
+    """``gen``'s reports passed through ``report``; returns ``gen``'s value."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield report(p)
+
+
 def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Student, cfg: Any, *,
            n_classes: int, config: dict, device: torch.device, stop_or_wait: Callable[[], bool],
-           should_stop: StopFlag, desc: str = "IFKD") -> Generator[Progress, None, DistilResult]:
+           should_stop: StopFlag, desc: str = "IFKD", span: Span | None = None
+           ) -> Generator[Progress, None, DistilResult]:
     """Train ``stu.model`` on ``ds`` from ``teacher_seg``'s maps (a frozen network; it may be replaced by a
     better student) for ``cfg.epochs``; leaves the kept weights (``cfg.keep``) in ``stu.model``.
 
@@ -153,26 +216,42 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
         n_classes: classes of the schema, background included (K + 1).
         config: the teacher card's config (how a CAM student's side maps are fused).
         stop_or_wait: polled between batches (waits while paused); ``should_stop`` tells a cancel from a switch.
+        desc: what this run is, in the user's words; reports read "<desc>: epoch 3/8".
+        span: the share of the job's progress bar this run fills (default: the whole bar); it only moves forward.
+    Yields Progress whose metrics are: ``loss``, the mean loss of the epoch so far (a batch's own loss swings too
+    much to read), the loss's parts and ``lr`` of the last batch; with held-out tiles ``held_out_base``, the
+    starting model's mIoU on them, and, once an epoch has been scored, ``held_out``, the mIoU after ``epoch``
+    epochs.
     """
     tiles = ds.tiles
     k = n_classes - 1
     student = stu.model
     teacher = {"seg": teacher_seg}  # replaced when a student becomes the teacher
+    need_teacher = [i for i, t in enumerate(tiles) if t.needs_teacher]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = common.make_loader(ds, cfg.batch_size, gen)  # made first: its length sizes this run's share of the bar
+    n_batches, n_held = len(loader), len(held)
+    s_before, s_maps, s_epochs, s_after = (span or Span()).split(
+        *distil_work(len(need_teacher), n_held, n_batches, cfg.epochs))
+
+    if held:
+        yield s_before.at(0.0, f"{desc}: scoring the starting model on the held-out "
+                               f"{'tiles' if n_held > 1 else 'tile'}")
     base_tiles: list[float] = []
     score_before = held_out_score(teacher_seg, held, n_classes, base_tiles)
     margin = switch_margin(base_tiles, cfg.switch_margin)
+    base_metrics = {} if score_before is None else {"held_out_base": score_before}
 
-    need_teacher = [i for i, t in enumerate(tiles) if t.needs_teacher]
-
-    def teacher_targets() -> Generator[Progress, None, None]:
-        maps = yield from teacher_maps(teacher["seg"], [tiles[i] for i in need_teacher], k, stop_or_wait, desc=desc)
+    def teacher_targets(report: Callable[[Progress], Progress]) -> Generator[Progress, None, None]:
+        maps = yield from _relabelled(teacher_maps(teacher["seg"], [tiles[i] for i in need_teacher], k, stop_or_wait,
+                                                   desc=desc), report)
         by_index = dict(zip(need_teacher, maps))
         for i, t in enumerate(tiles):
             t.set_teacher(by_index.get(i), k)
 
-    yield from teacher_targets()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = common.make_loader(ds, cfg.batch_size, gen)
+    yield from teacher_targets(lambda p: s_maps.at(
+        p.fraction or 0.0, f"{desc}: training targets, the model's maps of {p.total} tiles ({p.step}/{p.total})",
+        base_metrics))
 
     new_ids = {id(p) for p in (student.new_parameters() if hasattr(student, "new_parameters") else [])}
     old = [p for p in student.parameters() if id(p) not in new_ids]
@@ -207,11 +286,11 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
 
     state: dict[str, Any] = {"teacher_score": score_before, "best_score": None, "best_state": None,
                              "bad": 0, "early": False, "switches": 0, "history": [], "pending_teacher": False,
-                             "last_score": score_before}
+                             "epoch_score": None}
 
-    def on_epoch_end(epoch: int, n: int, losses: list[float]) -> None:
+    def on_epoch_end(epoch: int, n: int, losses: list[float]) -> dict[str, float]:
         score = held_out_score(segmenter_with(stu.segmenter, student), held, n_classes)
-        state["last_score"] = score
+        state["epoch_score"] = score
         state["history"].append(None if score is None else round(score, 4))
         best = state["best_score"]
         if score is None or best is None or score > best:
@@ -238,22 +317,45 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
             state["pending_teacher"] = True
         if cfg.patience and score is not None and state["bad"] >= cfg.patience:
             state["early"] = True
+        return {EPOCH_LOSS: losses[-1]}  # fit yields it as one more report: the epoch's score is shown at once
 
     def stop_fn() -> bool:
         return state["early"] or state["pending_teacher"] or stop_or_wait()
 
+    def scores() -> dict[str, float]:
+        """The held-out scores, each named for what it is: the starting model's, and the last epoch's (``epoch``:
+        the epochs it was scored after)."""
+        out = dict(base_metrics)
+        if state["epoch_score"] is not None:
+            out.update(held_out=state["epoch_score"], epoch=float(len(state["history"])))
+        return out
+
+    def done(step: int) -> float:  # the share of this run's epochs (batches and held-out scores) done
+        return (step + len(state["history"]) * n_held * TILE_WORK) / (cfg.epochs * (n_batches + n_held * TILE_WORK))
+
     epochs_done = 0
     losses: list[float] = []
+    running = {"epoch": -1, "sum": 0.0, "n": 0}  # the loss of the epoch so far
     while epochs_done < cfg.epochs:
         run = fit(student, opt, loader, step, epochs=cfg.epochs, start_epoch=epochs_done, should_stop=stop_fn,
                   on_epoch_end=on_epoch_end, desc=desc)
         try:
             while True:
                 p = next(run)
-                epochs_done = p.step // len(loader)
-                p.metrics["held_out"] = state["last_score"] if state["last_score"] is not None else float("nan")
-                p.metrics["epoch"] = float(epochs_done)
-                yield p
+                if EPOCH_LOSS in p.metrics:  # after an epoch's held-out score
+                    n_done = len(state["history"])
+                    yield s_epochs.at(done(p.step), f"{desc}: epoch {n_done}/{cfg.epochs} done",
+                                      {"loss": p.metrics[EPOCH_LOSS], **scores()})
+                    continue
+                epoch = (p.step - 1) // n_batches
+                if running["epoch"] != epoch:
+                    running.update(epoch=epoch, sum=0.0, n=0)
+                running["sum"] += p.metrics["loss"]
+                running["n"] += 1
+                parts = {k_: v for k_, v in p.metrics.items() if k_ != "loss"}
+                # the loss and the scores before the loss's parts: a terminal's progress line is cut at 150 characters
+                yield s_epochs.at(done(p.step), f"{desc}: epoch {epoch + 1}/{cfg.epochs}",
+                                  {"loss": running["sum"] / running["n"], **scores(), **parts})
         except StopIteration as stop:
             losses += stop.value.epoch_losses
             break
@@ -263,13 +365,12 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
             epochs_done = len(state["history"])
             if state["early"]:
                 break
-            # a teacher switch: recompute the teacher's maps, then go on with the next epoch
+            # a teacher switch: recompute the teacher's maps (work the bar did not plan: it holds), then go on
             state["pending_teacher"] = False
-            yield from teacher_targets()
-            yield Progress(epochs_done * len(loader), cfg.epochs * len(loader),
-                           f"{desc}: switch {state['switches']} (teacher <- best student)",
-                           {"held_out": state["last_score"] if state["last_score"] is not None else float("nan"),
-                            "epoch": float(epochs_done)})
+            what = f"{desc}: switch {state['switches']} (teacher <- best student)"
+            yield from teacher_targets(lambda p, what=what: s_epochs.here(
+                f"{what}, its maps ({p.step}/{p.total} tiles)", scores()))
+            yield s_epochs.here(what, scores())
 
     if stop_or_wait():
         raise Cancelled(f"{desc} cancelled")
@@ -278,6 +379,9 @@ def distil(ds: TargetDataset, held: list[TileRecord], teacher_seg: Any, stu: Stu
     student.load_state_dict(final_state)
     if base_state is not None:
         student.load_state_dict(mix_with_base(student.state_dict(), base_state, share))
+    if held:
+        yield s_after.at(0.0, f"{desc}: scoring the final weights on the held-out "
+                              f"{'tiles' if n_held > 1 else 'tile'}", scores())
     score_after = held_out_score(segmenter_with(stu.segmenter, student), held, n_classes)
     return DistilResult(score_before, score_after, margin, state["history"], state["switches"],
                         bool(state["early"]), losses, cfg.keep, len(held),

@@ -306,7 +306,8 @@ def test_refit_checks_on_held_out_tiles_then_learns_from_every_correction(tmp_pa
     assert held["n_tiles"] == 1 and held["keys"] == [k for k, c in used.items() if c["held_out_in_check"]]
     assert held["version"].startswith("a refit") and len(held["history"]) == 2
     descs = {p.desc.split(":")[0] for p in progress if p.total}
-    assert "fine-tune (check, 1/2)" in descs and "fine-tune (all corrections, 2/2)" in descs
+    assert "checking on 1 tile kept out of training (run 1 of 2)" in descs
+    assert "final fit on all 4 tiles you reviewed (run 2 of 2)" in descs
     # without refit the held-out tile never trains the version
     out2 = run_to_end(finetune(project, tiny_sshr, options={**FAST, "refit": False}))
     assert sum(c["held_out"] for c in load_card(out2).config["finetune"]["corrections"]) == 1
@@ -314,3 +315,42 @@ def test_refit_checks_on_held_out_tiles_then_learns_from_every_correction(tmp_pa
     assert "trained again on every reviewed tile, that tile included" in summary
     assert "with a first training run" in summary and f"1 reviewed tile ({held['keys'][0]})" in summary
     assert "trained again" not in held_out_summary(load_card(out2).metrics, "tiny-sshr")
+
+
+def test_one_progress_bar_over_the_whole_finetune(tmp_path, tiny_sshr, monkeypatch):
+    """Walk-through on real GlaS images: the bar ran to 98 % in the held-out check, then started again from 0 for the
+    refit on every correction (and read 2/2 at the teacher's maps before 2/2000); "epoch 1/8 · held-out mIoU 0.989"
+    showed the base model's score as if epoch 1 had earned it; the loss shown was a single batch's (0.28-1.84)."""
+    from napari_wsss.training import ifkd_loop
+
+    # every epoch's student takes the teacher's place: the switch recomputes the maps, which must not move the bar back
+    monkeypatch.setattr(ifkd_loop, "switch_margin", lambda per_tile, floor: -1.0)
+    project = make_project(tmp_path)
+    progress = []
+    out = run_to_end(finetune(project, tiny_sshr, options=dict(FAST, epochs=3)), progress.append)
+    fractions = [p.fraction for p in progress]
+    assert None not in fractions and len({p.total for p in progress}) == 1  # one bar, known from the start
+    assert all(b >= a for a, b in zip(fractions, fractions[1:])), fractions  # never backwards
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    check = [i for i, p in enumerate(progress) if "(run 1 of 2)" in p.desc]
+    refit = [i for i, p in enumerate(progress) if "(run 2 of 2)" in p.desc]
+    assert check and refit and max(check) < min(refit)
+    assert progress[check[0]].desc.startswith("checking on 1 tile kept out of training (run 1 of 2)")
+    assert progress[refit[0]].desc.startswith("final fit on all 4 tiles you reviewed (run 2 of 2)")
+    assert 0.3 < fractions[refit[0]] < 0.7  # the two fits share the bar in proportion to their work
+    assert any(p.desc.endswith("(run 1 of 2): epoch 1/3") for p in progress)
+    assert any("switch 1" in p.desc for p in progress)
+    # the teacher's maps are a step of the job, not a bar of their own that reads 100 %
+    maps = [p.fraction for p in progress if "(run 1 of 2): training targets, the model's maps of" in p.desc]
+    assert maps and max(maps) < 0.5
+    # until an epoch is scored the only held-out score is the base model's, and it is named so
+    first_epoch = [p for p in progress if p.desc.endswith("(run 1 of 2): epoch 1/3")]
+    assert first_epoch and all("held_out" not in p.metrics and "held_out_base" in p.metrics for p in first_epoch)
+    card = load_card(out)
+    history = card.metrics["held_out"]["history"]
+    scored = [p for p in progress if p.desc.endswith("(run 1 of 2): epoch 1/3 done")]
+    assert round(scored[0].metrics["held_out"], 4) == history[0] and scored[0].metrics["epoch"] == 1
+    assert scored[0].metrics["held_out_base"] == pytest.approx(card.metrics["held_out"]["before"])
+    # the loss is the mean of the epoch so far: each epoch's last report is the epoch's loss the card records
+    ends = [p for p in progress if "(run 2 of 2): epoch" in p.desc and p.desc.endswith("done")]
+    assert [round(p.metrics["loss"], 4) for p in ends] == card.metrics["epoch_losses"]
