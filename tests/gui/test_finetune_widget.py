@@ -47,12 +47,27 @@ def test_short_finetune_lists_a_new_version(qtbot, widget: FinetuneWidget, corre
     from napari_wsss.gui._responsiveness import StallMeter
 
     assert "2 corrected, 1 accepted" in widget.counts_label.text()
+    shown = []  # what the bar and its line showed after every report
+    on_progress = widget._on_progress
+
+    def record(p) -> None:  # noqa: ANN001
+        on_progress(p)
+        shown.append((widget.progress.value(), widget.progress.maximum(), widget.status.text()))
+
+    widget._on_progress = record
     meter = StallMeter().start()
     qtbot.mouseClick(widget.start_btn, Qt.LeftButton)
     # a check fit and a refit (the dense default): ~1 min on an idle 2-core machine, longer beside other jobs
     qtbot.waitUntil(lambda: widget.job is not None and not widget.job.running, timeout=400_000)
     stats = meter.stop().stats()
     assert widget.last_error is None, widget.last_error
+    # one bar over both fits that never moves back (it ran to 98 % in the check, then restarted for the refit)
+    assert shown and all(m == shown[0][1] > 0 for _, m, _ in shown)
+    values = [v for v, _, _ in shown]
+    assert values == sorted(values) and values[-1] == shown[0][1]
+    texts = [t for _, _, t in shown]
+    assert any(t.startswith("checking on 1 tile kept out of training (run 1 of 2): epoch 2/2") for t in texts)
+    assert any(t.startswith("final fit on all 3 tiles you reviewed (run 2 of 2): epoch 1/2") for t in texts)
     assert widget.last_result == corrected_project.models_dir / "tiny-sshr-ft1"
     assert "tiny-sshr-ft1" in widget.version_names()
     assert corrected_project.model_versions() == [widget.last_result]
@@ -124,7 +139,12 @@ def test_segment_lists_the_new_version_when_it_is_done(qtbot, make_napari_viewer
     listed = [seg.version_combo.itemText(i) for i in range(seg.version_combo.count())]
     assert any(t.startswith("tiny-sshr-ft1 (project") for t in listed), listed
     # the status says where it is listed and how to use it, not only the held-out verdict
-    assert "Segment (Plugins > WSSS tissue segmentation > Segment) lists it as 'tiny-sshr-ft1 (project)'" in ft.status.text()
+    # under the label Segment shows on its method (sshr), not the one the version has under its own (ifkd)
+    shown = [t for i, t in enumerate(listed)
+             if Path(seg.version_combo.itemData(i)).resolve() == ft.last_result.resolve()]
+    assert shown == ["tiny-sshr-ft1 (project, fine-tuned: ifkd)"], listed
+    assert ("Segment (Plugins > WSSS tissue segmentation > Segment) lists it as 'tiny-sshr-ft1 (project, fine-tuned: "
+            "ifkd)' under the method 'sshr'") in ft.status.text()
     assert "'Use this version' selects it in Segment" in ft.status.text()
 
 
@@ -172,3 +192,56 @@ def test_use_this_version_on_a_slide_segments_the_whole_slide_again(qtbot, make_
     assert ft.status.text().endswith(seg.status.text()) and "Re-segmenting" not in ft.status.text()
     ft._on_result(ft.last_result)  # the status at the end of a fine-tune names the slide's units too
     assert ft.status.text().endswith("re-segments the unreviewed regions."), ft.status.text()
+
+
+def test_progress_line_names_the_run_the_loss_and_whose_score(widget: FinetuneWidget) -> None:
+    """Walk-through on real GlaS images: "epoch 1/8 · held-out mIoU 0.989" showed the base model's score as if
+    epoch 1 had earned it, and the loss was a single batch's (it swung from 0.28 to 1.84)."""
+    from napari_wsss.events import Progress
+
+    run = "checking on 1 tile kept out of training (run 1 of 2)"
+    widget._on_progress(Progress(120, 1000, f"{run}: epoch 1/8", {"loss": 0.61, "lr": 1e-3, "held_out_base": 0.989}))
+    text = widget.status.text()
+    assert text.startswith(f"{run}: epoch 1/8") and "loss 0.610 (epoch mean)" in text
+    assert "held-out mIoU of the base model 0.989 (before training)" in text
+    assert (widget.progress.value(), widget.progress.maximum()) == (120, 1000)
+    assert widget.plot.values == [0.989]
+    widget._on_progress(Progress(180, 1000, f"{run}: epoch 1/8 done",
+                                 {"loss": 0.55, "held_out_base": 0.989, "held_out": 0.912, "epoch": 1.0}))
+    widget._on_progress(Progress(190, 1000, f"{run}: epoch 2/8",
+                                 {"loss": 0.5, "held_out_base": 0.989, "held_out": 0.912, "epoch": 1.0}))
+    assert "held-out mIoU 0.912 after epoch 1 (base model 0.989)" in widget.status.text()
+    assert widget.plot.values == [0.989, 0.912]
+    final = "final fit on all 3 tiles you reviewed (run 2 of 2)"  # no tile held out: the check's plot stays
+    widget._on_progress(Progress(600, 1000, f"{final}: epoch 1/8", {"loss": 0.7}))
+    assert widget.status.text() == f"{final}: epoch 1/8 · loss 0.700 (epoch mean)"
+    assert widget.plot.values == [0.989, 0.912] and widget.progress.value() == 600
+
+
+def test_the_verdict_names_the_version_as_segment_lists_it(make_napari_viewer, corrected_project: Project,  # noqa: ANN001
+                                                            tiny_model: Path, tmp_path: Path) -> None:
+    """Walk-through: the verdict said Segment lists the new version as 'sshr-glas-ft1 (project)'; under the method
+    Segment had selected it read 'sshr-glas-ft1 (project, fine-tuned: ifkd)'."""
+    import json
+
+    from ._plugin import REVIEW, open_path
+
+    # a version listed under two methods, as a fine-tuned IFKD student of an SSHR base is (here: sshr and multistage)
+    twin = Path(shutil.copytree(tiny_model, tmp_path / "twin"))
+    card = json.loads((twin / "card.json").read_text())
+    card["config"]["finetune"] = {"base_method": "multistage"}
+    (twin / "card.json").write_text(json.dumps(card))
+    viewer = make_napari_viewer()
+    open_path(viewer, Path(corrected_project.source))
+    dock(viewer, REVIEW)
+    ft = dock(viewer, FINETUNE)
+    version = corrected_project.add_model_version(twin, "tiny-sshr-ft1")
+    ft._on_result(version)  # no Segment docked: it opens on sshr, where the version is "<name> (project)"
+    assert "lists it as 'tiny-sshr-ft1 (project)' under the method 'sshr'" in ft.status.text(), ft.status.text()
+    seg = dock(viewer, SEGMENT)
+    seg.method_combo.setCurrentText("multistage")
+    shown = [seg.version_combo.itemText(i) for i in range(seg.version_combo.count())
+             if Path(seg.version_combo.itemData(i)).resolve() == version.resolve()]
+    assert shown == ["tiny-sshr-ft1 (project, fine-tuned: sshr)"]
+    ft._on_result(version)
+    assert f"lists it as {shown[0]!r} under the method 'multistage'" in ft.status.text(), ft.status.text()

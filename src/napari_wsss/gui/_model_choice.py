@@ -170,13 +170,37 @@ def project_classes_index(versions: list[tuple[str, Any]], current: int, wanted:
 def where_segment_lists(viewer: Any, folder: Path, labels: list[str]) -> str:
     """Where a new version can be used, as the status after training says it: the Segment widgets' ``labels`` for
     it (they selected it), or the open project's models/ that Segment lists when docked, or Browse… (a folder
-    outside any open project). The status used to send the user to Browse… although Segment already listed it."""
+    outside any open project). The status used to send the user to Browse… although Segment already listed it.
+
+    A version listed under two methods (a fine-tuned IFKD student of an SSHR base: "<name> (project)" under ifkd,
+    "<name> (project, fine-tuned: ifkd)" under sshr, ``_sessions.project_model_versions``) is named as Segment
+    shows it under the method it has selected (a docked Segment's, else the one it opens on), and that method
+    is named: the status said "(project)" while Segment, on sshr, showed the other label.
+    """
+    from qtpy.QtWidgets import QApplication
+
+    from .. import methods  # noqa: F401  (fills the registry)
+    from ..models._registry import METHODS
     from . import _sessions
+    from ._layers import same
     from ._menu import menu_path
+    from .segment_widget import SegmentWidget
 
     if labels:
         return f"the Segment widget lists it as {labels[0]!r} and has it selected"
-    for label, path, _ in _sessions.project_model_versions(viewer):
-        if Path(path).resolve() == Path(folder).resolve():
-            return f"Segment ({menu_path('Segment')}) lists it as {label!r}"
-    return f"to use it, open Segment ({menu_path('Segment')}) and Browse… to this folder"
+    target = Path(folder).resolve()
+    listed = [(label, method) for label, path, method in _sessions.project_model_versions(viewer)
+              if Path(path).resolve() == target]
+    if not listed:
+        return f"to use it, open Segment ({menu_path('Segment')}) and Browse… to this folder"
+    segs = [w for w in QApplication.allWidgets() if isinstance(w, SegmentWidget) and same(w.viewer, viewer)]
+    if segs:
+        combo, method = segs[0].version_combo, segs[0].method_combo.currentText()
+        shown = [combo.itemText(i) for i in range(combo.count()) if combo.itemData(i)
+                 and Path(combo.itemData(i)).resolve() == target]
+        if shown:  # exactly the text in its list
+            return f"Segment ({menu_path('Segment')}) lists it as {shown[0]!r} under the method {method!r}"
+    else:  # the method a Segment docked now opens on (SegmentWidget.__init__)
+        method = "sshr" if "sshr" in METHODS.names() else next(iter(METHODS.names()), "")
+    label, method = next(((lb, m) for lb, m in listed if m == method), listed[0])
+    return f"Segment ({menu_path('Segment')}) lists it as {label!r} under the method {method!r}"
