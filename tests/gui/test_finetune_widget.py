@@ -142,8 +142,8 @@ def test_segment_lists_the_new_version_when_it_is_done(qtbot, make_napari_viewer
     # under the label Segment shows on its method (sshr), not the one the version has under its own (ifkd)
     shown = [t for i, t in enumerate(listed)
              if Path(seg.version_combo.itemData(i)).resolve() == ft.last_result.resolve()]
-    assert shown == ["tiny-sshr-ft1 (project, fine-tuned: ifkd)"], listed
-    assert ("Segment (Plugins > WSSS tissue segmentation > Segment) lists it as 'tiny-sshr-ft1 (project, fine-tuned: "
+    assert shown == ["tiny-sshr-ft1 (project, ifkd)"], listed
+    assert ("Segment (Plugins > WSSS tissue segmentation > Segment) lists it as 'tiny-sshr-ft1 (project, "
             "ifkd)' under the method 'sshr'") in ft.status.text()
     assert "'Use this version' selects it in Segment" in ft.status.text()
 
@@ -221,7 +221,8 @@ def test_progress_line_names_the_run_the_loss_and_whose_score(widget: FinetuneWi
 def test_the_verdict_names_the_version_as_segment_lists_it(make_napari_viewer, corrected_project: Project,  # noqa: ANN001
                                                             tiny_model: Path, tmp_path: Path) -> None:
     """Walk-through: the verdict said Segment lists the new version as 'sshr-glas-ft1 (project)'; under the method
-    Segment had selected it read 'sshr-glas-ft1 (project, fine-tuned: ifkd)'."""
+    Segment had selected it read 'sshr-glas-ft1 (project, fine-tuned: ifkd)', cut off in the combo (now
+    'sshr-glas-ft1 (project, ifkd)')."""
     import json
 
     from ._plugin import REVIEW, open_path
@@ -242,6 +243,6 @@ def test_the_verdict_names_the_version_as_segment_lists_it(make_napari_viewer, c
     seg.method_combo.setCurrentText("multistage")
     shown = [seg.version_combo.itemText(i) for i in range(seg.version_combo.count())
              if Path(seg.version_combo.itemData(i)).resolve() == version.resolve()]
-    assert shown == ["tiny-sshr-ft1 (project, fine-tuned: sshr)"]
+    assert shown == ["tiny-sshr-ft1 (project, sshr)"]
     ft._on_result(version)
     assert f"lists it as {shown[0]!r} under the method 'multistage'" in ft.status.text(), ft.status.text()

@@ -254,7 +254,7 @@ def test_slide_regions_review(qtbot, make_napari_viewer, pyramid_tiff: Path, tin
     review.accept_btn.click()
     s.flush()
     p = Project.open(pyramid_tiff)
-    assert p.item("r0_256_256_384_l0").status == "accepted"
+    assert p.item("r0_256_256_384_l0").status == "corrected"  # painted, then accepted: still counted corrected
     assert p.load_mask("r0_256_256_384_l0")[100, 300 - 256] == 2
     assert p.load_mask("r0_256_256_384_l0").shape == (256, 128)
 

@@ -145,3 +145,47 @@ def test_real_single_level_slide_zoomed_in_segments_the_field_of_view(qtbot, mak
     h, w_ = w.last_result_layer.data.shape
     assert h < h0 and w_ < w0
 
+
+
+def test_a_second_field_of_view_keeps_the_first_on_screen(qtbot, make_napari_viewer, tmp_path: Path,  # noqa: ANN001
+                                                         tiny_model: Path) -> None:
+    """Walk-through on the real TCGA SVS: the whole view segmented, then a zoomed-in detail segmented, and the rest
+    of the slide's labels were gone (the layer was replaced). The first view stays, read-only, cleared under the
+    new one; the new one is the result corrected; the same view again replaces it, as before."""
+    from napari_wsss.gui._slide_views import EARLIER
+
+    from ._plugin import REVIEW
+
+    viewer = make_napari_viewer(show=True)
+    open_path(viewer, _single_level_slide(tmp_path))
+    w = dock(viewer, SEGMENT)
+    review = dock(viewer, REVIEW)
+    w.add_model_version(tiny_model)
+    qtbot.wait(300)
+    viewer.reset_view()
+    _segment(qtbot, w, VIEW)  # the whole slide is on screen
+    assert w.last_error is None, w.last_error
+    first = w.last_result_layer
+    assert first.data.shape == (300, 400) and first.data.min() > 0
+    first.paint((5, 5), 1 if first.data[5, 5] != 1 else 2, refresh=True)  # a correction on the first view
+    painted = int(first.data[5, 5])
+    _zoomed_in(viewer, qtbot)
+    _segment(qtbot, w, VIEW)  # a detail
+    second = w.last_result_layer
+    assert second.name == "one segmentation [tiny-sshr]" and second.editable and second.data.shape[0] < 300
+    earlier = [ly for ly in viewer.layers if ly.metadata.get("napari_wsss", {}).get("kind") == EARLIER]
+    assert len(earlier) == 1 and earlier[0].visible and not earlier[0].editable
+    assert "earlier view 1, read-only" in earlier[0].name
+    oy, ox = (int(v) for v in second.metadata["napari_wsss"]["placement"]["origin"])
+    h, w_ = second.data.shape
+    kept = np.asarray(earlier[0].data)
+    assert (kept[oy + 2:oy + h - 2, ox + 2:ox + w_ - 2] == 0).all()  # the new result alone where they overlap
+    assert (kept[:oy] > 0).all() and (kept[:, :ox] > 0).all()  # the first one around it
+    assert review.labels_layer is not None and review.labels_layer.name == second.name  # the new one is corrected
+    assert kept[5, 5] == painted  # the correction shows in the earlier view, and was saved before it was kept
+    from napari_wsss.store import Project
+
+    corrected = [it for it in Project.open(tmp_path / "one.svs").items() if it.status == "corrected"]
+    assert len(corrected) == 1 and corrected[0].region[:2] == [0, 0]  # the first view's top-left grid region
+    _segment(qtbot, w, VIEW)  # the same detail again: replaced, no new earlier view
+    assert sum(ly.metadata.get("napari_wsss", {}).get("kind") == EARLIER for ly in viewer.layers) == 1

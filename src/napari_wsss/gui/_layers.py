@@ -146,9 +146,10 @@ def is_segmentation_of(layer: Any, image_name: str) -> bool:
 
 
 def is_result_of(layer: Any, image_name: str) -> bool:
-    """True for a segmentation or its confidence map made for the image layer called ``image_name``."""
+    """True for a segmentation (an earlier view of a slide included) or its confidence map made for the image
+    layer called ``image_name``."""
     m = layer_meta(layer)
-    return m.get("kind") in ("segmentation", "confidence") and m.get("image") == image_name
+    return m.get("kind") in ("segmentation", "confidence", "earlier view") and m.get("image") == image_name
 
 
 def level_factors(levels: Any, level: int) -> tuple[float, float]:

@@ -173,7 +173,7 @@ def where_segment_lists(viewer: Any, folder: Path, labels: list[str]) -> str:
     outside any open project). The status used to send the user to Browse… although Segment already listed it.
 
     A version listed under two methods (a fine-tuned IFKD student of an SSHR base: "<name> (project)" under ifkd,
-    "<name> (project, fine-tuned: ifkd)" under sshr, ``_sessions.project_model_versions``) is named as Segment
+    "<name> (project, ifkd)" under sshr, ``_sessions.project_model_versions``) is named as Segment
     shows it under the method it has selected (a docked Segment's, else the one it opens on), and that method
     is named: the status said "(project)" while Segment, on sshr, showed the other label.
     """

@@ -207,5 +207,5 @@ def project_model_versions(viewer: Any) -> list[tuple[str, Path, str]]:
                 continue
             out.append((f"{d.name} (project)", d, card.method))
             if also := also_listed_under(card):
-                out.append((f"{d.name} (project, fine-tuned: {card.method})", d, also))
+                out.append((f"{d.name} (project, {card.method})", d, also))  # short: the combo cut it off
     return out

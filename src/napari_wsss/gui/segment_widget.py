@@ -434,6 +434,10 @@ class SegmentWidget(JobControlsMixin, QWidget):
                         f"{'…' if len(skipped) > 3 else ''}); mark them unreviewed to re-segment them.")
         meta = {"kind": "segmentation", "model": version, "method": card.method, "image": image_layer.name,
                 "placement": {k: v for k, v in placement.items() if k not in ("shape", "rect")}}
+        if kind == "slide" and lname in self.viewer.layers:  # another view: the earlier one stays, read-only
+            from ._slide_views import keep_earlier_view
+
+            keep_earlier_view(self.viewer, self.viewer.layers[lname], scale, translate, labels.shape, session)
         if lname in self.viewer.layers:
             layer = self.viewer.layers[lname]
             layer.data = labels
