@@ -7,7 +7,8 @@ from the Plugins menu after Segment left Segment 120 px high with its Segment bu
 that each of ours shows everything down to its ``primary_row`` widget where the column has the room (the dock just
 shown first, then the others from the top); the rest of the height goes to the dock just shown, as napari intends.
 Where the column is too short for that (napari's default window, about 1089 x 630, with three docks), our docks are
-tabbed together instead, the one just shown in front. Other plugins' docks keep their height. Pure Qt: the dock widgets and their main window, no napari internals.
+tabbed together instead, the one just shown in front. Other plugins' docks keep their height. Pure Qt: the dock
+widgets and their main window, no napari internals.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ On a tile folder (a stack) or a slide (a grid of tiles over tissue at a chosen t
 pathologist sees one tile, toggles the classes present with keys 1-9 (the project schema's order, the palette of
 the Review widget) and confirms with Enter, which saves the tags into the annotation project (``store_tags``,
 under the project lock) and moves on. A light Shapes overlay outlines every tile in the colour of its first tag
-(grey: untagged) with its tags written in it, so the whole slide shows what is tagged with what. "Order by model" proposes the untagged tiles
-that help most first (``tagging.next_tile``: uncertainty plus diversity), computed in a background worker, with
-the project's newest version or, before it has one, the shipped model of its classes.
+(grey: untagged) with its tags written in it, so the whole slide shows what is tagged with what. "Order by model"
+proposes the untagged tiles that help most first (``tagging.next_tile``: uncertainty plus diversity), computed in a
+background worker, with the project's newest version or, before it has one, the shipped model of its classes.
 """
 
 from __future__ import annotations
