@@ -145,6 +145,9 @@ def test_keys_pick_classes_and_accept_counts(qtbot, make_napari_viewer, tiles: P
     handler.press_key("3")
     handler.release_key("3")
     assert layer.selected_label == 3 and layer.mode == "paint"  # LYM, not napari's polygon tool
+    # napari's status bar said "use <1> for activate the label eraser" on this layer: it says what the keys do here
+    assert "keys 1-5 pick a class" in viewer.help and "use <1>" not in viewer.help, viewer.help
+    assert "E erase" in layer.help and "P paint" in layer.help  # napari's tools by the letters that still work
     assert review.palette_buttons[2].isChecked()
     handler.press_key("5")  # the last palette entry: background (erase)
     handler.release_key("5")

@@ -8,6 +8,7 @@ napari's Labels mode keys 1..7 on that layer only; the letter shortcuts E, P, F,
 
 from __future__ import annotations
 
+import re
 import weakref
 from functools import partial
 from pathlib import Path
@@ -307,9 +308,22 @@ class ReviewWidget(QWidget):
             layer.bind_key(str(n + 1), self._key_select(label), overwrite=True)
         layer.brush_size = self.brush_spin.value()
         self._bound_layer = layer
+        layer.events.mode.connect(self._say_class_keys)  # after napari's own help for the mode
+        self._say_class_keys()
         if self.message.text().startswith(f"Error: {NOTHING_YET}"):
             self.message.setText("")  # said before a segmentation existed; one is here now
         self._refresh_position()
+
+    def _say_class_keys(self, *_: Any) -> None:
+        """napari's status bar lists the number keys as its Labels tools ("use <1> for activate the label eraser");
+        on the tracked layer they pick classes (walk-through), so its help says that instead."""
+        layer = self._bound_layer
+        if layer is None or self.session is None:
+            return
+        n = min(9, len(self._palette_labels()))
+        layer.help = f"keys 1-{n} pick a class (Review & correct palette); {napari_tool_letters()}"
+        if self.viewer.layers.selection.active is not None and same(self.viewer.layers.selection.active, layer):
+            self.viewer.help = layer.help
 
     def _key_select(self, label: int) -> Any:
         """The key's callback: a named function, as napari's key handler reads every bound callback's
@@ -438,6 +452,20 @@ class ReviewWidget(QWidget):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         _sessions.close_sessions(self.viewer)
         super().closeEvent(event)
+
+
+def napari_tool_letters() -> str:
+    """napari's Labels tools by their letter shortcuts ("E erase, P paint, ..."): the number keys, napari's first
+    shortcut for each, pick classes on the tracked layer."""
+    from napari.settings import get_settings
+
+    tools = []
+    for name, keys in get_settings().shortcuts.shortcuts.items():
+        m = re.fullmatch(r"napari:activate_labels_(\w+)_mode", name)
+        letters = [str(k) for k in keys if not str(k).isdigit()]
+        if m and letters:
+            tools.append(f"{letters[0]} {m.group(1).replace('_', ' ')}")
+    return "napari's tools: " + ", ".join(tools) if tools else ""
 
 
 def _review_refresh(ref: Any, viewer: Any) -> None:
