@@ -422,8 +422,12 @@ def test_segmenting_a_slide_again_keeps_the_corrected_regions_in_the_new_result(
     layer.paint((10, 10), label)
     review.next_btn.click()  # saves region 1 (corrected)
     _segment(qtbot, seg, "whole slide, full resolution (tiled, saved as zarr)")
-    second = _slide_regions.editor_for(review.session).zarr_path
+    editor = _slide_regions.editor_for(review.session)
+    second = editor.zarr_path
     assert second.name.endswith("-2.zarr")
+    assert editor.carry_job is not None  # carried in a worker (about 40 ms a region: seconds on the Qt thread)
+    qtbot.waitUntil(lambda: not editor.carry_job.running, timeout=30_000)
+    assert editor.carry_job.outcome == "result"
     root = zarr.open_group(str(second), mode="r")
     assert root["labels/0"][y0 + 10, x0 + 10] == label
     assert root["labels/1"][(y0 + 10) // 2, (x0 + 10) // 2] == label

@@ -11,6 +11,7 @@ lower levels, so the slide's segmentation on disk (and the multiscale layer) car
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -58,6 +59,9 @@ class SlideRegionEditor:
         self.regions = tissue_regions(self.labels)
         self.index: int | None = None
         self.layer: Any = None
+        self.carry_job: Any = None  # the worker carrying the corrected regions into a new result (carry_reviewed)
+        self._lock = threading.Lock()  # pyramid writes: the worker's and the Qt thread's saves
+        self._written: set[str] = set()  # regions written back from the screen (newer than what the worker reads)
         session.on_saved.append(self._write_back)
 
     def show(self, i: int) -> Any:
@@ -95,26 +99,53 @@ class SlideRegionEditor:
             cb(s.viewer)
         return self.layer
 
-    def carry_reviewed(self) -> list[str]:
-        """Write the project's corrected and accepted level-0 regions into this result's pyramid; returns their keys.
+    def carry_reviewed(self) -> Any:
+        """Write the project's corrected and accepted level-0 regions into this result's pyramid, in a worker;
+        returns its ``Job`` (``carry_job``; None with nothing to carry), whose result is the keys written.
 
         A new whole-slide result (segmenting again, "Use this version") held the new model's labels where the user
         had corrected: the region editor showed the user's masks, but the slide's overview layer, its zarr and
-        every later reopening showed the model's, as if the corrections were gone.
+        every later reopening showed the model's, as if the corrections were gone. Reading each mask and writing
+        it into every level takes about 40 ms a region, seconds for a slide corrected over days: off the Qt
+        thread, which only lists the regions (the project's records are the Qt thread's to read).
         """
+        from ._worker import run_job
+
+        project, (h, w) = self.session.project, self.labels[0].shape[:2]
+        todo = [(it.key, list(it.region)) for it in project.items()
+                if it.region and it.region[4] == 0 and project.is_protected(it.key)
+                and it.region[2] <= h and it.region[3] <= w]
+        if not todo:
+            return None
+        self.carry_job = run_job(self._carry, todo, on_result=self._carried)
+        return self.carry_job
+
+    def _carry(self, todo: list[tuple[str, list[int]]], *, should_stop: Any) -> Any:
+        from ..events import Progress
         from ..inference.slide_segmentation import write_pyramid_block  # lazy: it loads torch
 
-        project, (h, w), done = self.session.project, self.labels[0].shape[:2], []
-        for it in project.items():
-            r = it.region
-            if not r or r[4] != 0 or not project.is_protected(it.key) or r[2] > h or r[3] > w:
-                continue
-            mask = project.load_mask(it.key)
+        done = []
+        for n, (key, r) in enumerate(todo):
+            if should_stop():
+                break
+            yield Progress(n, len(todo), "your corrected regions into the slide's segmentation")
+            mask = self.session.project.load_mask(key)
             if mask is None or mask.shape != (r[2] - r[0], r[3] - r[1]):
                 continue
-            write_pyramid_block(self.labels, r[0], r[1], self.session.schema.to_labels(mask).astype(np.uint8))
-            done.append(it.key)
+            block = self.session.schema.to_labels(mask).astype(np.uint8)
+            with self._lock:
+                if key in self._written:
+                    continue  # saved again from the screen since this started: that is newer
+                write_pyramid_block(self.labels, r[0], r[1], block)
+            done.append(key)
         return done
+
+    def _carried(self, keys: list[str]) -> None:
+        if keys:
+            try:
+                self.slide_layer.refresh()
+            except Exception:  # noqa: BLE001  (the multiscale layer may have been closed; the zarr is what counts)
+                pass
 
     def counts(self) -> dict[str, int]:
         """Review counts over this result's tissue regions (``Project.counts`` keys), visited or not.
@@ -140,7 +171,9 @@ class SlideRegionEditor:
         from ..inference.slide_segmentation import write_pyramid_block  # lazy: it loads torch
 
         # grid origins are multiples of every level's factor, as the segmentation's blocks are
-        write_pyramid_block(self.labels, y0, x0, np.asarray(self.layer.data, np.uint8))
+        with self._lock:
+            write_pyramid_block(self.labels, y0, x0, np.asarray(self.layer.data, np.uint8))
+            self._written.update(keys)
         try:
             self.slide_layer.refresh()
         except Exception:  # noqa: BLE001  (the multiscale layer may have been closed; the zarr is what counts)
@@ -176,8 +209,7 @@ def start_region_editor(session: Any, slide_layer: Any) -> SlideRegionEditor | N
         session.use_model(SimpleNamespace(class_schema=schema, name=meta.get("model") or "model"))
     editor = SlideRegionEditor(session, slide_layer, meta["zarr"], meta.get("model") or "model")
     session.region_editor = editor
-    if editor.carry_reviewed():  # the user's corrected regions, not the new model's labels, in the overview too
-        slide_layer.refresh()
+    editor.carry_reviewed()  # the user's corrected regions, not the new model's labels, in the overview too
     if editor.regions:
         editor.show(0)
     return editor
