@@ -122,3 +122,25 @@ def make_room_when_shown(widget: Any) -> None:
             pass
 
     QTimer.singleShot(100, later)
+
+
+def follow_tab(widget: Any, on_visible: Any) -> bool:
+    """Call ``on_visible(bool)`` when ``widget``'s dock is shown or hidden, its tab chosen or left included.
+
+    Qt leaves a dock whose tab is not in front visible (moved off-screen, no ``hideEvent``), so a widget that
+    changes the layers while it is on screen (Tag hides the segmentation) must follow its dock's
+    ``visibilityChanged`` once the docks are tabbed (``_tab_together``): clicking Review's tab left the
+    segmentation hidden and unpaintable (walk-through). Connected once; returns whether a dock was found."""
+    from qtpy.QtWidgets import QDockWidget
+
+    if getattr(widget, "_follows_tab", False):
+        return True
+    dock = widget.parentWidget()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    if dock is None:
+        return False
+    dock.visibilityChanged.connect(on_visible)
+    widget._follows_tab = True
+    return True
+

@@ -138,6 +138,9 @@ class ReviewWidget(QWidget):
 
         fit_view_when_shown(self, self.viewer)
         make_room_when_shown(self)
+        from ._dock_room import follow_tab
+
+        follow_tab(self, lambda visible: visible or self.flush())  # its tab left: save, as hiding does
 
     def _image_layers(self) -> list[Any]:
         from napari.layers import Image

@@ -58,6 +58,7 @@ class TagWidget(JobControlsMixin, QWidget):
         self._slip = ""  # the status line shown after Enter with no class ticked
         self.overlay: Any = None
         self.hidden_layers: list[Any] = []  # segmentation layers hidden while Tag is on screen (shown again after)
+        self._in_front = True  # False while another dock's tab is in front of Tag's (_tab_visible)
         self.class_buttons: list[QPushButton] = []
         self.job: Job | None = None
 
@@ -150,12 +151,21 @@ class TagWidget(JobControlsMixin, QWidget):
     def showEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name)
         """Docking narrows the canvas: fit the whole tile again once the layout settles, as Review does."""
         super().showEvent(event)
-        from ._dock_room import make_room_when_shown
+        from ._dock_room import follow_tab, make_room_when_shown
         from ._view import fit_view_when_shown
 
         fit_view_when_shown(self, self.viewer)
         make_room_when_shown(self)
+        follow_tab(self, self._tab_visible)
         self._hide_segmentation()
+
+    def _tab_visible(self, visible: bool) -> None:
+        """Tag's tab chosen or left (docks tabbed together): hide the segmentation only while Tag is in front."""
+        self._in_front = visible
+        if visible:
+            self._hide_segmentation()
+        else:
+            self._show_segmentation()
 
     def hideEvent(self, event: Any) -> None:  # noqa: N802  (Qt's name; also sent when the dock is closed)
         if not event.spontaneous():  # a minimised window is no reason to change the layers
@@ -169,7 +179,7 @@ class TagWidget(JobControlsMixin, QWidget):
         from ._layers import is_result_of
 
         layer = self.image_layer
-        if layer is None or self.session is None or not self.isVisible():
+        if layer is None or self.session is None or not self.isVisible() or not self._in_front:
             return
         segs = [ly for ly in self.viewer.layers if is_result_of(ly, layer.name) and ly.visible]  # and confidence
         for ly in segs:
