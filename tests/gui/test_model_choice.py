@@ -43,3 +43,31 @@ def test_real_tiles_opened_by_napari_builtins_get_the_real_tissue_model(qtbot, m
     seg = dock(viewer, SEGMENT)
     assert seg.version_combo.currentText() == "sshr-glas (shipped)"
     assert "file names carry no class labels" in seg.model_info.text()  # the reason, from the file name napari kept
+
+
+def test_an_image_opened_by_napari_builtins_can_be_reviewed(qtbot, make_napari_viewer, tmp_path) -> None:  # noqa: ANN001
+    """Walk-through: a real image opened with napari's builtins was segmented, but Review said "no project (open
+    tiles or a slide from a file)" of an image opened from a file, and nothing could be corrected."""
+    import numpy as np
+
+    from napari_wsss.store import Project
+    from tests._glas import glas_copy
+    from tests.gui._plugin import REVIEW, SEGMENT, dock
+
+    folder = glas_copy(tmp_path / "colon", ("train_1.png",))
+    viewer = make_napari_viewer()
+    viewer.open(str(folder / "train_1.png"), plugin="napari")
+    viewer.open(str(folder), plugin="napari")  # a folder by the builtins: a stack with no project of ours
+    seg = dock(viewer, SEGMENT)
+    seg.image_combo.setCurrentText("train_1")
+    seg.segment()
+    qtbot.waitUntil(lambda: seg.job is not None and not seg.job.running, timeout=120_000)
+    assert seg.last_error is None, seg.last_error
+    review = dock(viewer, REVIEW)
+    review.image_combo.setCurrentText("train_1")
+    assert review.session is not None and review.session.project.root == folder / "train_1.wsss"
+    assert review.labels_layer is not None and review.labels_layer.visible
+    assert Project.open(folder / "train_1.png").counts()["predicted"] == 1
+    review.palette_buttons[0].click()
+    assert review.last_error is None and review.labels_layer.mode == "paint"
+    assert np.asarray(review.labels_layer.data).min() > 0

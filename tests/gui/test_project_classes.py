@@ -112,6 +112,7 @@ def test_tag_widget_follows_the_new_classes_and_a_tag_fixes_them(gland_image: Pa
     assert [b.text() for b in tag.class_buttons][0] == "1: gland"
     # and "Order by model" works before the project has a version of its own: the shipped model is offered
     assert tag.model_combo.currentText() == "sshr-glas (shipped)"
+    assert tag.model_combo.itemText(0) == "sshr-glas (shipped)"  # the gland model before the LUAD demo
     tag.rank_by_model()
     qtbot.waitUntil(lambda: tag.job is not None and not tag.job.running, timeout=120_000)
     assert tag.last_error is None, tag.last_error

@@ -3,6 +3,7 @@ Segment docked grew a 1000 px high window to 1238 px, past the screen)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ._plugin import EXPORT, REVIEW, SAM, SEGMENT, TAG, TRAIN, dock, open_path
@@ -86,3 +87,29 @@ def test_docking_tag_train_or_sam_keeps_naparis_default_window_size(make_napari_
     assert window.height() <= DEFAULT_SIZE[1], f"docking {name} grew the window to {window.height()} px high"
     assert window.width() <= DEFAULT_SIZE[0], f"docking {name} grew the window to {window.width()} px wide"
     assert widget.findChild(QScrollArea) is not None, f"{name}'s form does not scroll when its dock is short"
+
+
+def test_sam_refine_docked_after_a_segmentation_keeps_the_default_width(make_napari_viewer, qtbot, tmp_path) -> None:  # noqa: ANN001
+    """Walk-through at the default size: SAM refine's class list, filled from a gland segmentation ("gland (colon
+    gland (epithelium and lumen))"), made its dock 602 px wide and the window grew from 1089 to 1197 px."""
+    from napari.layers import Labels
+
+    from napari_wsss.classes import load_schema
+    from napari_wsss.gui._layers import labels_layer_kwargs
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(*DEFAULT_SIZE)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == DEFAULT_SIZE, timeout=3000)
+    viewer.add_image(np.full((64, 64, 3), 200, np.uint8), name="tissue", rgb=True)
+    kw = labels_layer_kwargs(load_schema("glas"), "tissue segmentation [sshr-glas]",
+                             meta={"kind": "segmentation", "image": "tissue", "model": "sshr-glas"})
+    viewer.add_layer(Labels(np.ones((64, 64), np.uint8), **kw))
+    seg = dock(viewer, SEGMENT)
+    qtbot.wait(200)
+    sam = dock(viewer, SAM)
+    qtbot.wait(400)
+    assert any("epithelium and lumen" in sam.class_combo.itemText(i) for i in range(sam.class_combo.count()))
+    # no wider than Segment's form needs (was 602 px against 453: the right dock column widened by 150 px)
+    assert sam.minimumSizeHint().width() <= seg.minimumSizeHint().width(), sam.minimumSizeHint()
+    assert window.width() <= DEFAULT_SIZE[0], f"docking SAM refine grew the window to {window.width()} px wide"

@@ -109,7 +109,8 @@ SLIDE_GRID = 1024  # level-0 pixels per side of a slide review region
 
 
 def image_source(layer: Any) -> tuple[str, str] | None:
-    """(kind, path) of the data an image layer came from (our reader's metadata), or None for in-memory arrays.
+    """(kind, path) of the data an image layer came from (our reader's metadata, or napari's ``source.path`` for
+    one RGB image another reader opened), or None for in-memory arrays.
 
     kind is ``"tiles"`` (a folder), ``"slide"`` or ``"image"`` (a file).
     """
@@ -119,7 +120,35 @@ def image_source(layer: Any) -> tuple[str, str] | None:
         return "tiles", str(meta["folder"])
     if kind in ("slide", "image") and meta.get("path"):
         return kind, str(meta["path"])
+    path = foreign_path(layer) if kind is None else None
+    if path is not None and path.is_file() and not getattr(layer, "multiscale", True) \
+            and getattr(layer, "rgb", False) and getattr(layer, "ndim", 0) == 2:
+        return "image", str(path)  # one RGB image another reader opened (napari's builtins): a project as ours
     return None
+
+
+def foreign_path(layer: Any) -> Any:
+    """The file or folder (a ``Path``) another reader (napari's builtins) opened ``layer`` from, as napari keeps
+    it in ``layer.source.path``; None for ours and for arrays."""
+    from pathlib import Path
+
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return Path(path) if path and not layer_meta(layer).get("kind") else None
+
+
+def reopen_hint(viewer: Any) -> str | None:
+    """One line for image layers another reader opened that get no project (a folder as a stack): reopen them
+    with ours. napari's reader dialog offers its builtins beside napari-wsss (walk-through: Review then said
+    "open tiles or a slide from a file" of an image opened from a file)."""
+    from napari.layers import Image
+
+    names = [ly.name for ly in viewer.layers if isinstance(ly, Image) and foreign_path(ly) is not None
+             and image_source(ly) is None]
+    if not names:
+        return None
+    one = len(names) == 1
+    return (f"{', '.join(names[:3])} {'was' if one else 'were'} opened by another reader: open {'it' if one else 'them'}"
+            " again with File > Open and choose napari-wsss in napari's reader dialog to keep corrections.")
 
 
 PROJECT_ROOT = "project_root"  # layer metadata: a project folder the user chose instead of the default one

@@ -139,7 +139,8 @@ def fitting_versions(project: Any, extra: list[tuple[str, Path]] = ()) -> list[t
             continue
         if project.schema_refusal(card.class_schema) is None:
             out.append((label, Path(d), card))
-    return out
+    # those of the project's classes first (a fresh gland project listed the LUAD demo first, walk-through)
+    return sorted(out, key=lambda v: v[2].class_schema.names != project.schema.names)
 
 
 def combo_cards(combo: Any) -> list[tuple[str, Any]]:

@@ -61,7 +61,9 @@ def static_units(image_layer: Any, kind: str) -> list[Unit]:
             out.append(Unit(f.stem, (i, slice(0, h), slice(0, w)), image=rel))
         return out
     h, w = image_layer.data.shape[:2]
-    p = Path(meta["path"])
+    from ._layers import image_source
+
+    p = Path(meta.get("path") or image_source(image_layer)[1])  # ours, or another reader's file
     return [Unit(p.stem, (slice(0, h), slice(0, w)), image=p.name)]
 
 

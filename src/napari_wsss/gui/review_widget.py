@@ -243,7 +243,10 @@ class ReviewWidget(QWidget):
 
     def _show_session(self) -> None:
         s = self.session
-        self.project_label.setText(str(s.project.root) if s else "no project (open tiles or a slide from a file)")
+        from ._layers import reopen_hint
+
+        self.project_label.setText(str(s.project.root) if s else
+                                   f"no project ({reopen_hint(self.viewer) or 'open tiles or a slide from a file'})")
         self._build_palette()
         self._sync_layer()
         self._refresh_position()

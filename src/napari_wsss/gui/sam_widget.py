@@ -91,6 +91,11 @@ class SamRefineWidget(JobControlsMixin, QWidget):
         self.start_btn = QPushButton("Start prompting")
         self.clear_btn = QPushButton("Accept && clear prompts")
         self.primary_row = self.start_btn  # kept on screen when docks stack (_dock_room)
+        for combo in (self.image_combo, self.labels_combo, self.class_combo):
+            # sized to a short text, not to the longest item: "gland (colon gland (epithelium and lumen))" made
+            # the dock 602 px wide and napari's default window grew from 1089 to 1197 px (walk-through)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(16)
         self._init_job_controls()
 
         form = QFormLayout()

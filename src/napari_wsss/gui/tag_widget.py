@@ -538,7 +538,9 @@ def untaggable_hint(viewer: Any) -> str:
     if single:
         return (f"{', '.join(single[:3])}{'…' if len(single) > 3 else ''}: single images are not tagged; open their "
                 "folder (File > Open Folder) to tag them as a tile stack, or a slide to tag its tissue grid.")
-    return "Open a tile folder or a slide (File > Open) to tag its tiles."
+    from ._layers import reopen_hint
+
+    return reopen_hint(viewer) or "Open a tile folder or a slide (File > Open) to tag its tiles."
 
 
 def _tag_refresh(ref: Any, viewer: Any) -> None:
