@@ -331,6 +331,11 @@ def test_coarse_level_result_lines_up_with_the_slide(qtbot, make_napari_viewer, 
     w = dock(viewer, SEGMENT)
     w.add_model_version(tiny_model)
     w.scope_combo.setCurrentText(scope)
+    from napari_wsss.gui._view import view_shows_all
+
+    # the dock narrows the canvas and the view is fitted again once it settles (a fixed 200 ms wait lost that
+    # race under load in the full suite: 80 of 202 columns were on screen)
+    qtbot.waitUntil(lambda: view_shows_all(viewer), timeout=5000)
     qtbot.wait(200)  # the canvas draws: the layer's visible corner pixels are known
     w.segment()
     _wait(qtbot, w)
